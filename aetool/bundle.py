@@ -1,0 +1,189 @@
+"""A bundle: ``encoder.onnx`` + ``decoder.onnx`` + ``latent.json``, and the API over it.
+
+``latent.json`` makes the folder self-describing for any ONNX consumer: latent
+size, image shape and range, model family, the latent density, training
+metrics, and the SHA-256 of both graphs, checked here at load time so that
+files from two different exports are never mixed silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .density import density_from_dict
+from .errors import AetoolError
+from .fileio import read_json
+from .runtime import make_session, provider_label
+
+SCHEMA_VERSION = 1
+ENCODER = "encoder.onnx"
+DECODER = "decoder.onnx"
+LATENT = "latent.json"
+DEFAULT_SHIPPED = "cnn-d16"
+DEFAULT_BATCH = 1024
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_bundle(path: Path) -> bool:
+    return (Path(path) / LATENT).is_file()
+
+
+def shipped_root() -> Path:
+    """Where the package keeps its pretrained bundles."""
+    return Path(str(importlib.resources.files("aetool") / "pretrained"))
+
+
+def list_bundles(root: Path) -> list[Path]:
+    """Bundles directly under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_bundle(p)]
+    return sorted(found, key=lambda p: (p / LATENT).stat().st_mtime, reverse=True)
+
+
+def resolve_bundle_path(bundle: str | os.PathLike | None = None, workspace: Path | None = None) -> Path:
+    """``--bundle`` (a path, or the name of a bundle in ./export or shipped), else the newest
+    bundle in ./export, else the shipped d=16 bundle."""
+    workspace = Path.cwd() if workspace is None else Path(workspace)
+    if bundle is not None:
+        candidates = [Path(bundle)]
+        if os.sep not in str(bundle):
+            candidates += [workspace / "export" / str(bundle), shipped_root() / str(bundle)]
+        for path in candidates:
+            if path.is_dir():
+                return path
+        raise AetoolError(f"bundle {bundle}: no such folder (nor a bundle of that name in ./export or shipped)")
+    newest = list_bundles(workspace / "export")
+    if newest:
+        return newest[0]
+    shipped = shipped_root() / DEFAULT_SHIPPED
+    if not is_bundle(shipped):
+        raise AetoolError("no bundle found: train and export one, or pass --bundle PATH")
+    return shipped
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: encode / decode / reconstruct / interpolate / sample in numpy."""
+
+    path: Path
+    meta: dict[str, Any]
+    encoder: Any = field(repr=False)
+    decoder: Any = field(repr=False)
+    provider: str = "cpu"
+    batch_size: int = DEFAULT_BATCH
+
+    @property
+    def d(self) -> int:
+        return int(self.meta["d"])
+
+    @property
+    def family(self) -> str:
+        return str(self.meta["family"])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["image"]["shape"])
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def density(self):
+        return density_from_dict(self.meta["density"])
+
+    def _run(self, session, x: np.ndarray) -> np.ndarray:
+        name = session.get_inputs()[0].name
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        outs = [session.run(None, {name: x[i : i + self.batch_size]})[0] for i in range(0, len(x), self.batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(N, 1, 28, 28) in [0, 1] -> latents (N, d, 1, 1)."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[1:] != self.image_shape:
+            raise AetoolError(f"encode: expected images of shape (N, {', '.join(map(str, self.image_shape))}), got {images.shape}")
+        return self._run(self.encoder, images)
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Latents (N, d) or (N, d, 1, 1) -> images (N, 1, 28, 28); not clipped."""
+        z = np.asarray(latents, dtype=np.float32)
+        if z.ndim < 2 or int(np.prod(z.shape[1:])) != self.d:
+            raise AetoolError(f"decode: expected latents of size {self.d}, got shape {z.shape}")
+        return self._run(self.decoder, z.reshape(len(z), self.d, 1, 1))
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        return self.decode(self.encode(images))
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int = 16) -> np.ndarray:
+        """xi(x, x', alpha) = g((1 - alpha) f(x) + alpha f(x')) for alpha evenly in [0, 1]."""
+        if steps < 2:
+            raise AetoolError(f"--steps must be at least 2, got {steps}")
+        za, zb = self.encode(np.stack([np.asarray(a).reshape(self.image_shape), np.asarray(b).reshape(self.image_shape)]))
+        alpha = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(-1, 1, 1, 1)
+        return self.decode((1 - alpha) * za + alpha * zb)
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """Draw n latents from the bundle's density and decode them."""
+        if n < 1:
+            raise AetoolError(f"-n must be at least 1, got {n}")
+        return self.decode(self.density.sample(n, rng=seed))
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """Read and validate latent.json and check both graphs' SHA-256 against it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise AetoolError(f"bundle {path}: no such folder")
+    for name in (LATENT, ENCODER, DECODER):
+        if not (path / name).is_file():
+            raise AetoolError(f"bundle {path}: {name} is missing")
+    meta = read_json(path / LATENT)
+    if not isinstance(meta, dict):
+        raise AetoolError(f"bundle {path}: {LATENT} is not a JSON object")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise AetoolError(f"bundle {path}: unsupported schema_version {meta.get('schema_version')!r} (this aetool reads {SCHEMA_VERSION})")
+    for key in ("d", "family", "image", "density", "graphs"):
+        if key not in meta:
+            raise AetoolError(f"bundle {path}: {LATENT} lacks '{key}'")
+    for name, key in ((ENCODER, "encoder"), (DECODER, "decoder")):
+        expected = meta["graphs"].get(key, {}).get("sha256")
+        if sha256_file(path / name) != expected:
+            raise AetoolError(f"bundle {path}: {name} does not match {LATENT} (SHA-256 differs: corrupt, or from another export)")
+    density_from_dict(meta["density"])  # validates
+    return meta
+
+
+def load_bundle(bundle: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None,
+                batch_size: int = DEFAULT_BATCH) -> Bundle:
+    """Load a bundle for inference: by path or name, else the default one (see resolve_bundle_path)."""
+    path = resolve_bundle_path(bundle)
+    meta = read_meta(path)
+    encoder, provider = make_session(path / ENCODER, device, threads)
+    decoder, _ = make_session(path / DECODER, device, threads)
+    _check_shapes(path, meta, encoder, decoder)
+    return Bundle(path=path, meta=meta, encoder=encoder, decoder=decoder, provider=provider_label(provider), batch_size=batch_size)
+
+
+def _check_shapes(path: Path, meta: dict, encoder, decoder) -> None:
+    d = int(meta["d"])
+    enc_out = encoder.get_outputs()[0].shape
+    dec_in = decoder.get_inputs()[0].shape
+    if list(enc_out[1:]) != [d, 1, 1] or list(dec_in[1:]) != [d, 1, 1]:
+        raise AetoolError(f"bundle {path}: graph shapes {enc_out} / {dec_in} disagree with d={d} in {LATENT}")

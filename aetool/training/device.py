@@ -1,0 +1,36 @@
+"""Torch device and precision choice, kept apart so train and bench agree."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import AetoolError
+
+
+def torch_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AetoolError("--device cuda: PyTorch sees no CUDA GPU here (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise AetoolError(f"unknown device {name!r} (use auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """bfloat16 autocast only pays off where the CPU has native BF16 dot products."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` picks bf16 autocast where the hardware runs it natively, else exact fp32."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if cpu_has_bf16() else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise AetoolError(f"unknown precision {precision!r} (use auto, fp32 or bf16)")
+    return precision

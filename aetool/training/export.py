@@ -1,0 +1,203 @@
+"""Turn a training run into a bundle, and prove the bundle computes what PyTorch does.
+
+The check is the point: ``onnx.checker`` on both graphs, then onnxruntime
+against PyTorch on real test images at batch sizes 1, 7 and 256 for encoder,
+decoder and the round trip.  Past ``tolerance`` the export fails and nothing
+is written to the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..bundle import DECODER, ENCODER, LATENT, SCHEMA_VERSION, sha256_file
+from ..data import load_mnist
+from ..errors import AetoolError
+from ..fileio import read_json, write_json
+from ..runtime import make_session
+from .model import AutoEncoder
+from .train import CHECKPOINT, DENSITY, METRICS, load_checkpoint
+
+CHECK_BATCHES = (1, 7, 256)
+TOLERANCE = 1e-4
+
+
+def build_model(config: dict) -> torch.nn.Module:
+    if config.get("model", "cnn") == "pca":
+        from .pca import PCAAutoEncoder
+
+        return PCAAutoEncoder(config["d"])
+    return AutoEncoder(config["d"], config.get("nb_channels", 32))
+
+
+def load_run_model(run_dir: Path) -> tuple[torch.nn.Module, dict]:
+    state = load_checkpoint(run_dir)
+    model = build_model(state["config"])
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def find_run(models_dir: Path, run: str | None = None) -> Path:
+    """A run by path or by name under ``models_dir``; else the newest one there."""
+    if run is not None:
+        for path in (Path(run), Path(models_dir) / run):
+            if (path / CHECKPOINT).is_file():
+                return path
+        raise AetoolError(f"run {run}: not found (no {CHECKPOINT} at {run} or {Path(models_dir) / run})")
+    runs = [p for p in Path(models_dir).glob(f"*/{CHECKPOINT}")] if Path(models_dir).is_dir() else []
+    if not runs:
+        raise AetoolError(f"no training run in {models_dir}/: run `aetool train` first, or name one")
+    return max(runs, key=lambda p: p.stat().st_mtime).parent
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The dynamo exporter prints progress and logs warnings; a CLI summary is enough."""
+    sink = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def export_graph(module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+    """One self-contained .onnx file with a dynamic batch axis."""
+    with _quiet_exporter():
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            external_data=False,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1)}},
+        )
+
+
+def check_graphs(model: torch.nn.Module, folder: Path, images: np.ndarray, tolerance: float = TOLERANCE) -> dict:
+    """onnx.checker, then onnxruntime vs PyTorch; returns the largest differences seen."""
+    import onnx
+
+    for name in (ENCODER, DECODER):
+        try:
+            onnx.checker.check_model(str(folder / name), full_check=True)
+        except Exception as e:
+            raise AetoolError(f"export check failed: onnx.checker rejects {name} ({str(e).splitlines()[0]})") from None
+    enc, _ = make_session(folder / ENCODER, "cpu")
+    dec, _ = make_session(folder / DECODER, "cpu")
+    worst = {"encoder": 0.0, "decoder": 0.0, "roundtrip": 0.0}
+    with torch.no_grad():
+        for n in CHECK_BATCHES:
+            x = np.ascontiguousarray(images[:n], dtype=np.float32)
+            z_ref = model.encoder(torch.from_numpy(x))
+            x_ref = model.decoder(z_ref).numpy()
+            z_ref = z_ref.numpy()
+            z = enc.run(None, {"image": x})[0]
+            diffs = {
+                "encoder": np.abs(z - z_ref).max(),
+                "decoder": np.abs(dec.run(None, {"latent": z_ref})[0] - x_ref).max(),
+                "roundtrip": np.abs(dec.run(None, {"latent": z})[0] - x_ref).max(),
+            }
+            for part, diff in diffs.items():
+                if not diff <= tolerance:  # also catches NaN
+                    raise AetoolError(f"export check failed: {part} differs from PyTorch by {diff:.3g} > {tolerance:g} at batch {n}")
+                worst[part] = max(worst[part], float(diff))
+    return worst
+
+
+def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, log: Callable[[str], None] = print) -> dict:
+    """Export ``run_dir`` to the bundle folder ``out_dir``, replaced only once fully checked."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    model, state = load_run_model(run_dir)
+    config = state["config"]
+    metrics = read_json(run_dir / METRICS)
+    if not (run_dir / DENSITY).is_file():
+        raise AetoolError(f"run {run_dir}: no {DENSITY} yet (training has not finished; resume it with --resume)")
+    density = read_json(run_dir / DENSITY)
+    d = int(config["d"])
+    test = load_mnist("test", config.get("data"))
+    images = test.images[: max(CHECK_BATCHES)]
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        export_graph(model.encoder, torch.from_numpy(images[:2]), staging / ENCODER, "image", "latent")
+        with torch.no_grad():
+            z = model.encoder(torch.from_numpy(images[:2]))
+        export_graph(model.decoder, z, staging / DECODER, "latent", "image")
+        diffs = check_graphs(model, staging, images, tolerance)
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "name": out_dir.name,
+            "family": config.get("model", "cnn"),
+            "d": d,
+            "image": {"shape": [1, 28, 28], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW",
+                      "foreground": "white digit on black, as MNIST"},
+            "density": density,
+            "graphs": {
+                "encoder": {"file": ENCODER, "input": "image", "output": "latent", "sha256": sha256_file(staging / ENCODER)},
+                "decoder": {"file": DECODER, "input": "latent", "output": "image", "sha256": sha256_file(staging / DECODER)},
+                "opset": _opset(staging / ENCODER),
+                "batch_axis": "dynamic",
+            },
+            "training": {
+                "data": metrics.get("data"),
+                "epochs": metrics.get("epochs_done"),
+                "config": config,
+                "parameters": metrics.get("parameters"),
+                "test_sse_per_image": metrics.get("test_sse_per_image"),
+                "test_psnr_db": metrics.get("test_psnr_db"),
+            },
+            "export": {
+                "aetool": __version__,
+                "torch": torch.__version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "check": {"batches": list(CHECK_BATCHES), "tolerance": tolerance, "max_abs_diff": diffs},
+            },
+        }
+        write_json(staging / LATENT, meta)
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"exported {run_dir} -> {out_dir}  ({meta['family']}, d={d}, "
+        f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})")
+    return meta
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``staging`` so a reader sees the old or the new bundle, never a mix."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

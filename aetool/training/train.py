@@ -1,0 +1,268 @@
+"""Train the lecture's autoencoder on MNIST into a run folder.
+
+A run folder (``models/cnn-d16/``) holds everything export needs:
+``checkpoint.pt`` (weights, optimiser, epoch, history: enough to resume),
+``metrics.json`` (config, per-epoch loss / test SSE / PSNR, timings) and
+``density.json`` (the latent density fitted on f(train) at the end).
+Every file is written atomically after each epoch, so an interrupted run
+loses at most the epoch in progress and resumes with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data import Dataset, load_mnist
+from ..density import DiagonalGaussian
+from ..errors import AetoolError
+from ..fileio import atomic_path, write_json
+from ..progress import progress
+from .device import resolve_precision, torch_device
+from .model import AutoEncoder, count_parameters, reconstruction_loss
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+DENSITY = "density.json"
+
+
+@dataclass
+class TrainConfig:
+    d: int = 16
+    model: str = "cnn"
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    schedule: str = "constant"  # the lecture's constant rate, or "cosine" decay to zero
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast + channels_last)
+    limit: int | None = None  # train on the first N training images only
+    nb_channels: int = 32
+    data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
+
+    def validate(self) -> None:
+        if self.d < 1:
+            raise AetoolError(f"--d must be a positive latent size, got {self.d}")
+        if self.epochs < 1:
+            raise AetoolError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise AetoolError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise AetoolError(f"--lr must be a positive number, got {self.lr}")
+        if self.limit is not None and self.limit < 1:
+            raise AetoolError(f"--limit must be at least 1, got {self.limit}")
+        if self.schedule not in ("constant", "cosine"):
+            raise AetoolError(f"unknown schedule {self.schedule!r} (use constant or cosine)")
+        if self.model not in ("cnn", "pca"):
+            raise AetoolError(f"unknown model family {self.model!r} (use cnn or pca)")
+
+
+def default_run_name(config: TrainConfig) -> str:
+    return f"{config.model}-d{config.d}"
+
+
+def psnr_from_sse(sse_per_image: float, pixels: int = 28 * 28) -> float:
+    """PSNR in dB for images in [0, 1], from the mean per-pixel squared error."""
+    mse = sse_per_image / pixels
+    return float("inf") if mse == 0 else float(10 * math.log10(1.0 / mse))
+
+
+@torch.no_grad()
+def encode_all(encoder: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
+    encoder.eval()
+    out = [encoder(torch.from_numpy(images[i : i + batch]).to(device)).float().cpu().numpy() for i in range(0, len(images), batch)]
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def sse_per_image(model: AutoEncoder, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
+    """Sum of squared errors of each image's reconstruction, in exact fp32."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).to(device)
+        out.append((model(x) - x).pow(2).flatten(1).sum(1).cpu().numpy())
+    return np.concatenate(out)
+
+
+class Trainer:
+    """One training run: builds the model, loops over epochs, checkpoints, fits the density."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, *, quiet: bool = False, log: Callable[[str], None] = print) -> None:
+        config.validate()
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.quiet = quiet
+        self.log = log
+        self.device = torch_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        torch.manual_seed(config.seed)
+        self.model = AutoEncoder(config.d, config.nb_channels).to(self.device)
+        if self.precision == "bf16":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # ---- data -----------------------------------------------------------
+    def load_data(self) -> tuple[Dataset, Dataset]:
+        train = load_mnist("train", self.config.data)
+        test = load_mnist("test", self.config.data)
+        if self.config.limit is not None:
+            train = train.head(self.config.limit)
+        return train, test
+
+    # ---- checkpoints ----------------------------------------------------
+    def save_checkpoint(self) -> None:
+        state = {
+            "config": dataclasses.asdict(self.config),
+            "epoch": self.epoch,
+            "model": {k: v.contiguous() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+        }
+        with atomic_path(self.out_dir / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> None:
+        state = load_checkpoint(self.out_dir)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+
+    # ---- the loop -------------------------------------------------------
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate for a (0-based) epoch: constant, or a cosine from lr down to lr/100."""
+        c = self.config
+        if c.schedule == "constant":
+            return c.lr
+        return c.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * epoch / c.epochs)))
+
+    def train_epoch(self, x_train: torch.Tensor) -> tuple[float, float]:
+        c = self.config
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.epoch)
+        g = torch.Generator().manual_seed(c.seed * 100_003 + self.epoch)
+        order = torch.randperm(len(x_train), generator=g)
+        batches = range(0, len(x_train), c.batch_size)
+        bar = progress(batches, quiet=self.quiet, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="batch")
+        total, seen, t0 = 0.0, 0, time.perf_counter()
+        bf16 = self.precision == "bf16"
+        for start in bar:
+            x = x_train[order[start : start + c.batch_size]].to(self.device, non_blocking=True)
+            if bf16:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                x_hat = self.model(x)
+            loss = reconstruction_loss(x, x_hat)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(x)
+            seen += len(x)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
+        return total / seen, time.perf_counter() - t0
+
+    def run(self, resume: bool = False) -> dict:
+        c = self.config
+        if resume:
+            self.load_checkpoint()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        train, test = self.load_data()
+        x_train = torch.from_numpy(train.images)
+        self.log(
+            f"training {c.model} d={c.d} on {len(train)} images ({self.device.type}, {self.precision}), "
+            f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}, lr {c.lr} ({c.schedule}) -> {self.out_dir}"
+        )
+        while self.epoch < c.epochs:
+            train_loss, seconds = self.train_epoch(x_train)
+            sse = sse_per_image(self.model, test.images, self.device)
+            self.epoch += 1
+            row = {
+                "epoch": self.epoch,
+                "lr": self.lr_at(self.epoch - 1),
+                "train_loss": train_loss,
+                "test_sse_per_image": float(sse.mean()),
+                "test_psnr_db": psnr_from_sse(float(sse.mean())),
+                "seconds": seconds,
+                "train_images_per_s": len(train) / seconds,
+            }
+            self.history.append(row)
+            self.save_checkpoint()
+            self.write_metrics(train, test, final=False)
+            self.log(
+                f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  test SSE/image {row['test_sse_per_image']:.3f}  "
+                f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s)"
+            )
+        density = DiagonalGaussian().fit(encode_all(self.model.encoder, train.images, self.device))
+        write_json(self.out_dir / DENSITY, density.to_dict())
+        return self.write_metrics(train, test, final=True)
+
+    def write_metrics(self, train: Dataset, test: Dataset, final: bool) -> dict:
+        last = self.history[-1]
+        metrics = {
+            "family": self.config.model,
+            "config": dataclasses.asdict(self.config),
+            "precision": self.precision,
+            "device": self.device.type,
+            "torch": torch.__version__,
+            "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
+            "data": {"name": "mnist", "train_images": len(train), "test_images": len(test)},
+            "epochs_done": self.epoch,
+            "complete": final,
+            "test_sse_per_image": last["test_sse_per_image"],
+            "test_psnr_db": last["test_psnr_db"],
+            "history": self.history,
+        }
+        write_json(self.out_dir / METRICS, metrics)
+        return metrics
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise AetoolError(f"{run_dir}: no {CHECKPOINT} (not a training run, or it has not finished an epoch)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: torch raises many types
+        raise AetoolError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+
+
+def resume_config(out_dir: Path, epochs: int | None = None) -> TrainConfig:
+    """The stored config of a run, optionally with a new total number of epochs."""
+    config = TrainConfig(**load_checkpoint(out_dir)["config"])
+    if epochs is not None:
+        config.epochs = epochs
+    return config
+
+
+def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bool = False, quiet: bool = False,
+          log: Callable[[str], None] = print) -> dict:
+    """Train a run into ``out_dir``; refuse to clobber an existing run unless asked.
+
+    With ``resume`` the run continues from its last checkpoint; build ``config``
+    with :func:`resume_config` so it matches what was trained so far.
+    """
+    out_dir = Path(out_dir)
+    config.validate()
+    exists = (out_dir / CHECKPOINT).exists()
+    if resume and not exists:
+        raise AetoolError(f"--resume: {out_dir} holds no checkpoint to resume")
+    if exists and not resume and not force:
+        raise AetoolError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
+    if config.model == "pca":
+        from .pca import train_pca
+
+        return train_pca(config, out_dir, log=log)
+    return Trainer(config, out_dir, quiet=quiet, log=log).run(resume=resume)

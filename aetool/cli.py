@@ -57,8 +57,11 @@ def bundle_options(f):
 
         bundle = load_bundle(bundle_path, device=device, threads=threads or None)
         echo = (lambda *a, **k: None) if quiet else click.echo
-        echo(f"bundle {bundle.path} ({bundle.family}, d={bundle.d}) on {bundle.provider}")
-        return f(*args, bundle=bundle, echo=echo, quiet=quiet, **kwargs)
+        result = f(*args, bundle=bundle, echo=echo, quiet=quiet, **kwargs)
+        # after the work, so a failure prints its one error line alone; on stderr, so stdout
+        # stays clean for --json and pipes
+        echo(f"bundle {bundle.path} ({bundle.family}, d={bundle.d}) ran on {bundle.provider}", err=True)
+        return result
 
     return wrapper
 
@@ -99,7 +102,7 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, l
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
-    config = TrainConfig(d=d, model=model, epochs=epochs or 10, batch_size=batch_size, lr=lr, schedule=schedule,
+    config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr, schedule=schedule,
                          seed=seed, device=device, precision=precision, limit=limit, data=data_source)
     config.validate()
     out = out or Path("models") / default_run_name(config)

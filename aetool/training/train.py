@@ -241,6 +241,8 @@ def load_checkpoint(run_dir: Path) -> dict:
 
 def resume_config(out_dir: Path, epochs: int | None = None) -> TrainConfig:
     """The stored config of a run, optionally with a new total number of epochs."""
+    if not (Path(out_dir) / CHECKPOINT).is_file():
+        raise AetoolError(f"--resume: {out_dir} holds no checkpoint to resume")
     config = TrainConfig(**load_checkpoint(out_dir)["config"])
     if epochs is not None:
         config.epochs = epochs

@@ -1,0 +1,67 @@
+"""Shared fixtures: one tiny real training run, exported once per test session.
+
+Every CLI test runs ``python -m aetool`` in a subprocess, as a user would, in a
+workspace folder of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY = ["--limit", "300", "--epochs", "1", "--batch-size", "50", "--quiet"]
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``aetool ARGS`` in ``cwd``; with ``check`` fail loudly on a non-zero exit."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "aetool", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"aetool {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    """A workspace with a tiny trained run in models/cnn-d4 and its bundle in export/cnn-d4."""
+    ws = tmp_path_factory.mktemp("ws")
+    run_cli("train", "--d", "4", "--seed", "1", *TINY, cwd=ws)
+    run_cli("export", "--quiet", cwd=ws)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(workspace) -> Path:
+    return workspace / "export" / "cnn-d4"
+
+
+@pytest.fixture()
+def ws_copy(workspace, tmp_path) -> Path:
+    """A private copy of the workspace, for tests that damage or add files."""
+    dst = tmp_path / "ws"
+    shutil.copytree(workspace, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def digit_pngs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two real MNIST test digits saved as black-on-white PNGs of another size, as a user might have."""
+    from PIL import Image
+
+    from aetool.data import mnist_test_head
+
+    folder = tmp_path_factory.mktemp("digits")
+    paths = []
+    for i, x in enumerate(mnist_test_head(2).images):
+        a = (255 - np.round(x[0] * 255)).astype(np.uint8)  # dark ink on light paper
+        path = folder / f"digit{i}.png"
+        Image.fromarray(a).resize((84, 84), Image.NEAREST).save(path)
+        paths.append(path)
+    return paths[0], paths[1]

@@ -1,0 +1,144 @@
+"""Every runtime command run as a user would, its output files opened and checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aetool.runtime import cuda_unusable_reason
+from conftest import run_cli
+
+
+def test_reconstruct_files(workspace, digit_pngs, tmp_path):
+    out = tmp_path / "recon.png"
+    proc = run_cli("reconstruct", *map(str, digit_pngs), "-o", str(out), "--scale", "3", cwd=workspace)
+    assert "bundle" in proc.stderr and "ran on cpu" in proc.stderr
+    assert "mean SSE per image" in proc.stdout
+    sse = [float(line.rsplit(" ", 1)[1]) for line in proc.stdout.splitlines() if ": SSE " in line]
+    assert len(sse) == 2 and all(np.isfinite(sse)) and all(s > 0 for s in sse)
+    im = Image.open(out)
+    assert im.format == "PNG"
+    # 2 columns of 28 px + padding; two grids stacked: 2 * (28 + 2*2) + gap 4, times scale 3
+    assert im.size == (3 * (2 * 28 + 3 * 2), 3 * (2 * (28 + 2 * 2) + 4))
+
+
+def test_reconstruct_mnist_test_reports_mean_sse(workspace, tmp_path):
+    out = tmp_path / "r.png"
+    proc = run_cli("reconstruct", "--mnist-test", "36", "-o", str(out), cwd=workspace)
+    lines = [line for line in proc.stdout.splitlines() if ": SSE " in line]
+    assert len(lines) == 36
+    mean = float(proc.stdout.split("mean SSE per image ")[1].split()[0])
+    assert mean == pytest.approx(np.mean([float(line.rsplit(" ", 1)[1]) for line in lines]), abs=2e-3)
+    a = np.asarray(Image.open(out))
+    assert a.dtype == np.uint8 and a.shape == (4 * (2 * (3 * 28 + 4 * 2) + 4), 4 * (12 * 28 + 13 * 2))
+    assert a.max() > 200 and a.min() == 0
+
+
+def test_interpolate_gif_and_strip(workspace, digit_pngs, tmp_path):
+    gif = tmp_path / "walk.gif"
+    run_cli("interpolate", *map(str, digit_pngs), "-o", str(gif), "--steps", "5", "--no-bounce", "--fps", "10", cwd=workspace)
+    im = Image.open(gif)
+    assert im.format == "GIF" and im.n_frames == 5 and im.size == (112, 112)
+    assert im.info["duration"] == 100
+    frames = []
+    for i in range(im.n_frames):
+        im.seek(i)
+        frames.append(np.asarray(im.convert("L"), dtype=np.float32))
+    assert not np.array_equal(frames[0], frames[-1])  # the walk moves
+
+    bounce = tmp_path / "bounce.gif"
+    run_cli("interpolate", *map(str, digit_pngs), "-o", str(bounce), "--steps", "5", cwd=workspace)
+    assert Image.open(bounce).n_frames == 8
+
+    strip = tmp_path / "walk.png"
+    run_cli("interpolate", *map(str, digit_pngs), "-o", str(strip), "--steps", "6", "--scale", "1", cwd=workspace)
+    assert Image.open(strip).size == (6 * 28 + 7 * 2, 28 + 2 * 2)
+
+
+def test_interpolation_endpoints_are_the_reconstructions(bundle_dir, digit_pngs):
+    from aetool import load_bundle
+    from aetool.images import load_images
+
+    b = load_bundle(bundle_dir, device="cpu")
+    x = load_images(digit_pngs)
+    frames = b.interpolate(x[0], x[1], steps=4)
+    np.testing.assert_allclose(frames[[0, -1]], b.reconstruct(x), atol=1e-5)
+
+
+def test_sample_grid_is_seeded(workspace, tmp_path):
+    a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
+    run_cli("sample", "-n", "64", "--seed", "3", "-o", str(a), "--scale", "2", cwd=workspace)
+    run_cli("sample", "-n", "64", "--seed", "3", "-o", str(b), "--scale", "2", cwd=workspace)
+    run_cli("sample", "-n", "64", "--seed", "4", "-o", str(c), "--scale", "2", cwd=workspace)
+    assert Image.open(a).size == (2 * (8 * 28 + 9 * 2),) * 2
+    assert a.read_bytes() == b.read_bytes() and a.read_bytes() != c.read_bytes()
+
+
+def test_bench_json(workspace):
+    proc = run_cli("bench", "--json", "--batch-sizes", "1,8", "--seconds", "0.05", "--quiet", cwd=workspace)
+    report = json.loads(proc.stdout)
+    rows = report["results"]
+    assert {(r["engine"], r["op"], r["batch"]) for r in rows} >= {("onnxruntime", op, b) for op in ("encode", "decode", "roundtrip") for b in (1, 8)}
+    assert any(r["engine"] == "torch" for r in rows)  # torch is installed in the test environment
+    assert report["torch_weights"] == "bundle"
+    for r in rows:
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["images_per_s"] > 0
+
+
+def test_info_and_python_api(workspace, bundle_dir):
+    proc = run_cli("info", "--bundle", str(bundle_dir), cwd=workspace.parent)
+    assert "family cnn, d=4" in proc.stdout
+    from aetool import load_bundle
+
+    b = load_bundle(bundle_dir)
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    z = b.encode(x)
+    assert z.shape == (3, 4, 1, 1)
+    assert b.decode(z).shape == (3, 1, 28, 28)
+    assert b.decode(z.reshape(3, 4)).shape == (3, 1, 28, 28)
+
+
+def test_runtime_commands_never_import_torch(workspace, digit_pngs, tmp_path):
+    """With torch made unimportable, every runtime command still works."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # any import of torch now fails\n")
+    env = {"PYTHONPATH": str(blocker)}
+    out = tmp_path / "o"
+    out.mkdir()
+    run_cli("sample", "-n", "4", "-o", str(out / "s.png"), cwd=workspace, env=env)
+    run_cli("reconstruct", *map(str, digit_pngs), "-o", str(out / "r.png"), cwd=workspace, env=env)
+    run_cli("reconstruct", "--mnist-test", "3", "-o", str(out / "r3.png"), cwd=workspace, env=env)
+    run_cli("interpolate", *map(str, digit_pngs), "-o", str(out / "w.gif"), "--steps", "3", cwd=workspace, env=env)
+    run_cli("info", cwd=workspace, env=env)
+    report = json.loads(run_cli("bench", "--json", "--batch-sizes", "1", "--seconds", "0.02", cwd=workspace, env=env).stdout)
+    assert {r["engine"] for r in report["results"]} == {"onnxruntime"}
+    # the blocker really blocks: training needs torch and must fail
+    proc = run_cli("train", "--d", "2", "--limit", "10", cwd=tmp_path, env=env, check=False)
+    assert proc.returncode != 0
+
+
+def test_default_bundle_is_newest_in_export_else_shipped(workspace, tmp_path):
+    proc = run_cli("info", cwd=workspace)
+    assert "export/cnn-d4" in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli("info", cwd=empty)
+    assert "pretrained" in proc.stderr and "d=16" in proc.stderr
+
+
+def test_device_cuda_is_clear_when_unusable(workspace):
+    proc = run_cli("sample", "-n", "2", "-o", "x.png", "--device", "cuda", cwd=workspace, check=False)
+    if cuda_unusable_reason() is None:
+        assert proc.returncode == 0 and "ran on cuda" in proc.stderr
+    else:
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("error: --device cuda:") and len(proc.stderr.strip().splitlines()) == 1
+        auto = run_cli("sample", "-n", "2", "-o", "x.png", "--device", "auto", cwd=workspace)
+        # auto falls back to the CPU quietly: the bundle line is all there is on stderr
+        assert auto.stderr.strip().splitlines() == [line for line in auto.stderr.strip().splitlines() if line.startswith("bundle ")]
+        assert "ran on cpu" in auto.stderr

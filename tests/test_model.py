@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from aetool.density import DiagonalGaussian, density_from_dict
+from aetool.errors import AetoolError
+from aetool.training.model import AutoEncoder, count_parameters, reconstruction_loss
+
+
+def test_lecture_parameter_counts_at_d16():
+    model = AutoEncoder(16)
+    assert count_parameters(model.encoder) == 60_336
+    assert count_parameters(model.decoder) == 60_321
+
+
+@pytest.mark.parametrize("d", [1, 2, 8, 32])
+def test_shapes(d):
+    model = AutoEncoder(d)
+    x = torch.rand(3, 1, 28, 28)
+    z = model.encoder(x)
+    assert z.shape == (3, d, 1, 1)
+    assert model.decoder(z).shape == (3, 1, 28, 28)
+
+
+def test_loss_is_half_sse_per_batch():
+    x = torch.zeros(4, 1, 28, 28)
+    y = torch.full((4, 1, 28, 28), 0.5)
+    # 784 pixels * 0.25 per pixel * 0.5, averaged over 4 images
+    assert reconstruction_loss(x, y).item() == pytest.approx(0.5 * 784 * 0.25)
+
+
+def test_bad_latent_size():
+    with pytest.raises(ValueError):
+        AutoEncoder(0)
+
+
+def test_diagonal_gaussian_fit_sample_logprob_roundtrip():
+    rng = np.random.default_rng(0)
+    mean, std = np.array([1.0, -2.0, 0.5]), np.array([0.5, 2.0, 1.0])
+    z = rng.normal(mean, std, size=(20_000, 3))
+    g = DiagonalGaussian().fit(z.reshape(-1, 3, 1, 1))
+    np.testing.assert_allclose(g.mean, mean, atol=0.05)
+    np.testing.assert_allclose(np.sqrt(g.var), std, rtol=0.03)
+    s = g.sample(20_000, rng=1)
+    assert s.shape == (20_000, 3) and s.dtype == np.float32
+    np.testing.assert_allclose(s.mean(0), mean, atol=0.05)
+    # log density at the mean is the Gaussian normaliser
+    expected = -0.5 * np.log(2 * np.pi * g.var).sum()
+    assert g.log_prob(g.mean[None]).item() == pytest.approx(expected)
+    g2 = density_from_dict(g.to_dict())
+    np.testing.assert_array_equal(g2.mean, g.mean)
+    np.testing.assert_array_equal(g.sample(5, rng=3), g2.sample(5, rng=3))
+
+
+@pytest.mark.parametrize("bad", [
+    {"kind": "nope"},
+    {"kind": "diagonal_gaussian", "mean": [0, 1], "var": [1]},
+    {"kind": "diagonal_gaussian", "mean": [0], "var": [0]},
+    {"kind": "diagonal_gaussian"},
+    [],
+])
+def test_density_rejects_bad_dicts(bad):
+    with pytest.raises(AetoolError):
+        density_from_dict(bad)

@@ -1,0 +1,124 @@
+"""A real (tiny) training run, its export, and onnxruntime-vs-PyTorch parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from aetool.bundle import sha256_file
+from aetool.data import mnist_test_head
+from aetool.training.export import load_run_model
+from conftest import TINY, run_cli
+
+
+def test_run_folder_holds_checkpoint_metrics_density(workspace):
+    run = workspace / "models" / "cnn-d4"
+    assert (run / "checkpoint.pt").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["epochs_done"] == 1
+    assert metrics["data"]["train_images"] == 300 and metrics["data"]["test_images"] == 10_000
+    h = metrics["history"][0]
+    assert np.isfinite(h["train_loss"]) and h["train_loss"] > 0
+    # SSE per image and PSNR agree: PSNR = 10 log10(784 / SSE) for images in [0, 1]
+    assert h["test_psnr_db"] == pytest.approx(10 * np.log10(784 / h["test_sse_per_image"]))
+    density = json.loads((run / "density.json").read_text())
+    assert density["kind"] == "diagonal_gaussian" and len(density["mean"]) == 4
+
+
+def test_bundle_metadata_describes_itself(bundle_dir, workspace):
+    meta = json.loads((bundle_dir / "latent.json").read_text())
+    assert meta["schema_version"] == 1 and meta["d"] == 4 and meta["family"] == "cnn"
+    assert meta["image"]["shape"] == [1, 28, 28] and meta["image"]["range"] == [0.0, 1.0]
+    assert meta["graphs"]["encoder"]["sha256"] == sha256_file(bundle_dir / "encoder.onnx")
+    assert meta["graphs"]["decoder"]["sha256"] == sha256_file(bundle_dir / "decoder.onnx")
+    metrics = json.loads((workspace / "models" / "cnn-d4" / "metrics.json").read_text())
+    assert meta["training"]["test_sse_per_image"] == metrics["test_sse_per_image"]
+    assert meta["export"]["check"]["batches"] == [1, 7, 256]
+    assert max(meta["export"]["check"]["max_abs_diff"].values()) <= 1e-4
+
+
+def test_graphs_are_self_contained_with_dynamic_batch(bundle_dir):
+    for name, shape_in, shape_out in (("encoder.onnx", [1, 28, 28], [4, 1, 1]), ("decoder.onnx", [4, 1, 1], [1, 28, 28])):
+        model = onnx.load(str(bundle_dir / name))
+        onnx.checker.check_model(model, full_check=True)
+        assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+        dims_in = model.graph.input[0].type.tensor_type.shape.dim
+        assert dims_in[0].dim_param and [d.dim_value for d in dims_in[1:]] == shape_in
+        dims_out = model.graph.output[0].type.tensor_type.shape.dim
+        assert [d.dim_value for d in dims_out[1:]] == shape_out
+
+
+@pytest.mark.parametrize("batch", [1, 7, 256, 300])
+def test_onnxruntime_matches_pytorch(workspace, bundle_dir, batch):
+    model, _ = load_run_model(workspace / "models" / "cnn-d4")
+    x = mnist_test_head(300).images[-batch:]
+    enc = ort.InferenceSession(str(bundle_dir / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(bundle_dir / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    z = enc.run(None, {"image": x})[0]
+    x_hat = dec.run(None, {"latent": z})[0]
+    with torch.no_grad():
+        z_ref = model.encoder(torch.from_numpy(x)).numpy()
+        x_ref = model.decoder(torch.from_numpy(z_ref)).numpy()
+    assert z.shape == (batch, 4, 1, 1) and x_hat.shape == (batch, 1, 28, 28)
+    np.testing.assert_allclose(z, z_ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(x_hat, x_ref, atol=1e-4, rtol=0)
+
+
+def test_resume_continues_from_checkpoint(ws_copy):
+    run = ws_copy / "models" / "cnn-d4"
+    before = json.loads((run / "metrics.json").read_text())
+    out = run_cli("train", "--out", "models/cnn-d4", "--resume", "--epochs", "2", "--quiet", cwd=ws_copy).stdout
+    after = json.loads((run / "metrics.json").read_text())
+    assert "after 2 epoch(s)" in out
+    assert [h["epoch"] for h in after["history"]] == [1, 2]
+    assert after["history"][0] == before["history"][0]  # epoch 1 kept, not retrained
+    assert after["config"]["d"] == 4 and after["config"]["limit"] == 300
+
+
+def test_training_is_reproducible_with_seed(tmp_path, workspace):
+    run_cli("train", "--d", "4", "--seed", "1", *TINY, "--out", "again", cwd=tmp_path)
+    a = torch.load(tmp_path / "again" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(workspace / "models" / "cnn-d4" / "checkpoint.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+def test_train_refuses_to_clobber_a_run(ws_copy):
+    ckpt = ws_copy / "models" / "cnn-d4" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    proc = run_cli("train", "--d", "4", *TINY, cwd=ws_copy, check=False)
+    assert proc.returncode != 0 and "already holds a run" in proc.stderr
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--d", "0"], "--d must be a positive"),
+    (["--d", "4", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--d", "4", "--limit", "0"], "--limit must be at least 1"),
+    (["--d", "4", "--resume"], "no checkpoint to resume"),
+])
+def test_train_bad_options(tmp_path, args, message):
+    proc = run_cli("train", *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_export_fails_loudly_past_tolerance_and_keeps_old_bundle(ws_copy):
+    latent = ws_copy / "export" / "cnn-d4" / "latent.json"
+    before = latent.read_bytes()
+    proc = run_cli("export", "--tolerance", "1e-30", cwd=ws_copy, check=False)
+    assert proc.returncode == 1 and "export check failed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert latent.read_bytes() == before
+    assert sorted(p.name for p in (ws_copy / "export").iterdir()) == ["cnn-d4"]  # no staging left behind
+
+
+def test_export_without_runs_is_a_clear_error(tmp_path):
+    proc = run_cli("export", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "no training run" in proc.stderr

@@ -6,11 +6,12 @@ import numpy as np
 
 from . import images as img
 from .bundle import Bundle
+from .metrics import sse_per_image
 
 
 def reconstruction_figure(bundle: Bundle, x: np.ndarray, ncols: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Originals above reconstructions (a uint8 grid), and each image's SSE."""
     x_hat = bundle.reconstruct(x)
-    sse = ((x_hat - x) ** 2).reshape(len(x), -1).sum(axis=1)
+    sse = sse_per_image(x, x_hat)
     grid = img.stack_rows([img.make_grid(x, ncols), img.make_grid(x_hat, ncols)])
     return grid, sse

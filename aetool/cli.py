@@ -132,6 +132,23 @@ def export(run, models_dir, out, tolerance, quiet):
     export_run(run_dir, out, tolerance=tolerance, log=(lambda s: None) if quiet else click.echo)
 
 
+@main.command("train-classifier")
+@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N images only.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("models/digit-classifier"),
+              show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def train_classifier_cmd(epochs, seed, limit, device, out, quiet):
+    """Train the MNIST digit classifier that scores identity kept (ONNX in --out)."""
+    from .training.classifier import train_classifier
+
+    m = train_classifier(out, epochs=epochs, seed=seed, limit=limit, device=device, quiet=quiet,
+                         log=(lambda s: None) if quiet else click.echo)
+    click.echo(f"done: {out}/classifier.onnx, test accuracy {100 * m['test_accuracy']:.2f} %")
+
+
 # ---------------------------------------------------------------- runtime
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
@@ -227,6 +244,28 @@ def bench(batch_sizes, seconds, with_torch, as_json, bundle, echo, quiet):
         raise AetoolError("--torch: PyTorch is not installed")
     report = run_bench(bundle, sizes, with_torch=with_torch, max_seconds=seconds, quiet=quiet or as_json)
     click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
+
+
+@main.command()
+@click.option("--d", "ds", default="2,4,8,16,32", show_default=True, help="Comma-separated latent sizes.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
+              help="Folder for the figures and the table.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample figures.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@scale_option
+@click.option("-q", "--quiet", is_flag=True)
+def compare(ds, out, seed, device, scale, quiet):
+    """CNN vs PCA at several d: the lecture's figures, and a table of SSE, PSNR and identity kept."""
+    from .compare import compare as run_compare
+
+    try:
+        sizes = tuple(int(s) for s in ds.split(","))
+        assert sizes and min(sizes) >= 1
+    except (ValueError, AssertionError):
+        raise AetoolError(f"--d: expected positive integers like 2,4,8, got {ds!r}") from None
+    report = run_compare(sizes, out, seed=seed, device=device, scale=scale, log=(lambda s: None) if quiet else click.echo)
+    click.echo(report["table"])
+    click.echo(f"wrote {len(report['figures'])} figures and table.md / table.json to {out}/")
 
 
 @main.command()

@@ -140,6 +140,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
         export_graph(model.encoder, torch.from_numpy(images[:2]), staging / ENCODER, "image", "latent")
         with torch.no_grad():

@@ -19,6 +19,7 @@ from torch import nn
 from ..data import load_mnist
 from ..density import DiagonalGaussian
 from ..fileio import atomic_path, write_json
+from ..metrics import psnr_from_sse, sse_per_image
 
 PIXELS = 28 * 28
 
@@ -89,7 +90,7 @@ def reconstruct_numpy(images: np.ndarray, mean: np.ndarray, components: np.ndarr
 
 
 def train_pca(config, out_dir: Path, *, log: Callable[[str], None] = print) -> dict:
-    from .train import CHECKPOINT, DENSITY, METRICS, psnr_from_sse
+    from .train import CHECKPOINT, DENSITY, METRICS
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +105,8 @@ def train_pca(config, out_dir: Path, *, log: Callable[[str], None] = print) -> d
     t0 = time.perf_counter()
     mean, components = fit_pca(train.images, config.d)
     seconds = time.perf_counter() - t0
-    sse = ((reconstruct_numpy(test.images, mean, components) - test.images) ** 2).reshape(len(test), -1).sum(1)
-    train_sse = ((reconstruct_numpy(train.images, mean, components) - train.images) ** 2).reshape(len(train), -1).sum(1)
+    sse = sse_per_image(test.images, reconstruct_numpy(test.images, mean, components))
+    train_sse = sse_per_image(train.images, reconstruct_numpy(train.images, mean, components))
     model = PCAAutoEncoder(config.d).set_basis(mean, components)
     history = [{
         "epoch": 1,

@@ -24,6 +24,7 @@ from ..data import Dataset, load_mnist
 from ..density import DiagonalGaussian
 from ..errors import AetoolError
 from ..fileio import atomic_path, write_json
+from ..metrics import psnr_from_sse
 from ..progress import progress
 from .device import resolve_precision, torch_device
 from .model import AutoEncoder, count_parameters, reconstruction_loss
@@ -69,12 +70,6 @@ def default_run_name(config: TrainConfig) -> str:
     return f"{config.model}-d{config.d}"
 
 
-def psnr_from_sse(sse_per_image: float, pixels: int = 28 * 28) -> float:
-    """PSNR in dB for images in [0, 1], from the mean per-pixel squared error."""
-    mse = sse_per_image / pixels
-    return float("inf") if mse == 0 else float(10 * math.log10(1.0 / mse))
-
-
 @torch.no_grad()
 def encode_all(encoder: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
     encoder.eval()
@@ -83,7 +78,7 @@ def encode_all(encoder: torch.nn.Module, images: np.ndarray, device: torch.devic
 
 
 @torch.no_grad()
-def sse_per_image(model: AutoEncoder, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
+def model_sse_per_image(model: AutoEncoder, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
     """Sum of squared errors of each image's reconstruction, in exact fp32."""
     model.eval()
     out = []
@@ -187,7 +182,7 @@ class Trainer:
         )
         while self.epoch < c.epochs:
             train_loss, seconds = self.train_epoch(x_train)
-            sse = sse_per_image(self.model, test.images, self.device)
+            sse = model_sse_per_image(self.model, test.images, self.device)
             self.epoch += 1
             row = {
                 "epoch": self.epoch,

@@ -1,0 +1,113 @@
+"""A small MNIST digit classifier, trained once and shipped as ONNX.
+
+It turns "does the reconstruction still look like a 7?" into a number:
+identity kept = the fraction of reconstructions read as the true digit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import load_mnist
+from ..errors import AetoolError
+from ..fileio import atomic_path, write_json
+from ..progress import progress
+from .device import resolve_precision, torch_device
+from .export import export_graph
+
+ONNX_NAME = "classifier.onnx"
+
+
+class DigitClassifier(nn.Sequential):
+    """Two conv/pool stages and two linear layers: about 99.3 % on MNIST test."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(1, 32, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 4 * 4, 256), nn.ReLU(inplace=True), nn.Dropout(0.25),
+            nn.Linear(256, 10),
+        )
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
+    model.eval()
+    preds = [model(torch.from_numpy(images[i : i + batch])).argmax(1).numpy() for i in range(0, len(images), batch)]
+    return float((np.concatenate(preds) == labels).mean())
+
+
+def train_classifier(out_dir: Path, *, epochs: int = 4, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                     limit: int | None = None, device: str = "auto", precision: str = "auto", quiet: bool = False,
+                     log: Callable[[str], None] = print) -> dict:
+    """Train with small random shifts (robust to imperfect reconstructions), export, check parity."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch_device(device)
+    prec = resolve_precision(precision, dev)
+    torch.manual_seed(seed)
+    train, test = load_mnist("train"), load_mnist("test")
+    if limit is not None:
+        train = train.head(limit)
+    model = DigitClassifier().to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed + epoch))
+        t0, total = time.perf_counter(), 0.0
+        for start in progress(range(0, len(order), batch_size), quiet=quiet, desc=f"classifier epoch {epoch + 1}/{epochs}"):
+            idx = order[start : start + batch_size]
+            x = _shift(x_train[idx], seed * 1000 + epoch * 100_000 + start).to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16"):
+                logits = model(x)
+            loss = nn.functional.cross_entropy(logits.float(), y_train[idx].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model_cpu = model.cpu()
+        acc = accuracy(model_cpu, test.images, test.labels)
+        model.to(dev)
+        history.append({"epoch": epoch + 1, "train_loss": total / len(order), "test_accuracy": acc,
+                        "seconds": time.perf_counter() - t0})
+        log(f"classifier epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f}  test accuracy {acc:.4f}")
+    model = model.cpu().eval()
+    with atomic_path(out_dir / "checkpoint.pt") as tmp:
+        torch.save({"model": model.state_dict(), "epochs": epochs, "seed": seed}, tmp)
+    export_graph(model, torch.from_numpy(test.images[:2]), out_dir / f".{ONNX_NAME}.tmp", "image", "logits")
+    _check_parity(model, out_dir / f".{ONNX_NAME}.tmp", test.images[:256])
+    (out_dir / f".{ONNX_NAME}.tmp").replace(out_dir / ONNX_NAME)
+    metrics = {"test_accuracy": history[-1]["test_accuracy"], "epochs": epochs, "train_images": len(train), "seed": seed, "batch_size": batch_size,
+               "lr": lr, "precision": prec, "history": history}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _shift(x: torch.Tensor, seed: int, max_shift: int = 2) -> torch.Tensor:
+    """Random translations of up to ``max_shift`` pixels, one per batch (cheap augmentation)."""
+    g = torch.Generator().manual_seed(seed)
+    dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=g))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def _check_parity(model: nn.Module, path: Path, images: np.ndarray) -> None:
+    from ..runtime import make_session
+
+    session, _ = make_session(path, "cpu")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(images)).numpy()
+    diff = float(np.abs(session.run(None, {"image": images})[0] - ref).max())
+    if not diff <= 1e-3:
+        raise AetoolError(f"classifier export check failed: logits differ from PyTorch by {diff:.3g}")

@@ -187,7 +187,7 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 @output_option("walk.gif")
 @click.option("--steps", type=click.IntRange(min=2, max=1000), default=16, show_default=True, help="Frames, ends included.")
 @click.option("--fps", type=click.FloatRange(min=0.1, max=100), default=8.0, show_default=True)
-@click.option("--bounce/--no-bounce", default=True, show_default=True, help="GIF plays forth and back.")
+@click.option("--bounce/--no-bounce", default=False, show_default=True, help="GIF plays forth and back.")
 @scale_option
 @invert_option
 @bundle_options

@@ -51,7 +51,7 @@ def test_interpolate_gif_and_strip(workspace, digit_pngs, tmp_path):
     assert not np.array_equal(frames[0], frames[-1])  # the walk moves
 
     bounce = tmp_path / "bounce.gif"
-    run_cli("interpolate", *map(str, digit_pngs), "-o", str(bounce), "--steps", "5", cwd=workspace)
+    run_cli("interpolate", *map(str, digit_pngs), "-o", str(bounce), "--steps", "5", "--bounce", cwd=workspace)
     assert Image.open(bounce).n_frames == 8
 
     strip = tmp_path / "walk.png"

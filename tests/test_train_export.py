@@ -112,11 +112,12 @@ def test_train_bad_options(tmp_path, args, message):
 def test_export_fails_loudly_past_tolerance_and_keeps_old_bundle(ws_copy):
     latent = ws_copy / "export" / "cnn-d4" / "latent.json"
     before = latent.read_bytes()
-    proc = run_cli("export", "--tolerance", "1e-30", cwd=ws_copy, check=False)
+    names_before = sorted(p.name for p in (ws_copy / "export").iterdir())
+    proc = run_cli("export", "models/cnn-d4", "--tolerance", "1e-30", cwd=ws_copy, check=False)
     assert proc.returncode == 1 and "export check failed" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert latent.read_bytes() == before
-    assert sorted(p.name for p in (ws_copy / "export").iterdir()) == ["cnn-d4"]  # no staging left behind
+    assert sorted(p.name for p in (ws_copy / "export").iterdir()) == names_before  # no staging left behind
 
 
 def test_export_without_runs_is_a_clear_error(tmp_path):

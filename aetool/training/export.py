@@ -12,8 +12,6 @@ import contextlib
 import datetime
 import io
 import logging
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -25,7 +23,7 @@ from .. import __version__
 from ..bundle import DECODER, ENCODER, LATENT, SCHEMA_VERSION, sha256_file
 from ..data import load_mnist
 from ..errors import AetoolError
-from ..fileio import read_json, write_json
+from ..fileio import atomic_dir, read_json, write_json
 from ..runtime import make_session
 from .model import AutoEncoder
 from .train import CHECKPOINT, DENSITY, METRICS, load_checkpoint
@@ -138,10 +136,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
     test = load_mnist("test", config.get("data"))
     images = test.images[: max(CHECK_BATCHES)]
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-    try:
+    with atomic_dir(out_dir) as staging:
         export_graph(model.encoder, torch.from_numpy(images[:2]), staging / ENCODER, "image", "latent")
         with torch.no_grad():
             z = model.encoder(torch.from_numpy(images[:2]))
@@ -177,9 +172,6 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
             },
         }
         write_json(staging / LATENT, meta)
-        _swap_in(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log(f"exported {run_dir} -> {out_dir}  ({meta['family']}, d={d}, "
         f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})")
     return meta
@@ -190,15 +182,3 @@ def _opset(path: Path) -> int:
 
     model = onnx.load(str(path), load_external_data=False)
     return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by ``staging`` so a reader sees the old or the new bundle, never a mix."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

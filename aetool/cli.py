@@ -122,14 +122,27 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, l
               help="Bundle folder (default: export/<run name>).")
 @click.option("--tolerance", type=float, default=1e-4, show_default=True,
               help="Largest allowed |onnxruntime - torch| in the self-check.")
+@click.option("--int8", is_flag=True, help="Also write a static int8 variant, <out>-int8 (calibrated on training images).")
+@click.option("--fp16", is_flag=True, help="Also write an fp16 variant for GPUs, <out>-fp16 (checked at fp16 tolerance).")
+@click.option("--eval-images", type=click.IntRange(min=1, max=10_000), default=10_000, show_default=True,
+              help="Test images on which the variants' error is measured.")
 @click.option("-q", "--quiet", is_flag=True)
-def export(run, models_dir, out, tolerance, quiet):
+def export(run, models_dir, out, tolerance, int8, fp16, eval_images, quiet):
     """Export a run (newest in models/ by default) to an ONNX bundle, checked against PyTorch."""
     from .training.export import export_run, find_run
 
+    log = (lambda s: None) if quiet else click.echo
     run_dir = find_run(models_dir, run)
     out = out or Path("export") / run_dir.name
-    export_run(run_dir, out, tolerance=tolerance, log=(lambda s: None) if quiet else click.echo)
+    export_run(run_dir, out, tolerance=tolerance, log=log)
+    if int8:
+        from .quantize import quantize_int8
+
+        quantize_int8(out, out.with_name(f"{out.name}-int8"), eval_images=eval_images, log=log)
+    if fp16:
+        from .quantize import convert_fp16
+
+        convert_fp16(out, out.with_name(f"{out.name}-fp16"), eval_images=eval_images, log=log)
 
 
 @main.command("train-classifier")

@@ -123,3 +123,20 @@ def test_export_fails_loudly_past_tolerance_and_keeps_old_bundle(ws_copy):
 def test_export_without_runs_is_a_clear_error(tmp_path):
     proc = run_cli("export", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "no training run" in proc.stderr
+
+
+def test_int8_and_fp16_variants_are_bundles(ws_copy, tmp_path):
+    run_cli("export", "models/cnn-d4", "--int8", "--fp16", "--eval-images", "300", "--quiet", cwd=ws_copy)
+    for variant, tolerance in (("int8", None), ("fp16", 1e-2)):
+        folder = ws_copy / "export" / f"cnn-d4-{variant}"
+        meta = json.loads((folder / "latent.json").read_text())
+        assert meta["variant"]["precision"] == variant and meta["d"] == 4 and meta["variant"]["test_images"] == 300
+        # measured, not assumed: the variant's own test error is close to fp32's on the same images
+        assert meta["variant"]["test_sse_per_image"] == pytest.approx(meta["variant"]["fp32_test_sse_per_image"], rel=0.1)
+        if tolerance:
+            assert meta["variant"]["max_abs_diff_vs_fp32"] <= tolerance
+        out = tmp_path / f"{variant}.png"
+        run_cli("reconstruct", "--mnist-test", "4", "--bundle", str(folder), "-o", str(out), cwd=ws_copy)
+        assert out.stat().st_size > 0
+    ops = {n.op_type for n in onnx.load(str(ws_copy / "export" / "cnn-d4-int8" / "encoder.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops

@@ -84,7 +84,7 @@ def train_classifier(out_dir: Path, *, epochs: int = 4, batch_size: int = 128, l
                         "seconds": time.perf_counter() - t0})
         log(f"classifier epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f}  test accuracy {acc:.4f}")
     model = model.cpu().eval()
-    with atomic_path(out_dir / "checkpoint.pt") as tmp:
+    with atomic_path(out_dir / "classifier.pt") as tmp:  # not checkpoint.pt: it is no autoencoder run
         torch.save({"model": model.state_dict(), "epochs": epochs, "seed": seed}, tmp)
     export_graph(model, torch.from_numpy(test.images[:2]), out_dir / f".{ONNX_NAME}.tmp", "image", "logits")
     _check_parity(model, out_dir / f".{ONNX_NAME}.tmp", test.images[:256])

@@ -42,6 +42,8 @@ def build_model(config: dict) -> torch.nn.Module:
 
 def load_run_model(run_dir: Path) -> tuple[torch.nn.Module, dict]:
     state = load_checkpoint(run_dir)
+    if "config" not in state or "model" not in state:
+        raise AetoolError(f"{run_dir}: {CHECKPOINT} is not an aetool autoencoder run")
     model = build_model(state["config"])
     model.load_state_dict(state["model"])
     return model.eval(), state
@@ -54,7 +56,7 @@ def find_run(models_dir: Path, run: str | None = None) -> Path:
             if (path / CHECKPOINT).is_file():
                 return path
         raise AetoolError(f"run {run}: not found (no {CHECKPOINT} at {run} or {Path(models_dir) / run})")
-    runs = [p for p in Path(models_dir).glob(f"*/{CHECKPOINT}")] if Path(models_dir).is_dir() else []
+    runs = [p for p in Path(models_dir).glob(f"*/{CHECKPOINT}") if (p.parent / METRICS).is_file()] if Path(models_dir).is_dir() else []
     if not runs:
         raise AetoolError(f"no training run in {models_dir}/: run `aetool train` first, or name one")
     return max(runs, key=lambda p: p.stat().st_mtime).parent

@@ -1,0 +1,273 @@
+"""aetool's benchmark suite: every engine measured side by side, in one run.
+
+    python benchmarks/run.py              # full suite, results into benchmarks/results/
+    python benchmarks/run.py --quick      # a smoke run with short timings
+
+Measures, on the shipped d=16 bundle and the same weights in PyTorch:
+  * inference: torch eager, onnxruntime fp32 (default threads and 1 thread),
+    onnxruntime int8 (the shipped cnn-d16-int8 bundle); encode, decode, round
+    trip; batch 1, 64, 1024; p50/p90/p99 latency and images/s;
+  * the model's FLOPs and the fraction of this machine's measured fp32 matmul
+    peak that each engine reaches;
+  * training throughput: aetool's training step (bf16 autocast + channels_last)
+    against the lecture's plain fp32 loop, batch 100;
+  * `aetool sample -n 64` as a whole process, start to PNG written.
+Claims are ratios between rows of the same run: the machines are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aetool import load_bundle
+from aetool.bench import onnx_ops, summarize, time_calls, torch_ops
+from aetool.training.model import AutoEncoder, reconstruction_loss
+from aetool.training.torch_from_onnx import model_from_bundle
+
+HERE = Path(__file__).resolve().parent
+OPS = ("encode", "decode", "roundtrip")
+
+
+# ------------------------------------------------------------------ machine
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, seconds: float = 2.0) -> float:
+    """The best FLOP rate of a large square matmul: a practical ceiling for this CPU and library."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    best, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def model_flops(model: AutoEncoder) -> dict[str, float]:
+    """FLOPs per image (2 per multiply-add) of encoder and decoder, counted from the layers' shapes."""
+    counts = {"encoder": 0, "decoder": 0}
+
+    def hook(part):
+        def count(module, inputs, output):
+            if isinstance(module, torch.nn.Conv2d):
+                k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+                counts[part] += 2 * output[0].numel() * k
+            elif isinstance(module, torch.nn.ConvTranspose2d):
+                k = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+                counts[part] += 2 * inputs[0][0].numel() * k
+        return count
+
+    handles = [m.register_forward_hook(hook(part)) for part in counts for m in getattr(model, part).modules()]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    for h in handles:
+        h.remove()
+    return {"encode": counts["encoder"], "decode": counts["decoder"], "roundtrip": counts["encoder"] + counts["decoder"]}
+
+
+# ------------------------------------------------------------------ inference
+def bench_inference(engines: dict, batches, seconds: float, flops: dict, peak: float) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in batches:
+        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+        for name, make_ops in engines.items():
+            ops = make_ops(x)
+            for op in OPS:
+                stats = summarize(time_calls(ops[op], min_repeats=10, max_seconds=seconds), batch)
+                gflops = stats["images_per_s"] * flops[op] / 1e9
+                rows.append({"engine": name, "op": op, "batch": batch, **stats,
+                             "gflop_per_s": gflops, "fraction_of_peak": gflops / peak})
+                print(f"  {name:<22} {op:<9} batch {batch:>4}: p50 {stats['p50_ms']:8.3f} ms  {stats['images_per_s']:9.0f} img/s",
+                      flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ training
+def bench_training(steps: int, batch: int = 100) -> dict:
+    """images/s of the lecture's plain loop (fp32) and aetool's step (bf16 autocast + channels_last)."""
+    from aetool.data import load_mnist
+    from aetool.training.device import cpu_has_bf16
+
+    x_all = torch.from_numpy(load_mnist("train").images[: batch * (steps + 3)])
+    out = {}
+    modes = {"lecture_fp32": False, "aetool_bf16_channels_last": cpu_has_bf16()}
+    for name, fast in modes.items():
+        torch.manual_seed(0)
+        model = AutoEncoder(16)
+        if fast:
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        times = []
+        for i in range(steps + 3):
+            x = x_all[i * batch : (i + 1) * batch]
+            t0 = time.perf_counter()
+            if fast:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+                x_hat = model(x)
+            loss = reconstruction_loss(x, x_hat)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i >= 3:
+                times.append(time.perf_counter() - t0)
+        out[name] = {"images_per_s": batch * len(times) / sum(times), "steps": len(times), "batch": batch}
+        print(f"  training {name}: {out[name]['images_per_s']:.0f} img/s", flush=True)
+    out["speedup"] = out["aetool_bf16_channels_last"]["images_per_s"] / out["lecture_fp32"]["images_per_s"]
+    return out
+
+
+def bench_sample_process(repeats: int) -> dict:
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "aetool", "sample", "-n", "64", "--bundle", "cnn-d16", "-o", "s.png", "-q"],
+                           cwd=tmp, check=True)
+            times.append(time.perf_counter() - t0)
+    return {"median_s": float(np.median(times)), "max_s": float(max(times)), "runs": repeats}
+
+
+# ------------------------------------------------------------------ report
+def ratio(rows, engine_a, engine_b, op, batch, key):
+    a = next(r for r in rows if r["engine"] == engine_a and r["op"] == op and r["batch"] == batch)
+    b = next(r for r in rows if r["engine"] == engine_b and r["op"] == op and r["batch"] == batch)
+    return a[key] / b[key]
+
+
+def targets(rows, training, sample) -> list[dict]:
+    t = []
+
+    def add(claim, value, goal, higher_is_better=True):
+        met = value >= goal if higher_is_better else value <= goal
+        t.append({"target": claim, "measured": round(value, 3), "goal": goal, "met": bool(met)})
+
+    add("ort fp32 round trip batch 1: torch p50 / ort p50", ratio(rows, "torch-eager", "ort-fp32-1thread", "roundtrip", 1, "p50_ms"), 3.0)
+    add("ort fp32 round trip batch 1024: ort img/s / torch img/s", ratio(rows, "ort-fp32", "torch-eager", "roundtrip", 1024, "images_per_s"), 1.3)
+    if any(r["engine"] == "ort-int8" for r in rows):
+        add("ort int8 round trip batch 1024: int8 img/s / fp32 img/s", ratio(rows, "ort-int8", "ort-fp32", "roundtrip", 1024, "images_per_s"), 1.5)
+    add("training: aetool step img/s / lecture loop img/s", training["speedup"], 2.0)
+    add("`aetool sample -n 64` whole process, median seconds", sample["median_s"], 1.0, higher_is_better=False)
+    return t
+
+
+def markdown(report) -> str:
+    lines = [f"# aetool benchmarks, {report['date']}", "",
+             f"CPU: {report['machine']['cpu']}, {report['machine']['cores']} cores; torch {report['machine']['torch']}, "
+             f"onnxruntime {report['machine']['onnxruntime']}.",
+             f"Model: cnn-d16, {report['flops']['encode'] / 1e6:.1f} MFLOP encode, {report['flops']['decode'] / 1e6:.1f} MFLOP decode per image.",
+             f"Peak: {report['peak_gflops_fp32']:.0f} GFLOP/s, the best fp32 2048x2048 matmul of torch on this machine in this run "
+             "(a practical ceiling, not a datasheet figure).", "",
+             "## Targets", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {'yes' if t['met'] else 'no'} |")
+    lines += ["", "## Inference", "", "| engine | op | batch | p50 ms | p90 ms | p99 ms | images/s | % of peak |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["inference"]:
+        lines.append(f"| {r['engine']} | {r['op']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | "
+                     f"{r['images_per_s']:.0f} | {100 * r['fraction_of_peak']:.1f} |")
+    tr = report["training"]
+    lines += ["", "## Training (batch 100)", "",
+              f"lecture loop fp32: {tr['lecture_fp32']['images_per_s']:.0f} img/s; aetool bf16 + channels_last: "
+              f"{tr['aetool_bf16_channels_last']['images_per_s']:.0f} img/s; speed-up {tr['speedup']:.2f}x.", "",
+              f"`aetool sample -n 64` as a process: median {report['sample_process']['median_s']:.2f} s over {report['sample_process']['runs']} runs."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["inference"] if r["op"] == "roundtrip"]
+    engines = sorted({r["engine"] for r in rows}, key=lambda e: [r["engine"] for r in rows].index(e))
+    batches = sorted({r["batch"] for r in rows})
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(engines)
+    for i, e in enumerate(engines):
+        vals = [next((r["images_per_s"] for r in rows if r["engine"] == e and r["batch"] == b), 0) for b in batches]
+        ax.bar(np.arange(len(batches)) + i * width, vals, width, label=e)
+    ax.set_xticks(np.arange(len(batches)) + width * (len(engines) - 1) / 2, [f"batch {b}" for b in batches])
+    ax.set_ylabel("round trips / s (higher is better)")
+    ax.set_title(f"cnn-d16 round trip, {report['machine']['cpu']}, {report['date']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short timings, for a smoke test")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    args = p.parse_args()
+    seconds, train_steps, sample_runs = (0.2, 5, 2) if args.quick else (2.0, 40, 7)
+    batches = (1, 64, 1024)
+
+    import onnxruntime
+
+    fp32 = load_bundle("cnn-d16", device="cpu")
+    fp32_1 = load_bundle("cnn-d16", device="cpu", threads=1)
+    model, weights = model_from_bundle(fp32)
+    assert weights == "bundle"
+    engines = {"torch-eager": lambda x: torch_ops(fp32, x)[0],
+               "ort-fp32": lambda x: onnx_ops(fp32, x), "ort-fp32-1thread": lambda x: onnx_ops(fp32_1, x)}
+    try:
+        int8 = load_bundle("cnn-d16-int8", device="cpu")
+        engines["ort-int8"] = lambda x: onnx_ops(int8, x)
+    except Exception as e:  # the int8 bundle is optional for a dev checkout
+        print(f"  (no int8 bundle: {e})")
+    print("peak...", flush=True)
+    peak = matmul_peak_gflops(seconds=seconds)
+    flops = model_flops(model)
+    print("inference...", flush=True)
+    rows = bench_inference(engines, batches, seconds, flops, peak)
+    print("training...", flush=True)
+    training = bench_training(train_steps)
+    sample = bench_sample_process(sample_runs)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    report = {
+        "date": now.strftime("%Y-%m-%d"),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__,
+                    "python": platform.python_version()},
+        "quick": args.quick,
+        "flops": flops,
+        "peak_gflops_fp32": peak,
+        "inference": rows,
+        "training": training,
+        "sample_process": sample,
+    }
+    report["targets"] = targets(rows, training, sample)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / ("quick" if args.quick else f"cpu-{report['date']}")
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    plot(report, stem.with_suffix(".png"))
+    print(markdown(report))
+    print(f"wrote {stem}.json, .md, .png")
+
+
+if __name__ == "__main__":
+    main()

@@ -56,6 +56,8 @@ def session_options(threads: int | None = None):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # encoder and decoder each own a thread pool; spinning pools fight over the cores in a round trip
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -68,7 +68,9 @@ def resolve_bundle_path(bundle: str | os.PathLike | None = None, workspace: Path
             if path.is_dir():
                 return path
         raise AetoolError(f"bundle {bundle}: no such folder (nor a bundle of that name in ./export or shipped)")
-    newest = list_bundles(workspace / "export")
+    exports = workspace / "export"
+    # in the source tree ./export is the shipped zoo itself: its "newest" is just checkout order
+    newest = [] if exports.resolve() == shipped_root().resolve() else list_bundles(exports)
     if newest:
         return newest[0]
     shipped = shipped_root() / DEFAULT_SHIPPED

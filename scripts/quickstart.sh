@@ -12,7 +12,7 @@ cd quickstart
 aetool train --d 16 --epochs "$EPOCHS" --force
 aetool export
 aetool sample -n 64 --seed 0 -o samples.png
-aetool reconstruct --mnist-test 36 -o recon.png | tail -n 1
+aetool reconstruct --mnist-test 36 -o recon.png | tail -n 2
 # two test digits as image files, as a user would bring them
 python - <<'PY'
 from aetool.data import mnist_test_head

@@ -258,6 +258,9 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
         raise AetoolError(f"--resume: {out_dir} holds no checkpoint to resume")
     if exists and not resume and not force:
         raise AetoolError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
+    if exists and force:
+        # the old run's density belongs to the old weights: never let export pair it with new ones
+        (out_dir / DENSITY).unlink(missing_ok=True)
     if config.model == "pca":
         from .pca import train_pca
 

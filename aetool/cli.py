@@ -71,6 +71,17 @@ def output_option(default: str):
                         show_default=True, help="Output file (.png, or .gif where animated).")
 
 
+def positive_ints(value: str, option: str, example: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers, or a one-line error naming the option."""
+    try:
+        sizes = tuple(int(s) for s in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise AetoolError(f"{option}: expected positive integers like {example}, got {value!r}")
+    return sizes
+
+
 scale_option = click.option("--scale", type=click.IntRange(min=1, max=64), default=4, show_default=True,
                             help="Upscale factor for the written pictures.")
 invert_option = click.option("--invert/--no-invert", default=None,
@@ -248,11 +259,7 @@ def bench(batch_sizes, seconds, with_torch, as_json, bundle, echo, quiet):
 
     from .bench import format_table, run_bench, torch_available
 
-    try:
-        sizes = tuple(int(s) for s in batch_sizes.split(","))
-        assert sizes and min(sizes) >= 1
-    except (ValueError, AssertionError):
-        raise AetoolError(f"--batch-sizes: expected positive integers like 1,256, got {batch_sizes!r}") from None
+    sizes = positive_ints(batch_sizes, "--batch-sizes", "1,256")
     if with_torch and not torch_available():
         raise AetoolError("--torch: PyTorch is not installed")
     report = run_bench(bundle, sizes, with_torch=with_torch, max_seconds=seconds, quiet=quiet or as_json)
@@ -271,11 +278,7 @@ def compare(ds, out, seed, device, scale, quiet):
     """CNN vs PCA at several d: the lecture's figures, and a table of SSE, PSNR and identity kept."""
     from .compare import compare as run_compare
 
-    try:
-        sizes = tuple(int(s) for s in ds.split(","))
-        assert sizes and min(sizes) >= 1
-    except (ValueError, AssertionError):
-        raise AetoolError(f"--d: expected positive integers like 2,4,8, got {ds!r}") from None
+    sizes = positive_ints(ds, "--d", "2,4,8")
     report = run_compare(sizes, out, seed=seed, device=device, scale=scale, log=(lambda s: None) if quiet else click.echo)
     click.echo(report["table"])
     click.echo(f"wrote {len(report['figures'])} figures and table.md / table.json to {out}/")

@@ -58,8 +58,9 @@ def _node_names(path: Path, op_types: Sequence[str]) -> list[str]:
     return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in op_types]
 
 
-def _finish_variant(src_meta: dict, staging: Path, out_dir: Path, variant: dict, test_images: np.ndarray) -> dict:
-    """latent.json for the variant: new hashes, and SSE measured on the test images."""
+def _finish_variant(src_meta: dict, staging: Path, out_dir: Path, variant: dict, test_images: np.ndarray, fp32) -> dict:
+    """latent.json for the variant: new hashes, and its SSE and the fp32 bundle's, measured on the same test images."""
+    variant["fp32_test_sse_per_image"] = float(sse_per_image(test_images, fp32.reconstruct(test_images)).mean())
     meta = copy.deepcopy(src_meta)
     meta["name"] = out_dir.name
     meta["graphs"]["encoder"]["sha256"] = sha256_file(staging / ENCODER)
@@ -93,16 +94,15 @@ def quantize_int8(bundle_dir: Path, out_dir: Path, *, calibration_images: int = 
         dec_convs = _node_names(bundle_dir / DECODER, ("Conv", "ConvTranspose", "Gemm", "MatMul"))
         excluded = dec_convs[-1:] if "decoder:last" in keep_float and dec_convs else []
         _quantize_graph(bundle_dir / DECODER, staging / DECODER, "latent", fp32.encode(calib), excluded)
-        fp32_sse = float(sse_per_image(test, fp32.reconstruct(test)).mean())
         meta = _finish_variant(src, staging, out_dir, {
             "precision": "int8",
             "source": bundle_dir.name,
             "method": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, MinMax calibration",
             "calibration_images": calibration_images,
             "kept_in_float": excluded,
-            "fp32_test_sse_per_image": fp32_sse,
-        }, test)
+        }, test, fp32)
     v = meta["variant"]
+    fp32_sse = v["fp32_test_sse_per_image"]
     log(f"int8 {bundle_dir.name} -> {out_dir}: test SSE/image {v['test_sse_per_image']:.3f} "
         f"(fp32 {fp32_sse:.3f}, {100 * (v['test_sse_per_image'] / fp32_sse - 1):+.1f} %)")
     return meta
@@ -125,8 +125,7 @@ def convert_fp16(bundle_dir: Path, out_dir: Path, *, tolerance: float = 1e-2, ev
         meta = _finish_variant(src, staging, out_dir, {
             "precision": "fp16", "source": bundle_dir.name,
             "method": "onnxruntime float16 conversion, fp32 inputs/outputs",
-            "fp32_test_sse_per_image": float(sse_per_image(test, fp32.reconstruct(test)).mean()),
-        }, test)
+        }, test, fp32)
         half = load_bundle(staging, device="cpu")
         x = test[:256]
         diff = float(np.abs(half.reconstruct(x) - fp32.reconstruct(x)).max())

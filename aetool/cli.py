@@ -157,7 +157,7 @@ def export(run, models_dir, out, tolerance, int8, fp16, eval_images, quiet):
 
 
 @main.command("train-classifier")
-@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N images only.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

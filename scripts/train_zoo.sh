@@ -13,7 +13,7 @@ for d in 2 4 8 16 32; do
 done
 
 if [ ! -f models/digit-classifier/classifier.onnx ]; then
-  aetool train-classifier --epochs 4 --seed 0 --quiet
+  aetool train-classifier --epochs 10 --seed 0 --quiet
 fi
 ln -sf ../../models/digit-classifier/classifier.onnx aetool/pretrained/digit-classifier.onnx
 

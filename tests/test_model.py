@@ -62,3 +62,22 @@ def test_diagonal_gaussian_fit_sample_logprob_roundtrip():
 def test_density_rejects_bad_dicts(bad):
     with pytest.raises(AetoolError):
         density_from_dict(bad)
+
+
+@pytest.mark.parametrize("d,channels", [(2, 32), (16, 32), (8, 5)])
+def test_conv_form_is_the_same_function(d, channels):
+    from aetool.training.conv_form import conv_form, lecture_state
+
+    torch.manual_seed(d)
+    decoder = AutoEncoder(d, channels).decoder.eval()
+    rewritten = conv_form(decoder)
+    kinds = [type(m).__name__ for m in rewritten if not isinstance(m, torch.nn.ReLU)]
+    # only the stride-1 layer between feature maps changes form
+    assert kinds == ["ConvTranspose2d", "ConvTranspose2d", "ConvTranspose2d", "Conv2d", "ConvTranspose2d"]
+    z = torch.randn(5, d, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(z), decoder(z), atol=1e-5, rtol=1e-5)
+    back = AutoEncoder(d, channels).decoder
+    back.load_state_dict(lecture_state(back, rewritten.state_dict()))
+    for key, value in decoder.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key

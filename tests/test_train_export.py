@@ -69,6 +69,20 @@ def test_onnxruntime_matches_pytorch(workspace, bundle_dir, batch):
     np.testing.assert_allclose(x_hat, x_ref, atol=1e-4, rtol=0)
 
 
+def test_decoder_ships_in_conv_form_and_torch_gets_the_weights_back(workspace, bundle_dir):
+    from aetool import load_bundle
+    from aetool.training.torch_from_onnx import model_from_bundle
+
+    ops = [n.op_type for n in onnx.load(str(bundle_dir / "decoder.onnx")).graph.node]
+    assert ops.count("Conv") == 1 and ops.count("ConvTranspose") == 4
+    assert "Conv" in json.loads((bundle_dir / "latent.json").read_text())["graphs"]["decoder"]["form"]
+    rebuilt, source = model_from_bundle(load_bundle(bundle_dir, device="cpu"))
+    trained, _ = load_run_model(workspace / "models" / "cnn-d4")
+    assert source == "bundle"
+    for key, value in trained.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[key], value), key
+
+
 def test_resume_continues_from_checkpoint(ws_copy):
     run = ws_copy / "models" / "cnn-d4"
     before = json.loads((run / "metrics.json").read_text())

@@ -25,15 +25,24 @@ from .export import export_graph
 ONNX_NAME = "classifier.onnx"
 
 
+def _conv(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
 class DigitClassifier(nn.Sequential):
-    """Two conv/pool stages and two linear layers: about 99.3 % on MNIST test."""
+    """Two stages of two 3x3 convs (batch-normed) and a pool, then two linear layers.
+
+    It is the measuring instrument for identity kept, so it should be as
+    accurate as a small net gets (about 99.6 % on MNIST test) and read a digit
+    through the small shifts, rotations and scale changes that handwriting has.
+    """
 
     def __init__(self) -> None:
         super().__init__(
-            nn.Conv2d(1, 32, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            *_conv(1, 32), *_conv(32, 32), nn.MaxPool2d(2),
+            *_conv(32, 64), *_conv(64, 64), nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(64 * 4 * 4, 256), nn.ReLU(inplace=True), nn.Dropout(0.25),
+            nn.Linear(64 * 4 * 4, 256, bias=False), nn.BatchNorm1d(256), nn.ReLU(inplace=True), nn.Dropout(0.3),
             nn.Linear(256, 10),
         )
 
@@ -45,10 +54,14 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: in
     return float((np.concatenate(preds) == labels).mean())
 
 
-def train_classifier(out_dir: Path, *, epochs: int = 4, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+def train_classifier(out_dir: Path, *, epochs: int = 10, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
                      limit: int | None = None, device: str = "auto", precision: str = "auto", quiet: bool = False,
                      log: Callable[[str], None] = print) -> dict:
-    """Train with small random shifts (robust to imperfect reconstructions), export, check parity."""
+    """Train on randomly warped digits (the handwriting variation, not reconstruction artefacts), export, check parity.
+
+    The augmentation is generic on purpose: training on autoencoder outputs
+    would teach the classifier to forgive exactly the errors it must count.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch_device(device)
@@ -60,6 +73,7 @@ def train_classifier(out_dir: Path, *, epochs: int = 4, batch_size: int = 128, l
     model = DigitClassifier().to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    warp_rng = torch.Generator().manual_seed(seed)
     history = []
     for epoch in range(epochs):
         model.train()
@@ -69,7 +83,7 @@ def train_classifier(out_dir: Path, *, epochs: int = 4, batch_size: int = 128, l
         t0, total = time.perf_counter(), 0.0
         for start in progress(range(0, len(order), batch_size), quiet=quiet, desc=f"classifier epoch {epoch + 1}/{epochs}"):
             idx = order[start : start + batch_size]
-            x = _shift(x_train[idx], seed * 1000 + epoch * 100_000 + start).to(dev)
+            x = random_warp(x_train[idx], warp_rng).to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16"):
                 logits = model(x)
             loss = nn.functional.cross_entropy(logits.float(), y_train[idx].to(dev))
@@ -95,11 +109,18 @@ def train_classifier(out_dir: Path, *, epochs: int = 4, batch_size: int = 128, l
     return metrics
 
 
-def _shift(x: torch.Tensor, seed: int, max_shift: int = 2) -> torch.Tensor:
-    """Random translations of up to ``max_shift`` pixels, one per batch (cheap augmentation)."""
-    g = torch.Generator().manual_seed(seed)
-    dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=g))
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+def random_warp(x: torch.Tensor, rng: torch.Generator, degrees: float = 12.0, scale: float = 0.1,
+                shift_px: float = 2.5) -> torch.Tensor:
+    """One random rotation, scale and shift per image (bilinear), the variation seen between writers."""
+    n = x.shape[0]
+    u = torch.rand(n, 4, generator=rng) * 2 - 1
+    angle = u[:, 0] * math.radians(degrees)
+    s = 1 + u[:, 1] * scale
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    shift = u[:, 2:] * (2 * shift_px / x.shape[-1])
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _check_parity(model: nn.Module, path: Path, images: np.ndarray) -> None:

@@ -11,20 +11,25 @@ import torch
 from onnx import numpy_helper
 
 from ..bundle import DECODER, ENCODER, Bundle
+from .conv_form import lecture_state
 from .export import build_model
 
 
-def _initializers(path) -> dict[str, torch.Tensor]:
+def _initializers(path) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """The graph's weights by name, and the op types it uses."""
     graph = onnx.load(str(path)).graph
-    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}, {n.op_type for n in graph.node}
 
 
 def model_from_bundle(bundle: Bundle) -> tuple[torch.nn.Module, str]:
     """The model with the bundle's weights, and where the weights came from."""
     model = build_model({"model": bundle.family, "d": bundle.d}).eval()
     try:
-        model.encoder.load_state_dict(_initializers(bundle.path / ENCODER))
-        model.decoder.load_state_dict(_initializers(bundle.path / DECODER))
+        model.encoder.load_state_dict(_initializers(bundle.path / ENCODER)[0])
+        weights, ops = _initializers(bundle.path / DECODER)
+        if bundle.family == "cnn" and "Conv" in ops:  # exported in conv form: flip those kernels back
+            weights = lecture_state(model.decoder, weights)
+        model.decoder.load_state_dict(weights)
         return model, "bundle"
     except RuntimeError:
         # an exporter that renamed the initializers: timing does not depend on the weights' values

@@ -69,6 +69,24 @@ def test_interpolation_endpoints_are_the_reconstructions(bundle_dir, digit_pngs)
     np.testing.assert_allclose(frames[[0, -1]], b.reconstruct(x), atol=1e-5)
 
 
+def test_bound_round_trip_is_encode_then_decode(bundle_dir):
+    import dataclasses
+
+    from aetool import load_bundle
+    from aetool.data import mnist_test_head
+    from aetool.errors import AetoolError
+
+    b = load_bundle(bundle_dir, device="cpu")
+    x = mnist_test_head(20).images
+    # the CUDA path's I/O binding, run here on the CPU provider: same numbers as two plain runs
+    np.testing.assert_allclose(b.roundtrip_bound(x), b.decode(b.encode(x)), atol=1e-6)
+    b = dataclasses.replace(b, batch_size=7)  # chunks of 7, 7, 6
+    np.testing.assert_allclose(b.reconstruct(x), b.roundtrip_bound(x), atol=1e-6)
+    assert b.reconstruct(x[:0]).shape == (0, 1, 28, 28)
+    with pytest.raises(AetoolError, match=r"reconstruct: expected images of shape \(N, 1, 28, 28\), got \(20, 28, 28\)"):
+        b.reconstruct(x[:, 0])
+
+
 def test_sample_grid_is_seeded(workspace, tmp_path):
     a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
     run_cli("sample", "-n", "64", "--seed", "3", "-o", str(a), "--scale", "2", cwd=workspace)

@@ -6,7 +6,8 @@
 Measures, on the shipped d=16 bundle and the same weights in PyTorch:
   * inference: torch eager, onnxruntime fp32 (default threads and 1 thread),
     onnxruntime int8 (the shipped cnn-d16-int8 bundle); encode, decode, round
-    trip; batch 1, 64, 1024; p50/p90/p99 latency and images/s;
+    trip; batch 1, 64, 1024; p50/p90/p99 latency and images/s; with a usable
+    GPU also onnxruntime CUDA fp32 and fp16 (results then go to cuda-DATE.*);
   * the model's FLOPs and the fraction of this machine's measured fp32 matmul
     peak that each engine reaches;
   * training throughput: aetool's training step (bf16 autocast + channels_last)
@@ -96,8 +97,9 @@ def bench_inference(engines: dict, batches, seconds: float, flops: dict, peak: f
             for op in OPS:
                 stats = summarize(time_calls(ops[op], min_repeats=10, max_seconds=seconds), batch)
                 gflops = stats["images_per_s"] * flops[op] / 1e9
+                on_cpu = "cuda" not in name  # the peak is the CPU's: no share for GPU rows
                 rows.append({"engine": name, "op": op, "batch": batch, **stats,
-                             "gflop_per_s": gflops, "fraction_of_peak": gflops / peak})
+                             "gflop_per_s": gflops, "fraction_of_peak": gflops / peak if on_cpu else None})
                 print(f"  {name:<22} {op:<9} batch {batch:>4}: p50 {stats['p50_ms']:8.3f} ms  {stats['images_per_s']:9.0f} img/s",
                       flush=True)
     return rows
@@ -185,8 +187,9 @@ def markdown(report) -> str:
     lines += ["", "## Inference", "", "| engine | op | batch | p50 ms | p90 ms | p99 ms | images/s | % of peak |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["inference"]:
+        share = "-" if r["fraction_of_peak"] is None else f"{100 * r['fraction_of_peak']:.1f}"
         lines.append(f"| {r['engine']} | {r['op']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | "
-                     f"{r['images_per_s']:.0f} | {100 * r['fraction_of_peak']:.1f} |")
+                     f"{r['images_per_s']:.0f} | {share} |")
     tr = report["training"]
     lines += ["", "## Training (batch 100)", "",
               f"lecture loop fp32: {tr['lecture_fp32']['images_per_s']:.0f} img/s; aetool's training step ({tr['aetool_mode']}): "
@@ -217,6 +220,28 @@ def plot(report, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def add_cuda_engines(engines: dict, fp32) -> str | None:
+    """onnxruntime on CUDA, fp32 and fp16, when a usable GPU is present; returns its name.
+
+    The fp16 variant is made here (convert_fp16, parity-checked) rather than
+    shipped: it is for GPUs, and the CPU provider runs fp16 slower than fp32.
+    """
+    from aetool.quantize import convert_fp16
+    from aetool.runtime import cuda_unusable_reason
+
+    if cuda_unusable_reason() is not None:
+        return None
+    gpu = load_bundle(fp32.path, device="cuda")
+    if gpu.provider != "cuda":
+        return None
+    engines["ort-cuda-fp32"] = lambda x: onnx_ops(gpu, x)
+    fp16_dir = Path(tempfile.mkdtemp()) / "cnn-d16-fp16"
+    convert_fp16(fp32.path, fp16_dir, eval_images=1000)
+    gpu16 = load_bundle(fp16_dir, device="cuda")
+    engines["ort-cuda-fp16"] = lambda x: onnx_ops(gpu16, x)
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CUDA GPU"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short timings, for a smoke test")
@@ -238,6 +263,7 @@ def main() -> None:
         engines["ort-int8"] = lambda x: onnx_ops(int8, x)
     except Exception as e:  # the int8 bundle is optional for a dev checkout
         print(f"  (no int8 bundle: {e})")
+    gpu = add_cuda_engines(engines, fp32)
     print("peak...", flush=True)
     peak = matmul_peak_gflops(seconds=seconds)
     flops = model_flops(model)
@@ -249,7 +275,7 @@ def main() -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     report = {
         "date": now.strftime("%Y-%m-%d"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_model(), "gpu": gpu, "cores": os.cpu_count(), "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__,
                     "python": platform.python_version()},
         "quick": args.quick,
@@ -261,7 +287,7 @@ def main() -> None:
     }
     report["targets"] = targets(rows, training, sample)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / ("quick" if args.quick else f"cpu-{report['date']}")
+    stem = args.out / ("quick" if args.quick else f"{'cuda' if gpu else 'cpu'}-{report['date']}")
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(report))
     plot(report, stem.with_suffix(".png"))

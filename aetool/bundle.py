@@ -28,6 +28,7 @@ DECODER = "decoder.onnx"
 LATENT = "latent.json"
 DEFAULT_SHIPPED = "cnn-d16"
 DEFAULT_BATCH = 1024
+DENSITY_ALIASES = {"mixture": "gaussian_mixture", "diagonal": "diagonal_gaussian"}
 
 
 def sha256_file(path: Path) -> str:
@@ -108,7 +109,20 @@ class Bundle:
 
     @property
     def density(self):
+        """The default latent density (a mixture in bundles that ship one)."""
         return density_from_dict(self.meta["density"])
+
+    def density_named(self, name: str | None = None):
+        """A latent density by kind or short name (``mixture``, ``diagonal``); None: the default."""
+        if name is None:
+            return self.density
+        kind = DENSITY_ALIASES.get(name, name)
+        known = {**self.meta.get("densities", {}), self.meta["density"]["kind"]: self.meta["density"]}
+        if kind not in known:
+            short = {v: k for k, v in DENSITY_ALIASES.items()}
+            names = ", ".join(short.get(k, k) for k in sorted(known))
+            raise AetoolError(f"--density {name}: bundle {self.name} has no such density (it has: {names})")
+        return density_from_dict(known[kind])
 
     def _run(self, session, x: np.ndarray) -> np.ndarray:
         name = session.get_inputs()[0].name
@@ -161,11 +175,11 @@ class Bundle:
         alpha = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(-1, 1, 1, 1)
         return self.decode((1 - alpha) * za + alpha * zb)
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """Draw n latents from the bundle's density and decode them."""
+    def sample(self, n: int, seed: int | None = None, density: str | None = None) -> np.ndarray:
+        """Draw n latents from a density of the bundle (default: its default) and decode them."""
         if n < 1:
             raise AetoolError(f"-n must be at least 1, got {n}")
-        return self.decode(self.density.sample(n, rng=seed))
+        return self.decode(self.density_named(density).sample(n, rng=seed))
 
 
 def read_meta(path: Path) -> dict[str, Any]:

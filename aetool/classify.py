@@ -28,11 +28,28 @@ class DigitClassifier:
         self.path = classifier_path(path)
         self.session, self.provider = make_session(self.path, device)
 
-    def predict(self, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-        """Digit labels of (N, 1, 28, 28) images; model outputs are clipped to [0, 1] first."""
+    def probabilities(self, images: np.ndarray, batch: int = 1000) -> np.ndarray:
+        """Softmax over the ten digits, (N, 10); model outputs are clipped to [0, 1] first."""
         x = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
-        out = [self.session.run(None, {"image": x[i : i + batch]})[0].argmax(1) for i in range(0, len(x), batch)]
-        return np.concatenate(out) if out else np.zeros((0,), np.int64)
+        logits = [self.session.run(None, {"image": x[i : i + batch]})[0] for i in range(0, len(x), batch)]
+        if not logits:
+            return np.zeros((0, 10), np.float32)
+        z = np.concatenate(logits)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, images: np.ndarray, batch: int = 1000) -> np.ndarray:
+        """Digit labels of (N, 1, 28, 28) images."""
+        return self.probabilities(images, batch).argmax(axis=1)
+
+
+def confidently_read(classifier: DigitClassifier, images: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """Per image: does the classifier read it as some digit with at least ``threshold`` probability?
+
+    For generated digits there is no true label; a sample that reads as no
+    digit in particular is the lecture's "too simple density" failure.
+    """
+    return classifier.probabilities(images).max(axis=1) >= threshold
 
 
 def identity_kept(classifier: DigitClassifier, reconstructions: np.ndarray, labels: np.ndarray) -> np.ndarray:

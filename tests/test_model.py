@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aetool.density import DiagonalGaussian, density_from_dict
+from aetool.density import DiagonalGaussian, GaussianMixture, density_from_dict
 from aetool.errors import AetoolError
 from aetool.training.model import AutoEncoder, count_parameters, reconstruction_loss
 
@@ -52,11 +52,37 @@ def test_diagonal_gaussian_fit_sample_logprob_roundtrip():
     np.testing.assert_array_equal(g.sample(5, rng=3), g2.sample(5, rng=3))
 
 
+def test_gaussian_mixture_recovers_separated_clusters_and_beats_the_diagonal():
+    rng = np.random.default_rng(0)
+    centres = np.array([[-4.0, 0.0], [4.0, 0.0], [0.0, 5.0]])
+    shares = np.array([0.5, 0.3, 0.2])
+    # each cluster correlated: a full covariance is needed to fit it
+    cov = np.array([[1.0, 0.8], [0.8, 1.0]])
+    z = np.concatenate([rng.multivariate_normal(c, cov, size=int(20_000 * w)) for c, w in zip(centres, shares)])
+    m = GaussianMixture(3).fit(z[:, :, None, None], seed=1)
+    order = np.argsort(m.weights)[::-1]
+    np.testing.assert_allclose(m.weights[order], shares, atol=0.01)
+    np.testing.assert_allclose(m.means[order], centres, atol=0.05)
+    np.testing.assert_allclose(m.covs[order[0]], cov, atol=0.05)
+    held_out = np.concatenate([rng.multivariate_normal(c, cov, size=2000) for c in centres])
+    assert m.log_prob(held_out).mean() > DiagonalGaussian().fit(z).log_prob(held_out).mean() + 0.5
+    s = m.sample(30_000, rng=2)
+    assert s.shape == (30_000, 2) and s.dtype == np.float32
+    near = np.linalg.norm(s[:, None, :] - centres[None], axis=2).argmin(axis=1)
+    np.testing.assert_allclose(np.bincount(near) / len(s), shares, atol=0.02)
+    again = density_from_dict(m.to_dict())
+    np.testing.assert_allclose(again.log_prob(held_out[:50]), m.log_prob(held_out[:50]), rtol=1e-12)
+    np.testing.assert_array_equal(again.sample(7, rng=3), m.sample(7, rng=3))
+
+
 @pytest.mark.parametrize("bad", [
     {"kind": "nope"},
     {"kind": "diagonal_gaussian", "mean": [0, 1], "var": [1]},
     {"kind": "diagonal_gaussian", "mean": [0], "var": [0]},
     {"kind": "diagonal_gaussian"},
+    {"kind": "gaussian_mixture", "weights": [0.5, 0.5], "means": [[0.0]], "covs": [[[1.0]]]},
+    {"kind": "gaussian_mixture", "weights": [0.7, 0.7], "means": [[0.0], [1.0]], "covs": [[[1.0]], [[1.0]]]},
+    {"kind": "gaussian_mixture", "weights": [1.0], "means": [[0.0, 0.0]], "covs": [[[1.0, 2.0], [2.0, 1.0]]]},
     [],
 ])
 def test_density_rejects_bad_dicts(bad):

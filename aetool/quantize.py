@@ -3,7 +3,8 @@
 Both are ordinary bundles (same inputs, outputs and latent.json schema), so
 every runtime command takes them with ``--bundle``.  int8 uses onnxruntime's
 static QDQ quantization calibrated on training images; on x86 CPUs with VNNI
-onnxruntime fuses it into integer convolutions.  Layers that quantize badly
+onnxruntime fuses it into integer convolutions (Conv only: the decoder's
+ConvTranspose layers stay float, which is why the decoder ships in conv form).  Layers that quantize badly
 can be kept in float (``keep_float``), and the variant's own test SSE is
 measured and recorded so the cost of the precision is never a guess.
 """

@@ -109,7 +109,7 @@ def test_latent_noise_is_recorded_and_changes_training(tmp_path, workspace):
     assert noisy["config"]["latent_noise"] == 0.5 and plain["config"]["latent_noise"] == 0.0
     a = torch.load(tmp_path / "noisy" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(workspace / "models" / "cnn-d4" / "checkpoint.pt", weights_only=True)["model"]
-    assert not torch.equal(a["0.weight"], b["0.weight"])  # same seed and batches: only the noise differs
+    assert not torch.equal(a["encoder.0.weight"], b["encoder.0.weight"])  # same seed and batches: only the noise differs
     assert np.isfinite(noisy["test_sse_per_image"])
 
 

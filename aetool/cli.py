@@ -109,10 +109,12 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: models/<model>-d<d>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--stop-after", type=int, default=None, metavar="EPOCH",
+              help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
 def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, latent_noise, data_source, out, resume,
-          force, quiet):
+          stop_after, force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
@@ -123,7 +125,11 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, l
     if resume:
         config = resume_config(out, epochs)
     log = (lambda s: None) if quiet else click.echo
-    metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, log=log)
+    metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
+    if not metrics["complete"]:
+        click.echo(f"paused: {out} after epoch {metrics['epochs_done']} of {config.epochs}, test SSE/image "
+                   f"{metrics['test_sse_per_image']:.3f}; continue with: aetool train --out {out} --resume")
+        return
     click.echo(f"done: {out}  test SSE/image {metrics['test_sse_per_image']:.3f}, PSNR {metrics['test_psnr_db']:.2f} dB "
                f"after {metrics['epochs_done']} epoch(s); next: aetool export {out}")
 

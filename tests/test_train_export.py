@@ -102,6 +102,23 @@ def test_training_is_reproducible_with_seed(tmp_path, workspace):
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_stop_after_pauses_and_resume_finishes_the_same_schedule(tmp_path):
+    args = ["--d", "2", "--limit", "200", "--batch-size", "50", "--epochs", "3", "--schedule", "cosine", "--quiet"]
+    out = run_cli("train", *args, "--stop-after", "1", "--out", "paused", cwd=tmp_path).stdout
+    assert "paused: paused after epoch 1 of 3" in out
+    m = json.loads((tmp_path / "paused" / "metrics.json").read_text())
+    assert m["epochs_done"] == 1 and not m["complete"] and not (tmp_path / "paused" / "density.json").exists()
+    run_cli("train", "--out", "paused", "--resume", "--quiet", cwd=tmp_path)
+    run_cli("train", *args, "--out", "straight", cwd=tmp_path)
+    paused = json.loads((tmp_path / "paused" / "metrics.json").read_text())
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert paused["complete"] and [h["lr"] for h in paused["history"]] == [h["lr"] for h in straight["history"]]
+    a = torch.load(tmp_path / "paused" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
 def test_latent_noise_is_recorded_and_changes_training(tmp_path, workspace):
     run_cli("train", "--d", "4", "--seed", "1", *TINY, "--latent-noise", "0.5", "--out", "noisy", cwd=tmp_path)
     noisy = json.loads((tmp_path / "noisy" / "metrics.json").read_text())
@@ -127,6 +144,7 @@ def test_train_refuses_to_clobber_a_run(ws_copy):
     (["--d", "4", "--limit", "0"], "--limit must be at least 1"),
     (["--d", "4", "--resume"], "no checkpoint to resume"),
     (["--d", "4", "--latent-noise", "-0.5"], "--latent-noise must be a non-negative number"),
+    (["--d", "4", "--stop-after", "0"], "--stop-after must be at least 1"),
 ])
 def test_train_bad_options(tmp_path, args, message):
     proc = run_cli("train", *args, cwd=tmp_path, check=False)

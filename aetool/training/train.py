@@ -184,8 +184,11 @@ class Trainer:
                 bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
         return total / seen, time.perf_counter() - t0
 
-    def run(self, resume: bool = False) -> dict:
+    def run(self, resume: bool = False, stop_after: int | None = None) -> dict:
+        """Train to ``config.epochs``, or pause after epoch ``stop_after`` of that schedule
+        (the run resumes exactly where it stopped, learning-rate schedule included)."""
         c = self.config
+        last_epoch = c.epochs if stop_after is None else min(stop_after, c.epochs)
         if resume:
             self.load_checkpoint()
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +198,7 @@ class Trainer:
             f"training {c.model} d={c.d} on {len(train)} images ({self.device.type}, {self.precision}), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}, lr {c.lr} ({c.schedule}) -> {self.out_dir}"
         )
-        while self.epoch < c.epochs:
+        while self.epoch < last_epoch:
             train_loss, seconds = self.train_epoch(x_train)
             sse = model_sse_per_image(self.model, test.images, self.device)
             self.epoch += 1
@@ -215,6 +218,8 @@ class Trainer:
                 f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  test SSE/image {row['test_sse_per_image']:.3f}  "
                 f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s)"
             )
+        if self.epoch < c.epochs:
+            return self.write_metrics(train, test, final=False)
         density = DiagonalGaussian().fit(encode_all(self.model.encoder, train.images, self.device))
         write_json(self.out_dir / DENSITY, density.to_dict())
         return self.write_metrics(train, test, final=True)
@@ -260,7 +265,7 @@ def resume_config(out_dir: Path, epochs: int | None = None) -> TrainConfig:
 
 
 def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bool = False, quiet: bool = False,
-          log: Callable[[str], None] = print) -> dict:
+          stop_after: int | None = None, log: Callable[[str], None] = print) -> dict:
     """Train a run into ``out_dir``; refuse to clobber an existing run unless asked.
 
     With ``resume`` the run continues from its last checkpoint; build ``config``
@@ -280,4 +285,6 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
         from .pca import train_pca
 
         return train_pca(config, out_dir, log=log)
-    return Trainer(config, out_dir, quiet=quiet, log=log).run(resume=resume)
+    if stop_after is not None and stop_after < 1:
+        raise AetoolError(f"--stop-after must be at least 1, got {stop_after}")
+    return Trainer(config, out_dir, quiet=quiet, log=log).run(resume=resume, stop_after=stop_after)

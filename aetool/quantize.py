@@ -59,9 +59,23 @@ def _node_names(path: Path, op_types: Sequence[str]) -> list[str]:
     return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in op_types]
 
 
-def _finish_variant(src_meta: dict, staging: Path, out_dir: Path, variant: dict, test_images: np.ndarray, fp32) -> dict:
-    """latent.json for the variant: new hashes, and its SSE and the fp32 bundle's, measured on the same test images."""
-    variant["fp32_test_sse_per_image"] = float(sse_per_image(test_images, fp32.reconstruct(test_images)).mean())
+def _identity_kept(recon: np.ndarray, labels: np.ndarray) -> float | None:
+    """Identity kept by the digit classifier, or None where no classifier is at hand."""
+    from .classify import DigitClassifier, identity_kept
+
+    try:
+        return float(identity_kept(DigitClassifier(device="cpu"), recon, labels).mean())
+    except AetoolError:
+        return None
+
+
+def _finish_variant(src_meta: dict, staging: Path, out_dir: Path, variant: dict, test, fp32) -> dict:
+    """latent.json for the variant: new hashes, and its SSE and identity kept beside the fp32
+    bundle's, measured on the same test images."""
+    test_images = test.images
+    fp32_recon = fp32.reconstruct(test_images)
+    variant["fp32_test_sse_per_image"] = float(sse_per_image(test_images, fp32_recon).mean())
+    variant["fp32_identity_kept"] = _identity_kept(fp32_recon, test.labels)
     meta = copy.deepcopy(src_meta)
     meta["name"] = out_dir.name
     meta["graphs"]["encoder"]["sha256"] = sha256_file(staging / ENCODER)
@@ -69,8 +83,10 @@ def _finish_variant(src_meta: dict, staging: Path, out_dir: Path, variant: dict,
     meta["variant"] = variant
     write_json(staging / LATENT, meta)
     b = load_bundle(staging, device="cpu")
-    sse = float(sse_per_image(test_images, b.reconstruct(test_images)).mean())
+    recon = b.reconstruct(test_images)
+    sse = float(sse_per_image(test_images, recon).mean())
     meta["variant"]["test_sse_per_image"] = sse
+    meta["variant"]["identity_kept"] = _identity_kept(recon, test.labels)
     meta["variant"]["test_images"] = len(test_images)
     meta["variant"]["test_psnr_db"] = psnr_from_sse(sse)
     write_json(staging / LATENT, meta)
@@ -89,7 +105,7 @@ def quantize_int8(bundle_dir: Path, out_dir: Path, *, calibration_images: int = 
     src = read_meta(bundle_dir)
     fp32 = load_bundle(bundle_dir, device="cpu")
     calib = load_mnist("train").images[:calibration_images]
-    test = load_mnist("test").images[:eval_images]
+    test = load_mnist("test").head(eval_images)
     with atomic_dir(out_dir) as staging:
         _quantize_graph(bundle_dir / ENCODER, staging / ENCODER, "image", calib, [])
         dec_convs = _node_names(bundle_dir / DECODER, ("Conv", "ConvTranspose", "Gemm", "MatMul"))
@@ -104,8 +120,10 @@ def quantize_int8(bundle_dir: Path, out_dir: Path, *, calibration_images: int = 
         }, test, fp32)
     v = meta["variant"]
     fp32_sse = v["fp32_test_sse_per_image"]
+    kept = "" if v["identity_kept"] is None else (
+        f"; identity kept {100 * v['identity_kept']:.2f} % (fp32 {100 * v['fp32_identity_kept']:.2f} %)")
     log(f"int8 {bundle_dir.name} -> {out_dir}: test SSE/image {v['test_sse_per_image']:.3f} "
-        f"(fp32 {fp32_sse:.3f}, {100 * (v['test_sse_per_image'] / fp32_sse - 1):+.1f} %)")
+        f"(fp32 {fp32_sse:.3f}, {100 * (v['test_sse_per_image'] / fp32_sse - 1):+.1f} %){kept}")
     return meta
 
 
@@ -118,7 +136,7 @@ def convert_fp16(bundle_dir: Path, out_dir: Path, *, tolerance: float = 1e-2, ev
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
     src = read_meta(bundle_dir)
     fp32 = load_bundle(bundle_dir, device="cpu")
-    test = load_mnist("test").images[:eval_images]
+    test = load_mnist("test").head(eval_images)
     with atomic_dir(out_dir) as staging:
         for name in (ENCODER, DECODER):
             model = convert_float_to_float16(onnx.load(str(bundle_dir / name)), keep_io_types=True)
@@ -128,7 +146,7 @@ def convert_fp16(bundle_dir: Path, out_dir: Path, *, tolerance: float = 1e-2, ev
             "method": "onnxruntime float16 conversion, fp32 inputs/outputs",
         }, test, fp32)
         half = load_bundle(staging, device="cpu")
-        x = test[:256]
+        x = test.images[:256]
         diff = float(np.abs(half.reconstruct(x) - fp32.reconstruct(x)).max())
         if not diff <= tolerance:
             raise AetoolError(f"fp16 check failed: round trip differs from fp32 by {diff:.3g} > {tolerance:g}")

@@ -182,5 +182,13 @@ def test_int8_and_fp16_variants_are_bundles(ws_copy, tmp_path):
         out = tmp_path / f"{variant}.png"
         run_cli("reconstruct", "--mnist-test", "4", "--bundle", str(folder), "-o", str(out), cwd=ws_copy)
         assert out.stat().st_size > 0
+        # identity kept, read by the shipped classifier, for the variant and fp32 on the same images
+        v = meta["variant"]
+        assert 0 <= v["identity_kept"] <= 1 and abs(v["identity_kept"] - v["fp32_identity_kept"]) < 0.1
     ops = {n.op_type for n in onnx.load(str(ws_copy / "export" / "cnn-d4-int8" / "encoder.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # the decoder's conv-form layer is quantized (its weight is int8, dequantized in the QDQ graph)
+    decoder = onnx.load(str(ws_copy / "export" / "cnn-d4-int8" / "decoder.onnx")).graph.node
+    producer = {out: n.op_type for n in decoder for out in n.output}
+    convs = [n for n in decoder if n.op_type == "Conv"]
+    assert len(convs) == 1 and producer[convs[0].input[1]] == "DequantizeLinear"

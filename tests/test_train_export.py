@@ -119,17 +119,6 @@ def test_stop_after_pauses_and_resume_finishes_the_same_schedule(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
-def test_latent_noise_is_recorded_and_changes_training(tmp_path, workspace):
-    run_cli("train", "--d", "4", "--seed", "1", *TINY, "--latent-noise", "0.5", "--out", "noisy", cwd=tmp_path)
-    noisy = json.loads((tmp_path / "noisy" / "metrics.json").read_text())
-    plain = json.loads((workspace / "models" / "cnn-d4" / "metrics.json").read_text())
-    assert noisy["config"]["latent_noise"] == 0.5 and plain["config"]["latent_noise"] == 0.0
-    a = torch.load(tmp_path / "noisy" / "checkpoint.pt", weights_only=True)["model"]
-    b = torch.load(workspace / "models" / "cnn-d4" / "checkpoint.pt", weights_only=True)["model"]
-    assert not torch.equal(a["encoder.0.weight"], b["encoder.0.weight"])  # same seed and batches: only the noise differs
-    assert np.isfinite(noisy["test_sse_per_image"])
-
-
 def test_train_refuses_to_clobber_a_run(ws_copy):
     ckpt = ws_copy / "models" / "cnn-d4" / "checkpoint.pt"
     before = ckpt.read_bytes()
@@ -143,7 +132,6 @@ def test_train_refuses_to_clobber_a_run(ws_copy):
     (["--d", "4", "--epochs", "0"], "--epochs must be at least 1"),
     (["--d", "4", "--limit", "0"], "--limit must be at least 1"),
     (["--d", "4", "--resume"], "no checkpoint to resume"),
-    (["--d", "4", "--latent-noise", "-0.5"], "--latent-noise must be a non-negative number"),
     (["--d", "4", "--stop-after", "0"], "--stop-after must be at least 1"),
 ])
 def test_train_bad_options(tmp_path, args, message):

@@ -48,7 +48,6 @@ class TrainConfig:
     limit: int | None = None  # train on the first N training images only
     nb_channels: int = 32
     data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
-    latent_noise: float = 0.0  # training only: Gaussian noise on z, as a fraction of each latent's batch std
 
     def validate(self) -> None:
         if self.d < 1:
@@ -61,8 +60,6 @@ class TrainConfig:
             raise AetoolError(f"--lr must be a positive number, got {self.lr}")
         if self.limit is not None and self.limit < 1:
             raise AetoolError(f"--limit must be at least 1, got {self.limit}")
-        if not (self.latent_noise >= 0 and math.isfinite(self.latent_noise)):
-            raise AetoolError(f"--latent-noise must be a non-negative number, got {self.latent_noise}")
         if self.schedule not in ("constant", "cosine"):
             raise AetoolError(f"unknown schedule {self.schedule!r} (use constant or cosine)")
         if self.model not in ("cnn", "pca"):
@@ -154,12 +151,7 @@ class Trainer:
         if bf16:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            z = self.model.encoder(x)
-            if self.config.latent_noise:
-                # relative to the batch's spread, so the encoder cannot shrink the noise by scaling z up;
-                # codes must survive it, which pushes apart the ones that decode to different digits
-                z = z + self.config.latent_noise * z.detach().std(0, keepdim=True) * torch.randn_like(z)
-            x_hat = self.model.decoder(z)
+            x_hat = self.model(x)
         loss = reconstruction_loss(x, x_hat)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -24,7 +24,7 @@ PY
 aetool interpolate a.png b.png -o walk.gif
 echo
 echo "done. In $(pwd):"
-echo "  samples.png  64 digits drawn from the latent Gaussian and decoded"
+echo "  samples.png  64 digits drawn from the latent density (a Gaussian mixture) and decoded"
 echo "  recon.png    the first 36 MNIST test digits above their reconstructions"
 echo "  walk.gif     interpolation between a.png and b.png in latent space"
 echo "  models/cnn-d16/ (checkpoint, metrics.json)  export/cnn-d16/ (encoder.onnx, decoder.onnx, latent.json)"

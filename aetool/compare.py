@@ -121,7 +121,7 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
             b = bundles[(family, d)]
             for density in ("diagonal", "mixture"):
                 try:
-                    b.density_named(density)
+                    kind = b.density_named(density).kind
                 except AetoolError:  # a bundle exported before mixtures existed
                     continue
                 # the lecture's figure keeps its name; the mixture's sits beside it
@@ -129,7 +129,6 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
                 img.write_png(img.make_grid(b.sample(n_samples, seed=seed, density=density), 8), path, scale=scale)
                 written.append(path)
                 read = confidently_read(classifier, b.sample(SCORED_SAMPLES, seed=seed + 1, density=density))
-                kind = b.density_named(density).kind
                 density_rows.append({"family": family, "d": d, "density": density, "read_as_a_digit": float(read.mean()),
                                      "test_log_likelihood_per_dim": b.meta.get("density_test_log_likelihood_per_dim", {}).get(kind)})
 

@@ -59,23 +59,25 @@ def _node_names(path: Path, op_types: Sequence[str]) -> list[str]:
     return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in op_types]
 
 
-def _identity_kept(recon: np.ndarray, labels: np.ndarray) -> float | None:
-    """Identity kept by the digit classifier, or None where no classifier is at hand."""
+def _identity_scorer(labels: np.ndarray) -> Callable[[np.ndarray], float | None]:
+    """Identity kept of reconstructions by the digit classifier (loaded once), or None where there is none."""
     from .classify import DigitClassifier, identity_kept
 
     try:
-        return float(identity_kept(DigitClassifier(device="cpu"), recon, labels).mean())
+        classifier = DigitClassifier(device="cpu")
     except AetoolError:
-        return None
+        return lambda recon: None
+    return lambda recon: float(identity_kept(classifier, recon, labels).mean())
 
 
 def _finish_variant(src_meta: dict, staging: Path, out_dir: Path, variant: dict, test, fp32) -> dict:
     """latent.json for the variant: new hashes, and its SSE and identity kept beside the fp32
     bundle's, measured on the same test images."""
     test_images = test.images
+    identity = _identity_scorer(test.labels)
     fp32_recon = fp32.reconstruct(test_images)
     variant["fp32_test_sse_per_image"] = float(sse_per_image(test_images, fp32_recon).mean())
-    variant["fp32_identity_kept"] = _identity_kept(fp32_recon, test.labels)
+    variant["fp32_identity_kept"] = identity(fp32_recon)
     meta = copy.deepcopy(src_meta)
     meta["name"] = out_dir.name
     meta["graphs"]["encoder"]["sha256"] = sha256_file(staging / ENCODER)
@@ -86,7 +88,7 @@ def _finish_variant(src_meta: dict, staging: Path, out_dir: Path, variant: dict,
     recon = b.reconstruct(test_images)
     sse = float(sse_per_image(test_images, recon).mean())
     meta["variant"]["test_sse_per_image"] = sse
-    meta["variant"]["identity_kept"] = _identity_kept(recon, test.labels)
+    meta["variant"]["identity_kept"] = identity(recon)
     meta["variant"]["test_images"] = len(test_images)
     meta["variant"]["test_psnr_db"] = psnr_from_sse(sse)
     write_json(staging / LATENT, meta)

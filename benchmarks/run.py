@@ -234,9 +234,7 @@ def add_cuda_engines(engines: dict, fp32) -> str | None:
 
     if cuda_unusable_reason() is not None:
         return None
-    gpu = load_bundle(fp32.path, device="cuda")
-    if gpu.provider != "cuda":
-        return None
+    gpu = load_bundle(fp32.path, device="cuda")  # fails loudly if the CUDA provider does not start
     engines["ort-cuda-fp32"] = lambda x: onnx_ops(gpu, x)
     fp16_dir = Path(tempfile.mkdtemp()) / "cnn-d16-fp16"
     convert_fp16(fp32.path, fp16_dir, eval_images=1000)

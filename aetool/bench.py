@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -74,25 +74,45 @@ def torch_ops(bundle: Bundle, x: np.ndarray) -> tuple[dict[str, Callable[[], obj
     }, weights
 
 
+EngineOps = Callable[[np.ndarray], Mapping[str, Callable[[], object]]]
+
+
+def measure(engines: Mapping[str, EngineOps], batch_sizes: Sequence[int], image_shape: tuple[int, ...], *,
+            min_repeats: int = 20, max_seconds: float = 1.0, seed: int = 0, quiet: bool = False,
+            on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Time every op of every engine at every batch size, all engines on the same inputs.
+
+    An engine maps an input batch to its ops (``encode``, ``decode``, ``roundtrip``);
+    building the ops inside the loop lets each engine prepare per-batch state
+    (the latent to decode) outside the timed calls.
+    """
+    rng = np.random.default_rng(seed)
+    inputs = {b: rng.random((b, *image_shape), dtype=np.float32) for b in batch_sizes}
+    rows: list[dict[str, Any]] = []
+    cells = [(b, e) for b in batch_sizes for e in engines]
+    for batch, engine in progress(cells, quiet=quiet, desc="bench"):
+        ops = engines[engine](inputs[batch])
+        for op in OPS:
+            stats = summarize(time_calls(ops[op], min_repeats=min_repeats, max_seconds=max_seconds), batch)
+            rows.append({"engine": engine, "op": op, "batch": batch, **stats})
+            if on_row is not None:
+                on_row(rows[-1])
+    return rows
+
+
 def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, with_torch: bool | None = None,
               max_seconds: float = 1.0, quiet: bool = False, seed: int = 0) -> dict[str, Any]:
     """Measure encode / decode / round trip per engine and batch size."""
     if with_torch is None:
         with_torch = torch_available()
-    rng = np.random.default_rng(seed)
-    engines: list[str] = ["onnxruntime"] + (["torch"] if with_torch else [])
-    rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
-    cells = [(b, e) for b in batch_sizes for e in engines]
-    for batch, engine in progress(cells, quiet=quiet, desc="bench"):
-        x = rng.random((batch, *bundle.image_shape), dtype=np.float32)
-        if engine == "onnxruntime":
-            ops = onnx_ops(bundle, x)
-        else:
+    engines: dict[str, EngineOps] = {"onnxruntime": lambda x: onnx_ops(bundle, x)}
+    if with_torch:
+        def torch_engine(x: np.ndarray) -> Mapping[str, Callable[[], object]]:
             ops, notes["torch_weights"] = torch_ops(bundle, x)
-        for op in OPS:
-            stats = summarize(time_calls(ops[op], max_seconds=max_seconds), batch)
-            rows.append({"engine": engine, "op": op, "batch": batch, **stats})
+            return ops
+        engines["torch"] = torch_engine
+    rows = measure(engines, batch_sizes, bundle.image_shape, max_seconds=max_seconds, quiet=quiet, seed=seed)
     return {
         "bundle": str(bundle.path),
         "family": bundle.family,

@@ -93,7 +93,8 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--d", "d", type=int, default=16, show_default=True, help="Latent size (embedding_dim).")
 @click.option("--model", type=click.Choice(["cnn", "pca"]), default="cnn", show_default=True, help="Model family.")
 @click.option("--epochs", type=int, default=None, help="Epochs in all (default 10; with --resume: as stored).")
-@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="Images per step (default 100; with --resume: as stored, or the new size from here on).")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="Learning-rate schedule over the epochs.")
@@ -116,12 +117,13 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, l
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
-    config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+    config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs,
+                         batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
                          seed=seed, device=device, precision=precision, limit=limit, data=data_source)
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:
-        config = resume_config(out, epochs)
+        config = resume_config(out, epochs, batch_size)
     log = (lambda s: None) if quiet else click.echo
     metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     if not metrics["complete"]:

@@ -33,12 +33,11 @@ import numpy as np
 import torch
 
 from aetool import load_bundle
-from aetool.bench import onnx_ops, summarize, time_calls, torch_ops
+from aetool.bench import measure, onnx_ops, torch_ops
 from aetool.training.model import AutoEncoder, reconstruction_loss
 from aetool.training.torch_from_onnx import model_from_bundle
 
 HERE = Path(__file__).resolve().parent
-OPS = ("encode", "decode", "roundtrip")
 
 
 # ------------------------------------------------------------------ machine
@@ -88,21 +87,15 @@ def model_flops(model: AutoEncoder) -> dict[str, float]:
 
 # ------------------------------------------------------------------ inference
 def bench_inference(engines: dict, batches, seconds: float, flops: dict, peak: float) -> list[dict]:
-    rng = np.random.default_rng(0)
-    rows = []
-    for batch in batches:
-        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
-        for name, make_ops in engines.items():
-            ops = make_ops(x)
-            for op in OPS:
-                stats = summarize(time_calls(ops[op], min_repeats=10, max_seconds=seconds), batch)
-                gflops = stats["images_per_s"] * flops[op] / 1e9
-                on_cpu = "cuda" not in name  # the peak is the CPU's: no share for GPU rows
-                rows.append({"engine": name, "op": op, "batch": batch, **stats,
-                             "gflop_per_s": gflops, "fraction_of_peak": gflops / peak if on_cpu else None})
-                print(f"  {name:<22} {op:<9} batch {batch:>4}: p50 {stats['p50_ms']:8.3f} ms  {stats['images_per_s']:9.0f} img/s",
-                      flush=True)
-    return rows
+    """aetool's own timing loop, plus the FLOP rate of each row and its share of the CPU's matmul peak."""
+    def report(row: dict) -> None:
+        row["gflop_per_s"] = row["images_per_s"] * flops[row["op"]] / 1e9
+        on_cpu = "cuda" not in row["engine"]  # the peak is the CPU's: no share for GPU rows
+        row["fraction_of_peak"] = row["gflop_per_s"] / peak if on_cpu else None
+        print(f"  {row['engine']:<22} {row['op']:<9} batch {row['batch']:>4}: p50 {row['p50_ms']:8.3f} ms  "
+              f"{row['images_per_s']:9.0f} img/s", flush=True)
+
+    return measure(engines, batches, (1, 28, 28), min_repeats=10, max_seconds=seconds, quiet=True, on_row=report)
 
 
 # ------------------------------------------------------------------ training

@@ -86,12 +86,29 @@ def test_decoder_ships_in_conv_form_and_torch_gets_the_weights_back(workspace, b
 def test_resume_continues_from_checkpoint(ws_copy):
     run = ws_copy / "models" / "cnn-d4"
     before = json.loads((run / "metrics.json").read_text())
-    out = run_cli("train", "--out", "models/cnn-d4", "--resume", "--epochs", "2", "--quiet", cwd=ws_copy).stdout
+    out = run_cli("train", "--out", "models/cnn-d4", "--resume", "--epochs", "2", "--batch-size", "25", "--quiet",
+                  cwd=ws_copy).stdout
     after = json.loads((run / "metrics.json").read_text())
     assert "after 2 epoch(s)" in out
     assert [h["epoch"] for h in after["history"]] == [1, 2]
     assert after["history"][0] == before["history"][0]  # epoch 1 kept, not retrained
     assert after["config"]["d"] == 4 and after["config"]["limit"] == 300
+    # a new batch size applies from the resumed epoch on; each epoch records its own
+    assert after["config"]["batch_size"] == 25 and after["history"][1]["batch_size"] == 25
+
+
+def test_resume_reads_retired_options_only_when_off(ws_copy):
+    run = ws_copy / "models" / "cnn-d4"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["config"]["latent_noise"] = 0.0  # stored by earlier versions; 0 meant "off"
+    torch.save(state, run / "checkpoint.pt")
+    from aetool.training.train import resume_config
+
+    assert resume_config(run).d == 4
+    state["config"]["latent_noise"] = 0.25
+    torch.save(state, run / "checkpoint.pt")
+    proc = run_cli("train", "--out", "models/cnn-d4", "--resume", "--epochs", "2", "--quiet", cwd=ws_copy, check=False)
+    assert proc.returncode == 1 and "uses option latent_noise=0.25" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_training_is_reproducible_with_seed(tmp_path, workspace):

@@ -197,6 +197,7 @@ class Trainer:
             row = {
                 "epoch": self.epoch,
                 "lr": self.lr_at(self.epoch - 1),
+                "batch_size": self.config.batch_size,
                 "train_loss": train_loss,
                 "test_sse_per_image": float(sse.mean()),
                 "test_psnr_db": psnr_from_sse(float(sse.mean())),
@@ -246,13 +247,30 @@ def load_checkpoint(run_dir: Path) -> dict:
         raise AetoolError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
 
 
-def resume_config(out_dir: Path, epochs: int | None = None) -> TrainConfig:
-    """The stored config of a run, optionally with a new total number of epochs."""
+# options that earlier versions stored and later dropped, with the value that meant "off"
+RETIRED_OPTIONS = {"latent_noise": 0.0}
+
+
+def config_from_dict(stored: dict, run_dir: Path) -> TrainConfig:
+    """A stored config, read leniently only where nothing changes: a retired option at its "off" value."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in stored.items():
+        if key not in fields and RETIRED_OPTIONS.get(key, object()) != value:
+            raise AetoolError(f"{run_dir}: the run uses option {key}={value!r}, which this aetool does not have")
+    return TrainConfig(**{k: v for k, v in stored.items() if k in fields})
+
+
+def resume_config(out_dir: Path, epochs: int | None = None, batch_size: int | None = None) -> TrainConfig:
+    """The stored config of a run, optionally with a new total number of epochs or a new
+    batch size from the next epoch on (each epoch's size stays in the history)."""
     if not (Path(out_dir) / CHECKPOINT).is_file():
         raise AetoolError(f"--resume: {out_dir} holds no checkpoint to resume")
-    config = TrainConfig(**load_checkpoint(out_dir)["config"])
+    config = config_from_dict(load_checkpoint(out_dir)["config"], out_dir)
     if epochs is not None:
         config.epochs = epochs
+    if batch_size is not None:
+        config.batch_size = batch_size
+    config.validate()
     return config
 
 

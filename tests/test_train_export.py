@@ -136,6 +136,51 @@ def test_stop_after_pauses_and_resume_finishes_the_same_schedule(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_shrink_latent_is_exact():
+    """The shrunk model is the big one with its latent squeezed through its top-d principal subspace."""
+    from aetool.training.model import AutoEncoder
+    from aetool.training.shrink import principal_directions, shrink_latent
+
+    torch.manual_seed(0)
+    big = AutoEncoder(16).eval()
+    x = torch.rand(64, 1, 28, 28)
+    with torch.no_grad():
+        z = big.encoder(x).reshape(64, 16)
+        small = shrink_latent(big, 4, z.numpy()).eval()
+        p = torch.from_numpy(principal_directions(z.numpy(), 4)).float()
+        expected = big.decoder((z @ p @ p.T).reshape(64, 16, 1, 1))
+        assert small.encoder(x).shape == (64, 4, 1, 1)
+        torch.testing.assert_close(small(x), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(p.T @ p, torch.eye(4), atol=1e-5, rtol=0)
+
+
+def test_init_from_starts_at_the_shrunk_run(ws_copy):
+    from aetool.training.model import AutoEncoder
+    from aetool.training.shrink import shrink_latent
+    from aetool.training.train import encode_all
+
+    big, _ = load_run_model(ws_copy / "models" / "cnn-d4")
+    # a learning rate of 1e-12 leaves the starting weights in place, to compare with
+    out = run_cli("train", "--d", "2", "--init-from", "models/cnn-d4", "--lr", "1e-12", *TINY, "--out", "shrunk",
+                  cwd=ws_copy).stdout
+    assert "done: shrunk" in out
+    metrics = json.loads((ws_copy / "shrunk" / "metrics.json").read_text())
+    assert metrics["config"]["init_from"] == "models/cnn-d4" and metrics["config"]["d"] == 2
+    from aetool.data import load_mnist
+
+    images = load_mnist("train").head(300).images
+    expected = shrink_latent(big, 2, encode_all(big.encoder, images, torch.device("cpu"))).eval()
+    trained, _ = load_run_model(ws_copy / "shrunk")
+    x = torch.from_numpy(images[:50])
+    with torch.no_grad():
+        torch.testing.assert_close(trained(x), expected(x), atol=1e-4, rtol=0)
+    assert isinstance(trained, AutoEncoder)
+    # only from a larger CNN latent; a refused start writes nothing
+    proc = run_cli("train", "--d", "8", "--init-from", "models/cnn-d4", *TINY, "--out", "bigger", cwd=ws_copy, check=False)
+    assert proc.returncode == 1 and "needs a run with a larger latent" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (ws_copy / "bigger").exists()
+
+
 def test_train_refuses_to_clobber_a_run(ws_copy):
     ckpt = ws_copy / "models" / "cnn-d4" / "checkpoint.pt"
     before = ckpt.read_bytes()
@@ -150,6 +195,7 @@ def test_train_refuses_to_clobber_a_run(ws_copy):
     (["--d", "4", "--limit", "0"], "--limit must be at least 1"),
     (["--d", "4", "--resume"], "no checkpoint to resume"),
     (["--d", "4", "--stop-after", "0"], "--stop-after must be at least 1"),
+    (["--d", "2", "--init-from", "nowhere"], "no checkpoint.pt"),
 ])
 def test_train_bad_options(tmp_path, args, message):
     proc = run_cli("train", *args, cwd=tmp_path, check=False)

@@ -48,6 +48,7 @@ class TrainConfig:
     limit: int | None = None  # train on the first N training images only
     nb_channels: int = 32
     data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
+    init_from: str | None = None  # start from this run's weights, latent shrunk to d (see shrink.py)
 
     def validate(self) -> None:
         if self.d < 1:
@@ -183,9 +184,14 @@ class Trainer:
         last_epoch = c.epochs if stop_after is None else min(stop_after, c.epochs)
         if resume:
             self.load_checkpoint()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         train, test = self.load_data()
         x_train = torch.from_numpy(train.images)
+        if c.init_from and not resume:
+            from .shrink import shrunk_from_run
+
+            self.model.load_state_dict(shrunk_from_run(Path(c.init_from), c.d, c.nb_channels, train.images).state_dict())
+            self.log(f"starting from {c.init_from}, its latent projected on its top {c.d} principal directions")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
             f"training {c.model} d={c.d} on {len(train)} images ({self.device.type}, {self.precision}), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}, lr {c.lr} ({c.schedule}) -> {self.out_dir}"

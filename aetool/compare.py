@@ -32,6 +32,13 @@ SCORED_SAMPLES = 2000
 PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1-0, 4-9, 5-6, 3-4
 
 
+def started_from(bundle: Bundle) -> str:
+    init = bundle.meta.get("training", {}).get("config", {}).get("init_from")
+    if init:
+        return Path(init).name
+    return "random" if bundle.family == "cnn" else "closed form"
+
+
 def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, classifier: DigitClassifier, n_show: int) -> tuple[dict, np.ndarray]:
     recon = bundle.reconstruct(images)
     sse = sse_per_image(images, recon)
@@ -41,18 +48,21 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, classifier:
         "test_sse_per_image": float(sse.mean()), "psnr_db": psnr_from_sse(float(sse.mean())),
         "identity_kept": float(kept.mean()), f"kept_first_{n_show}": int(kept[:n_show].sum()),
         "epochs": bundle.meta.get("training", {}).get("epochs"),
+        # a run started from a larger one (aetool train --init-from) inherits its training too
+        "started_from": started_from(bundle),
     }
     return row, recon
 
 
 def markdown_table(rows: Sequence[dict], n_show: int, classifier_accuracy: float) -> str:
     lines = [
-        f"| d | family | test SSE / image | PSNR (dB) | identity kept (10,000) | kept of first {n_show} | epochs |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        f"| d | family | test SSE / image | PSNR (dB) | identity kept (10,000) | kept of first {n_show} | epochs | started from |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(f"| {r['d']} | {r['family']} | {r['test_sse_per_image']:.2f} | {r['psnr_db']:.2f} | "
-                     f"{100 * r['identity_kept']:.2f} % | {r[f'kept_first_{n_show}']}/{n_show} | {r['epochs']} |")
+                     f"{100 * r['identity_kept']:.2f} % | {r[f'kept_first_{n_show}']}/{n_show} | {r['epochs']} | "
+                     f"{r['started_from']} |")
     lines.append(f"\nThe classifier reads {100 * classifier_accuracy:.2f} % of the original test images correctly.")
     return "\n".join(lines)
 

@@ -72,6 +72,7 @@ def test_compare_writes_figures_and_table(zoo, tmp_path):
     report = json.loads((out / "table.json").read_text())
     rows = {r["family"]: r for r in report["rows"]}
     assert set(rows) == {"cnn", "pca"}
+    assert rows["cnn"]["started_from"] == "random" and rows["pca"]["started_from"] == "closed form"
     for r in rows.values():
         assert 0 <= r["identity_kept"] <= 1 and 0 <= r["kept_first_36"] <= 36
         assert r["test_sse_per_image"] > 0 and r["psnr_db"] == pytest.approx(10 * np.log10(784 / r["test_sse_per_image"]))

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # d=2 uses seed 2: seeds 1-4 were each trained 3 epochs of a 30-epoch schedule and ranked by identity
 # kept on training images 0-9,999 (43.3 %, 48.2 %, 38.5 %, 44.6 %), then seed 2 was continued to 40 and
 # warm-restarted to 60; a 35-epoch run from d=32 (batch 50) kept less (67.2 % vs 67.4 % on those images).
-# d=32 is trained first and is the start of d=16 and 8: scripts/pilot_recipe.py (3 epochs, scored on
+# d=32 is trained first and is the start of d=16, 8 and 4: scripts/pilot_recipe.py (3 epochs, scored on
 # held-out training images) put a start from the earlier d=16 run far ahead of random weights at the
 # same cost (d=2: identity kept 54.7 % vs 33.8 %; d=8: 92.7 % vs 89.7 %; with a first, centred version
 # of the projection), and batch 50 at lr 2e-3 ahead of batch 100 at lr 1e-3 or 2e-3.
@@ -25,7 +25,7 @@ STAGES=${STAGES:-"32 12 12 0 100 -
 2 3 30 2 100 -
 2 40 40 2 100 -
 2 60 60 2 100 -
-4 12 12 0 100 -"}
+4 12 12 0 50 cnn-d32"}
 
 epochs_done() {  # epochs_done RUN: how far a run got (0 if it does not exist)
   python -c "import json,sys; print(json.load(open(sys.argv[1]))['epochs_done'])" "$1/metrics.json" 2>/dev/null || echo 0

@@ -25,7 +25,8 @@ import torch
 
 from aetool.classify import DigitClassifier, identity_kept
 from aetool.data import Dataset, load_mnist
-from aetool.training.train import Trainer, TrainConfig, model_sse_per_image
+from aetool.metrics import sse_per_image
+from aetool.training.train import Trainer, TrainConfig
 
 HELD_OUT = 10_000
 
@@ -58,12 +59,12 @@ def main() -> None:
         t0 = time.perf_counter()
         trainer.run()
         seconds = time.perf_counter() - t0
-    held_out = load_mnist("train").head(HELD_OUT)
-    sse = model_sse_per_image(trainer.model, held_out.images, trainer.device)
+    _, held_out = trainer.load_data()
     trainer.model.eval()
     with torch.no_grad():
         recon = np.concatenate([trainer.model(torch.from_numpy(held_out.images[i : i + 1000])).float().numpy()
                                 for i in range(0, HELD_OUT, 1000)])
+    sse = sse_per_image(held_out.images, recon)
     kept = identity_kept(DigitClassifier(), recon, held_out.labels)
     print(json.dumps({**{k: v for k, v in vars(args).items() if k != "threads"}, "held_out_sse_per_image": round(float(sse.mean()), 3),
                       "held_out_identity_kept": round(100 * float(kept.mean()), 2), "seconds": round(seconds)}))

@@ -59,17 +59,14 @@ def shrink_latent(big: AutoEncoder, d: int, latents: np.ndarray) -> AutoEncoder:
 
 def shrunk_from_run(run_dir: Path, d: int, nb_channels: int, images: np.ndarray) -> AutoEncoder:
     """:func:`shrink_latent` of a trained CNN run, its latents taken on ``images`` (the training set)."""
-    from .train import encode_all, load_checkpoint  # train imports this module
+    from .export import load_run_model  # export imports train, which imports this module
+    from .train import encode_all
 
-    state = load_checkpoint(run_dir)
-    config = state.get("config", {})
-    if config.get("model", "cnn") != "cnn" or "model" not in state:
+    big, _ = load_run_model(run_dir)
+    if not isinstance(big, AutoEncoder):
         raise AetoolError(f"--init-from: {run_dir} is not a CNN run")
-    big_d, channels = int(config["d"]), int(config.get("nb_channels", 32))
-    if big_d <= d:
-        raise AetoolError(f"--init-from: {run_dir} has d={big_d}; starting d={d} needs a run with a larger latent")
-    if channels != nb_channels:
-        raise AetoolError(f"--init-from: {run_dir} has {channels} channels, this run {nb_channels}")
-    big = AutoEncoder(big_d, channels)
-    big.load_state_dict(state["model"])
+    if big.embedding_dim <= d:
+        raise AetoolError(f"--init-from: {run_dir} has d={big.embedding_dim}; starting d={d} needs a run with a larger latent")
+    if big.nb_channels != nb_channels:
+        raise AetoolError(f"--init-from: {run_dir} has {big.nb_channels} channels, this run {nb_channels}")
     return shrink_latent(big, d, encode_all(big.encoder, images, torch.device("cpu")))

@@ -99,6 +99,8 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="Learning-rate schedule over the epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--nb-channels", type=int, default=32, show_default=True,
+              help="Channels of every hidden layer (the lecture's nb_channels); cost grows with its square.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
@@ -108,21 +110,25 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: models/<model>-d<d>).")
 @click.option("--init-from", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
-              help="Start from a trained CNN run with a larger latent, projected to --d (see README).")
+              help="Start from a trained CNN run: its latent projected down to --d, its layers widened "
+                   "to --nb-channels (see README).")
+@click.option("--revive-dead", is_flag=True,
+              help="With --init-from: give the start's dead ReLU channels fresh weights (same function).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--stop-after", type=int, default=None, metavar="EPOCH",
               help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
-def train(d, model, epochs, batch_size, lr, schedule, seed, device, precision, limit, data_source, out, init_from,
-          resume, stop_after, force, quiet):
+def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device, precision, limit, data_source, out, init_from,
+          revive_dead, resume, stop_after, force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
     config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs,
                          batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
-                         seed=seed, device=device, precision=precision, limit=limit, data=data_source,
-                         init_from=None if init_from is None else str(init_from))
+                         seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
+                         data=data_source,
+                         init_from=None if init_from is None else str(init_from), revive_dead=revive_dead)
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:

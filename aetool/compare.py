@@ -33,9 +33,9 @@ PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1
 
 
 def started_from(bundle: Bundle) -> str:
-    init = bundle.meta.get("training", {}).get("config", {}).get("init_from")
-    if init:
-        return Path(init).name
+    config = bundle.meta.get("training", {}).get("config", {})
+    if config.get("init_from"):
+        return Path(config["init_from"]).name + (", revived" if config.get("revive_dead") else "")
     return "random" if bundle.family == "cnn" else "closed form"
 
 

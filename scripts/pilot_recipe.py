@@ -8,6 +8,7 @@ predict final numbers; compare recipes at equal wall-clock time.
 
     python scripts/pilot_recipe.py --d 8 --epochs 3 --batch-size 50 --lr 2e-3 --threads 1
     python scripts/pilot_recipe.py --d 2 --epochs 3 --init-from models/cnn-d16 --threads 1
+    python scripts/pilot_recipe.py --d 16 --epochs 6 --batch-size 50 --lr 5e-4 --init-from models/cnn-d16 --revive-dead
 
 A run given to --init-from has seen the held-out images (without labels) in its own training.
 """
@@ -27,6 +28,7 @@ from aetool.classify import DigitClassifier, identity_kept
 from aetool.data import Dataset, load_mnist
 from aetool.metrics import sse_per_image
 from aetool.training.train import Trainer, TrainConfig
+from aetool.training.warm_start import dead_channels
 
 HELD_OUT = 10_000
 
@@ -48,12 +50,14 @@ def main() -> None:
     p.add_argument("--nb-channels", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-from", default=None, metavar="RUN", help="start from a larger-latent run (aetool train --init-from)")
+    p.add_argument("--revive-dead", action="store_true", help="with --init-from: revive the start's dead channels")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 lets two pilots share 2 cores fairly)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(d=args.d, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule="cosine",
-                         seed=args.seed, nb_channels=args.nb_channels, init_from=args.init_from)
+                         seed=args.seed, nb_channels=args.nb_channels, init_from=args.init_from,
+                         revive_dead=args.revive_dead)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = HeldOutTrainer(config, Path(tmp), quiet=True, log=lambda s: None)
         t0 = time.perf_counter()
@@ -65,9 +69,10 @@ def main() -> None:
         recon = np.concatenate([trainer.model(torch.from_numpy(held_out.images[i : i + 1000])).float().numpy()
                                 for i in range(0, HELD_OUT, 1000)])
     sse = sse_per_image(held_out.images, recon)
+    dead = sum(int(mask.sum()) for mask in dead_channels(trainer.model.float(), held_out.images).values())
     kept = identity_kept(DigitClassifier(), recon, held_out.labels)
     print(json.dumps({**{k: v for k, v in vars(args).items() if k != "threads"}, "held_out_sse_per_image": round(float(sse.mean()), 3),
-                      "held_out_identity_kept": round(100 * float(kept.mean()), 2), "seconds": round(seconds)}))
+                      "held_out_identity_kept": round(100 * float(kept.mean()), 2), "dead_channels": dead, "seconds": round(seconds)}))
 
 
 if __name__ == "__main__":

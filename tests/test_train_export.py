@@ -139,7 +139,7 @@ def test_stop_after_pauses_and_resume_finishes_the_same_schedule(tmp_path):
 def test_shrink_latent_is_exact():
     """The shrunk model is the big one with its latent squeezed through its top-d principal subspace."""
     from aetool.training.model import AutoEncoder
-    from aetool.training.shrink import principal_directions, shrink_latent
+    from aetool.training.warm_start import principal_directions, shrink_latent
 
     torch.manual_seed(0)
     big = AutoEncoder(16).eval()
@@ -154,9 +154,54 @@ def test_shrink_latent_is_exact():
         torch.testing.assert_close(p.T @ p, torch.eye(4), atol=1e-5, rtol=0)
 
 
+def test_widen_channels_is_exact_and_trainable():
+    """The widened model computes what the narrow one does, and its new channels do get gradients."""
+    from aetool.training.model import AutoEncoder, reconstruction_loss
+    from aetool.training.warm_start import widen_channels
+
+    torch.manual_seed(0)
+    narrow = AutoEncoder(8, 8).eval()
+    wide = widen_channels(narrow, 12).eval()
+    x = torch.rand(32, 1, 28, 28)
+    assert wide.nb_channels == 12 and wide.encoder[0].weight.shape == (12, 1, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), narrow(x), atol=1e-6, rtol=0)
+        assert wide.encoder[0].weight[8:].abs().sum() > 0  # the new channels compute something...
+        assert wide.encoder[2].weight[:, 8:].abs().sum() == 0  # ...that nothing reads yet
+    reconstruction_loss(x, wide(x)).backward()
+    assert wide.encoder[2].weight.grad[:, 8:].abs().sum() > 0
+    assert wide.decoder[2].weight.grad[8:].abs().sum() > 0  # ConvTranspose: (in, out, kh, kw)
+    with pytest.raises(ValueError):
+        widen_channels(wide, 8)
+
+
+def test_revive_dead_channels_keeps_the_function():
+    """Channels that no image turns on get fresh weights in and zero weights out: same output, none dead."""
+    from aetool.training.model import AutoEncoder
+    from aetool.training.warm_start import dead_channels, revive_dead_channels
+
+    torch.manual_seed(0)
+    model = AutoEncoder(4, 8).eval()
+    with torch.no_grad():  # kill channels 1 and 5 after the encoder's second conv, 0 after the decoder's first
+        model.encoder[2].bias[[1, 5]] = -1e3
+        model.decoder[0].bias[0] = -1e3
+    images = torch.rand(64, 1, 28, 28).numpy()
+    x = torch.from_numpy(images)
+    with torch.no_grad():
+        before = model(x)
+    dead = dead_channels(model, images)
+    assert dead[("encoder", 2)][[1, 5]].all() and dead[("decoder", 0)][0]
+    assert revive_dead_channels(model, images) == sum(int(mask.sum()) for mask in dead.values()) >= 3
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, atol=1e-6, rtol=0)
+        live = ~dead[("encoder", 4)]  # a revived channel of the next layer may read them: nothing reads it
+        assert model.encoder[4].weight[live][:, [1, 5]].abs().sum() == 0 and live.any()
+    assert not any(mask.any() for mask in dead_channels(model, images).values())
+
+
 def test_init_from_starts_at_the_shrunk_run(ws_copy):
     from aetool.training.model import AutoEncoder
-    from aetool.training.shrink import shrink_latent
+    from aetool.training.warm_start import shrink_latent
     from aetool.training.train import encode_all
 
     big, _ = load_run_model(ws_copy / "models" / "cnn-d4")
@@ -181,6 +226,26 @@ def test_init_from_starts_at_the_shrunk_run(ws_copy):
     assert not (ws_copy / "bigger").exists()
 
 
+def test_init_from_widens_a_run(ws_copy):
+    """--nb-channels wider than the source (dead channels revived): the new run starts as exactly the
+    source, in its own folder."""
+    narrow, _ = load_run_model(ws_copy / "models" / "cnn-d4")
+    out = run_cli("train", "--d", "4", "--nb-channels", "40", "--init-from", "models/cnn-d4", "--revive-dead",
+                  "--lr", "1e-12", *TINY, cwd=ws_copy).stdout
+    assert "done: models/cnn-d4-w40" in out
+    wide, state = load_run_model(ws_copy / "models" / "cnn-d4-w40")
+    assert wide.nb_channels == 40 and state["config"]["revive_dead"]
+    from aetool.data import load_mnist
+
+    # channels dead on the 300 training images seen were revived: the same function on those images
+    x = torch.from_numpy(load_mnist("train").head(50).images)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), narrow(x), atol=1e-4, rtol=0)
+    proc = run_cli("train", "--d", "4", "--nb-channels", "16", "--init-from", "models/cnn-d4", *TINY, "--out", "narrower",
+                   cwd=ws_copy, check=False)
+    assert proc.returncode == 1 and "at most as wide" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_train_refuses_to_clobber_a_run(ws_copy):
     ckpt = ws_copy / "models" / "cnn-d4" / "checkpoint.pt"
     before = ckpt.read_bytes()
@@ -193,6 +258,8 @@ def test_train_refuses_to_clobber_a_run(ws_copy):
     (["--d", "0"], "--d must be a positive"),
     (["--d", "4", "--epochs", "0"], "--epochs must be at least 1"),
     (["--d", "4", "--limit", "0"], "--limit must be at least 1"),
+    (["--d", "4", "--nb-channels", "0"], "--nb-channels must be at least 1"),
+    (["--d", "4", "--revive-dead"], "pass --init-from RUN with it"),
     (["--d", "4", "--resume"], "no checkpoint to resume"),
     (["--d", "4", "--stop-after", "0"], "--stop-after must be at least 1"),
     (["--d", "2", "--init-from", "nowhere"], "no checkpoint.pt"),

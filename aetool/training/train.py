@@ -48,7 +48,8 @@ class TrainConfig:
     limit: int | None = None  # train on the first N training images only
     nb_channels: int = 32
     data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
-    init_from: str | None = None  # start from this run's weights, latent shrunk to d (see shrink.py)
+    init_from: str | None = None  # start from this run's weights, latent shrunk to d, widened (see warm_start.py)
+    revive_dead: bool = False  # with init_from: revive the start's dead ReLU channels (see warm_start.py)
 
     def validate(self) -> None:
         if self.d < 1:
@@ -59,8 +60,12 @@ class TrainConfig:
             raise AetoolError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise AetoolError(f"--lr must be a positive number, got {self.lr}")
+        if self.nb_channels < 1:
+            raise AetoolError(f"--nb-channels must be at least 1, got {self.nb_channels}")
         if self.limit is not None and self.limit < 1:
             raise AetoolError(f"--limit must be at least 1, got {self.limit}")
+        if self.revive_dead and not self.init_from:
+            raise AetoolError("--revive-dead works on a start: pass --init-from RUN with it")
         if self.schedule not in ("constant", "cosine"):
             raise AetoolError(f"unknown schedule {self.schedule!r} (use constant or cosine)")
         if self.model not in ("cnn", "pca"):
@@ -68,7 +73,9 @@ class TrainConfig:
 
 
 def default_run_name(config: TrainConfig) -> str:
-    return f"{config.model}-d{config.d}"
+    """``cnn-d16``; a CNN wider than the lecture's 32 channels says so: ``cnn-d16-w64``."""
+    wide = config.model == "cnn" and config.nb_channels != TrainConfig.nb_channels
+    return f"{config.model}-d{config.d}" + (f"-w{config.nb_channels}" if wide else "")
 
 
 @torch.no_grad()
@@ -187,10 +194,12 @@ class Trainer:
         train, test = self.load_data()
         x_train = torch.from_numpy(train.images)
         if c.init_from and not resume:
-            from .shrink import shrunk_from_run
+            from .warm_start import start_from_run
 
-            self.model.load_state_dict(shrunk_from_run(Path(c.init_from), c.d, c.nb_channels, train.images).state_dict())
-            self.log(f"starting from {c.init_from}, its latent projected on its top {c.d} principal directions")
+            start, revived = start_from_run(Path(c.init_from), c.d, c.nb_channels, train.images, revive=c.revive_dead)
+            self.model.load_state_dict(start.state_dict())
+            self.log(f"starting from {c.init_from} (latent projected on its top {c.d} principal directions where smaller, "
+                     f"{c.nb_channels} channels, {revived} dead channels revived)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
             f"training {c.model} d={c.d} on {len(train)} images ({self.device.type}, {self.precision}), "

@@ -23,7 +23,8 @@ cd "$(dirname "$0")/.."
 # of the projection), and batch 50 at lr 2e-3 ahead of batch 100 at lr 1e-3 or 2e-3.
 # The final d=2, 8 and 16 runs restart their base run with its dead channels revived, at lr 5e-4: in a
 # 6-epoch pilot from the d=16 run, revived at 5e-4 beat revived at 1e-3 (held-out SSE 4.59 vs 4.66; 9
-# vs 26 channels dead again at the end) and plain continuation at 1e-3 (4.67).
+# vs 26 channels dead again at the end) and plain continuation at 1e-3 (4.67). Pilots run after these
+# runs rank lower rates higher still: 2.5e-4 4.57 (2 dead again), 1e-4 4.55 (none): the next restart's rate.
 STAGES=${STAGES:-"cnn-d32 32 12 12 0 100 1e-3 - -
 cnn-d16-base 16 25 25 0 50 1e-3 cnn-d32 -
 cnn-d8-base 8 30 30 0 50 1e-3 cnn-d32 -

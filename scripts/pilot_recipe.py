@@ -69,7 +69,7 @@ def main() -> None:
         recon = np.concatenate([trainer.model(torch.from_numpy(held_out.images[i : i + 1000])).float().numpy()
                                 for i in range(0, HELD_OUT, 1000)])
     sse = sse_per_image(held_out.images, recon)
-    dead = sum(int(mask.sum()) for mask in dead_channels(trainer.model.float(), held_out.images).values())
+    dead = sum(int(mask.sum()) for mask in dead_channels(trainer.model, held_out.images).values())
     kept = identity_kept(DigitClassifier(), recon, held_out.labels)
     print(json.dumps({**{k: v for k, v in vars(args).items() if k != "threads"}, "held_out_sse_per_image": round(float(sse.mean()), 3),
                       "held_out_identity_kept": round(100 * float(kept.mean()), 2), "dead_channels": dead, "seconds": round(seconds)}))

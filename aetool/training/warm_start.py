@@ -70,6 +70,11 @@ def shrink_latent(big: AutoEncoder, d: int, latents: np.ndarray) -> AutoEncoder:
     return small
 
 
+def _conv_out_dim(layer: torch.nn.Module) -> int:
+    """The output-channel axis of a weight: Conv2d (out, in, kh, kw), ConvTranspose2d (in, out, kh, kw)."""
+    return 1 if isinstance(layer, torch.nn.ConvTranspose2d) else 0
+
+
 @torch.no_grad()
 def widen_channels(narrow: AutoEncoder, nb_channels: int, seed: int = 0) -> AutoEncoder:
     """An AutoEncoder with ``nb_channels`` hidden channels computing exactly what ``narrow`` does.
@@ -87,19 +92,13 @@ def widen_channels(narrow: AutoEncoder, nb_channels: int, seed: int = 0) -> Auto
     for old, new in zip(list(narrow.encoder) + list(narrow.decoder), list(wide.encoder) + list(wide.decoder)):
         if not isinstance(old, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             continue
-        # Conv2d weights are (out, in, kh, kw); ConvTranspose2d weights are (in, out, kh, kw)
-        in_dim = 0 if isinstance(old, torch.nn.ConvTranspose2d) else 1
+        in_dim = 1 - _conv_out_dim(old)
         reads_hidden = old.weight.shape[in_dim] == c and new.weight.shape[in_dim] == nb_channels
         if reads_hidden:
             new.weight.narrow(in_dim, c, nb_channels - c).zero_()
         new.weight[tuple(slice(0, n) for n in old.weight.shape)] = old.weight
         new.bias[: old.bias.shape[0]] = old.bias
     return wide
-
-
-def _conv_out_dim(layer: torch.nn.Module) -> int:
-    """The output-channel axis of a weight: Conv2d (out, in, kh, kw), ConvTranspose2d (in, out, kh, kw)."""
-    return 1 if isinstance(layer, torch.nn.ConvTranspose2d) else 0
 
 
 @torch.no_grad()

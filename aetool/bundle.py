@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .density import density_from_dict
+from .density import Density, density_from_dict
 from .errors import AetoolError
 from .fileio import read_json
 from .runtime import make_session, provider_label
@@ -175,11 +175,14 @@ class Bundle:
         alpha = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(-1, 1, 1, 1)
         return self.decode((1 - alpha) * za + alpha * zb)
 
-    def sample(self, n: int, seed: int | None = None, density: str | None = None) -> np.ndarray:
-        """Draw n latents from a density of the bundle (default: its default) and decode them."""
+    def sample(self, n: int, seed: int | None = None, density: str | Density | None = None) -> np.ndarray:
+        """Draw n latents from a density and decode them. ``density`` is a name for
+        density_named (None: the bundle's default) or a density already resolved from it."""
         if n < 1:
             raise AetoolError(f"-n must be at least 1, got {n}")
-        return self.decode(self.density_named(density).sample(n, rng=seed))
+        if density is None or isinstance(density, str):
+            density = self.density_named(density)
+        return self.decode(density.sample(n, rng=seed))
 
 
 def read_meta(path: Path) -> dict[str, Any]:

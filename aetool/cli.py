@@ -261,9 +261,10 @@ def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
     """Draw from the bundle's latent density and decode: a grid of new digits."""
     from . import images as img
 
-    x = bundle.sample(n, seed=seed, density=density)
+    latent_density = bundle.density_named(density)
+    x = bundle.sample(n, seed=seed, density=latent_density)
     img.write_png(img.make_grid(x, ncols or math.ceil(math.sqrt(n))), output, scale=scale)
-    echo(f"wrote {output} ({n} samples from the {bundle.density_named(density).kind} density)")
+    echo(f"wrote {output} ({n} samples from the {latent_density.kind} density)")
 
 
 @main.command()
@@ -317,8 +318,10 @@ def info(bundle, echo, quiet):
     score = "".join(f", {k} {v:.3f}" for k, v in scores.items())
     click.echo(f"density {m['density']['kind']} (default)" + "".join(f", {k}" for k in others)
                + (f"; test log-likelihood per latent dim{score}" if scores else ""))
+    chain = " <- ".join(f"{s['run']} ({s['epochs']} epochs{', revived' if s['revived'] else ''})" for s in t.get("started_from") or [])
     click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
-               f"test SSE/image {t.get('test_sse_per_image')}, PSNR {t.get('test_psnr_db')} dB")
+               f"test SSE/image {t.get('test_sse_per_image')}, PSNR {t.get('test_psnr_db')} dB"
+               + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else ""))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, classifier:
         "test_sse_per_image": float(sse.mean()), "psnr_db": psnr_from_sse(float(sse.mean())),
         "identity_kept": float(kept.mean()), f"kept_first_{n_show}": int(kept[:n_show].sum()),
         "epochs": bundle.meta.get("training", {}).get("epochs"),
-        # a run started from a larger one (aetool train --init-from) inherits its training too
+        # a run started from another (aetool train --init-from) inherits its training too
+        "epochs_in_all": bundle.meta.get("training", {}).get("epochs_in_all"),
         "started_from": started_from(bundle),
     }
     return row, recon
@@ -56,15 +57,21 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, classifier:
 
 def markdown_table(rows: Sequence[dict], n_show: int, classifier_accuracy: float) -> str:
     lines = [
-        f"| d | family | test SSE / image | PSNR (dB) | identity kept (10,000) | kept of first {n_show} | epochs | started from |",
+        f"| d | family | test SSE / image | PSNR (dB) | identity kept (10,000) | kept of first {n_show} | epochs (with starts) | started from |",
         "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(f"| {r['d']} | {r['family']} | {r['test_sse_per_image']:.2f} | {r['psnr_db']:.2f} | "
-                     f"{100 * r['identity_kept']:.2f} % | {r[f'kept_first_{n_show}']}/{n_show} | {r['epochs']} | "
+                     f"{100 * r['identity_kept']:.2f} % | {r[f'kept_first_{n_show}']}/{n_show} | {epochs_cell(r)} | "
                      f"{r['started_from']} |")
     lines.append(f"\nThe classifier reads {100 * classifier_accuracy:.2f} % of the original test images correctly.")
     return "\n".join(lines)
+
+
+def epochs_cell(row: dict) -> str:
+    """The run's own epochs, then in brackets with those of the runs it started from: "30 (97)"."""
+    own, in_all = row["epochs"], row.get("epochs_in_all")
+    return f"{own} ({in_all})" if in_all is not None and in_all != own else str(own)
 
 
 def density_table(rows: Sequence[dict]) -> str:

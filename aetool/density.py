@@ -200,9 +200,10 @@ def _kmeans_pp_labels(z: np.ndarray, k: int, rng: np.random.Generator, rounds: i
 
 
 DENSITIES = {DiagonalGaussian.kind: DiagonalGaussian, GaussianMixture.kind: GaussianMixture}
+Density = DiagonalGaussian | GaussianMixture
 
 
-def density_from_dict(d: dict[str, Any]):
+def density_from_dict(d: dict[str, Any]) -> Density:
     """Rebuild whichever density a latent.json names."""
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind not in DENSITIES:

@@ -116,6 +116,7 @@ def test_sample_draws_from_the_mixture_by_default_and_the_lecture_diagonal_on_re
     b = load_bundle(bundle_dir, device="cpu")
     z = b.density_named("diagonal").sample(9, rng=1)
     np.testing.assert_allclose(b.sample(9, seed=1, density="diagonal"), b.decode(z), atol=1e-6)
+    np.testing.assert_array_equal(b.sample(9, seed=1, density=b.density_named("diagonal")), b.sample(9, seed=1, density="diagonal"))
     proc = run_cli("sample", "--density", "flow", "-o", str(tmp_path / "x.png"), cwd=workspace, check=False)
     assert proc.returncode == 1 and "has no such density (it has: diagonal, mixture)" in proc.stderr
     assert not (tmp_path / "x.png").exists()

@@ -142,6 +142,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
     test = load_mnist("test", config.get("data"))
     images = test.images[: max(CHECK_BATCHES)]
     densities, test_ll = fit_densities(model, density, config, test.images)
+    lineage = run_lineage(run_dir, config)
 
     with atomic_dir(out_dir) as staging:
         export_graph(model.encoder, torch.from_numpy(images[:2]), staging / ENCODER, "image", "latent")
@@ -171,6 +172,8 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
             "training": {
                 "data": metrics.get("data"),
                 "epochs": metrics.get("epochs_done"),
+                "started_from": lineage,
+                "epochs_in_all": epochs_in_all(metrics.get("epochs_done"), lineage),
                 "config": config,
                 "parameters": metrics.get("parameters"),
                 "test_sse_per_image": metrics.get("test_sse_per_image"),
@@ -187,6 +190,35 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
     log(f"exported {run_dir} -> {out_dir}  ({meta['family']}, d={d}, "
         f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})")
     return meta
+
+
+def run_lineage(run_dir: Path, config: dict) -> list[dict]:
+    """The chain of runs this one was started from (--init-from), nearest first, each with its own epochs.
+
+    A restarted run's own epoch count hides what its starts cost; the bundle keeps the chain so a
+    table can report the training in all. A start is looked for beside the run, then at the stored
+    path; where it is gone its epochs are None and the chain ends there.
+    """
+    lineage: list[dict] = []
+    seen = {Path(run_dir).resolve()}
+    while config.get("init_from"):
+        stored = Path(config["init_from"])
+        start = next((p for p in (Path(run_dir).parent / stored.name, stored) if (p / METRICS).is_file()), None)
+        entry = {"run": stored.name, "epochs": None, "revived": bool(config.get("revive_dead"))}
+        lineage.append(entry)
+        if start is None or start.resolve() in seen:
+            break
+        seen.add(start.resolve())
+        start_metrics = read_json(start / METRICS)
+        entry["epochs"] = start_metrics.get("epochs_done")
+        config, run_dir = start_metrics.get("config", {}), start
+    return lineage
+
+
+def epochs_in_all(own: int | None, lineage: list[dict]) -> int | None:
+    """A run's epochs plus those of every start before it; None where any is unknown."""
+    counts = [own, *(entry["epochs"] for entry in lineage)]
+    return None if any(c is None for c in counts) else sum(counts)
 
 
 def fit_densities(model: torch.nn.Module, diagonal: dict, config: dict, test_images: np.ndarray, *, components: int = 10,

@@ -320,8 +320,12 @@ def info(bundle, echo, quiet):
                + (f"; test log-likelihood per latent dim{score}" if scores else ""))
     chain = " <- ".join(f"{s['run']} ({s['epochs']} epochs{', revived' if s['revived'] else ''})" for s in t.get("started_from") or [])
     click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
-               f"test SSE/image {t.get('test_sse_per_image')}, PSNR {t.get('test_psnr_db')} dB"
+               f"test SSE/image {_fmt(t.get('test_sse_per_image'))}, PSNR {_fmt(t.get('test_psnr_db'))} dB"
                + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else ""))
+
+
+def _fmt(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

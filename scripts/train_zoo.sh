@@ -7,13 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# CNN stages, in order: "run d until horizon seed batch lr init revive". A stage trains models/<run> up to epoch
-# <until> of a cosine schedule (<lr> -> <lr>/100, bf16) that ends at epoch <horizon>, <batch> images per
-# step; a later stage of the same run with a larger horizon resumes it there (a warm restart of the
-# schedule). <init> "-" starts from random weights (seeded); a run name starts from that run (aetool train
-# --init-from: its latent projected on its top-d principal directions where d is smaller; with <revive>
-# "yes" also --revive-dead, its dead ReLU channels revived), so that run must be trained first.
-# Runs named *-base are starts only: not exported.
+# CNN stages, in order: "run d width until horizon seed batch lr init revive". A stage trains models/<run>
+# (<width> channels per hidden layer, the lecture's nb_channels) up to epoch <until> of a cosine schedule
+# (<lr> -> <lr>/100, bf16) that ends at epoch <horizon>, <batch> images per step; a later stage of the same
+# run with a larger horizon resumes it there (a warm restart of the schedule). <init> "-" starts from random
+# weights (seeded); a run name starts from that run (aetool train --init-from: its latent projected on its
+# top-d principal directions where d is smaller, widened where <width> is larger; with <revive> "yes" also
+# --revive-dead, its dead ReLU channels revived), so that run must be trained first.
+# Only the runs named cnn-dD are exported; *-base and *-rN runs are the starts of the chain that leads there.
 # d=2 base uses seed 2: seeds 1-4 were each trained 3 epochs of a 30-epoch schedule and ranked by identity
 # kept on training images 0-9,999 (43.3 %, 48.2 %, 38.5 %, 44.6 %), then seed 2 was continued to 40 and
 # warm-restarted to 60; a 35-epoch run from d=32 (batch 50) kept less (67.2 % vs 67.4 % on those images).
@@ -21,21 +22,25 @@ cd "$(dirname "$0")/.."
 # held-out training images) put a start from the earlier d=16 run far ahead of random weights at the
 # same cost (d=2: identity kept 54.7 % vs 33.8 %; d=8: 92.7 % vs 89.7 %; with a first, centred version
 # of the projection), and batch 50 at lr 2e-3 ahead of batch 100 at lr 1e-3 or 2e-3.
-# The final d=2, 8 and 16 runs restart their base run with its dead channels revived, at lr 5e-4: in a
-# 6-epoch pilot from the d=16 run, revived at 5e-4 beat revived at 1e-3 (held-out SSE 4.59 vs 4.66; 9
-# vs 26 channels dead again at the end) and plain continuation at 1e-3 (4.67). Pilots run after these
-# runs rank lower rates higher still: 2.5e-4 4.57 (2 dead again), 1e-4 4.55 (none): the next restart's rate.
-STAGES=${STAGES:-"cnn-d32 32 12 12 0 100 1e-3 - -
-cnn-d16-base 16 25 25 0 50 1e-3 cnn-d32 -
-cnn-d8-base 8 30 30 0 50 1e-3 cnn-d32 -
-cnn-d2-base 2 3 30 2 100 1e-3 - -
-cnn-d2-base 2 40 40 2 100 1e-3 - -
-cnn-d2-base 2 60 60 2 100 1e-3 - -
-cnn-d4 4 12 12 0 50 1e-3 cnn-d32 -
-cnn-d2 2 40 40 0 50 5e-4 cnn-d2-base yes
-cnn-d8 8 40 40 0 50 5e-4 cnn-d8-base yes
-cnn-d8 8 70 70 0 50 5e-4 cnn-d8-base yes
-cnn-d16 16 30 30 0 50 5e-4 cnn-d16-base yes"}
+# Then restarts from the run before, dead channels revived: -r1 at lr 5e-4 (in a 6-epoch pilot from the
+# d=16 run, revived at 5e-4 beat revived at 1e-3, held-out SSE 4.59 vs 4.66 with 9 vs 26 channels dead
+# again, and plain continuation at 1e-3, 4.67; lower rates ranked higher still: 2.5e-4 4.57, 1e-4 4.55).
+# Each later restart was kept only where it raised identity kept on training images 0-9,999 (see README).
+STAGES=${STAGES:-"cnn-d32 32 32 12 12 0 100 1e-3 - -
+cnn-d16-base 16 32 25 25 0 50 1e-3 cnn-d32 -
+cnn-d8-base 8 32 30 30 0 50 1e-3 cnn-d32 -
+cnn-d2-base 2 32 3 30 2 100 1e-3 - -
+cnn-d2-base 2 32 40 40 2 100 1e-3 - -
+cnn-d2-base 2 32 60 60 2 100 1e-3 - -
+cnn-d4 4 32 12 12 0 50 1e-3 cnn-d32 -
+cnn-d2-r1 2 32 40 40 0 50 5e-4 cnn-d2-base yes
+cnn-d8-r1 8 32 40 40 0 50 5e-4 cnn-d8-base yes
+cnn-d8-r1 8 32 70 70 0 50 5e-4 cnn-d8-base yes
+cnn-d16-r1 16 32 30 30 0 50 5e-4 cnn-d16-base yes
+cnn-d16 16 32 30 30 0 50 1e-4 cnn-d16-r1 yes
+cnn-d2-r2 2 32 40 40 0 50 3e-4 cnn-d2-r1 yes
+cnn-d2 2 32 26 26 0 50 3e-4 cnn-d2-r2 yes
+cnn-d8 8 48 22 22 0 50 3e-4 cnn-d8-r1 yes"}
 
 epochs_done() {  # epochs_done RUN: how far a run got (0 if it does not exist)
   python -c "import json,sys; print(json.load(open(sys.argv[1]))['epochs_done'])" "$1/metrics.json" 2>/dev/null || echo 0
@@ -50,7 +55,7 @@ if [ ! -f models/digit-classifier/classifier.onnx ]; then
 fi
 ln -sf ../../models/digit-classifier/classifier.onnx aetool/pretrained/digit-classifier.onnx
 
-while read -r name d until horizon seed batch lr init revive; do
+while read -r name d width until horizon seed batch lr init revive; do
   run=models/$name
   done_epochs=$(epochs_done "$run")
   if [ "$done_epochs" -ge "$until" ]; then continue; fi
@@ -59,14 +64,14 @@ while read -r name d until horizon seed batch lr init revive; do
   else
     start=(); [ "$init" = - ] || start=(--init-from "models/$init")
     [ "$revive" != yes ] || start+=(--revive-dead)
-    aetool train --d "$d" --epochs "$horizon" --schedule cosine --seed "$seed" --batch-size "$batch" --lr "$lr" \
+    aetool train --d "$d" --nb-channels "$width" --epochs "$horizon" --schedule cosine --seed "$seed" --batch-size "$batch" --lr "$lr" \
       "${start[@]}" --out "$run" --stop-after "$until" < /dev/null
   fi
 done <<< "$STAGES"
 
-for run in models/cnn-d*/ models/pca-d*/; do
-  case "$run" in *-base/) continue ;; esac
-  aetool export "$run" --quiet
+for d in 2 4 8 16 32; do
+  aetool export "models/cnn-d$d" --quiet
+  aetool export "models/pca-d$d" --quiet
 done
 # the int8 variant of the d=16 bundle, shipped beside it
 aetool export models/cnn-d16 --int8 --quiet

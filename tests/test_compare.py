@@ -87,3 +87,17 @@ def test_compare_writes_figures_and_table(zoo, tmp_path):
 def test_compare_names_missing_bundles(zoo, tmp_path):
     proc = run_cli("compare", "--d", "3", "-o", str(tmp_path / "c"), cwd=zoo, check=False)
     assert proc.returncode == 1 and "cnn-d3" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_started_from_names_the_start_its_width_and_revival():
+    from types import SimpleNamespace
+
+    from aetool.compare import started_from
+
+    def bundle(family: str, **config) -> SimpleNamespace:
+        return SimpleNamespace(family=family, meta={"training": {"config": config}})
+
+    widened = bundle("cnn", init_from="models/cnn-d8-r1", nb_channels=48, revive_dead=True)
+    assert started_from(widened) == "cnn-d8-r1, 48 channels, revived"
+    assert started_from(bundle("cnn", nb_channels=32, revive_dead=False)) == "random"
+    assert started_from(bundle("pca", d=4)) == "closed form"

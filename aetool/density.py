@@ -8,7 +8,7 @@ to_dict / from_dict) so richer densities slot in without touching the CLI.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -200,7 +200,7 @@ def _kmeans_pp_labels(z: np.ndarray, k: int, rng: np.random.Generator, rounds: i
 
 
 DENSITIES = {DiagonalGaussian.kind: DiagonalGaussian, GaussianMixture.kind: GaussianMixture}
-Density = DiagonalGaussian | GaussianMixture
+Density = Union[DiagonalGaussian, GaussianMixture]  # what density_from_dict returns
 
 
 def density_from_dict(d: dict[str, Any]) -> Density:

@@ -51,13 +51,14 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, classifier:
     recon = bundle.reconstruct(images)
     sse = sse_per_image(images, recon)
     kept = identity_kept(classifier, recon, labels)
+    training = bundle.meta.get("training", {})
     row = {
         "family": bundle.family, "d": bundle.d, "bundle": bundle.name,
         "test_sse_per_image": float(sse.mean()), "psnr_db": psnr_from_sse(float(sse.mean())),
         "identity_kept": float(kept.mean()), f"kept_first_{n_show}": int(kept[:n_show].sum()),
-        "epochs": bundle.meta.get("training", {}).get("epochs"),
+        "epochs": training.get("epochs"),
         # a run started from another (aetool train --init-from) inherits its training too
-        "epochs_in_all": bundle.meta.get("training", {}).get("epochs_in_all"),
+        "epochs_in_all": training.get("epochs_in_all"),
         "started_from": started_from(bundle),
     }
     return row, recon

@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .errors import AetoolError
+from .lecture import NB_CHANNELS
 
 
 class Group(click.Group):
@@ -99,7 +100,7 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="Learning-rate schedule over the epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--nb-channels", type=int, default=32, show_default=True,
+@click.option("--nb-channels", type=int, default=NB_CHANNELS, show_default=True,
               help="Channels of every hidden layer (the lecture's nb_channels); cost grows with its square.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,

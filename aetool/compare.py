@@ -23,6 +23,7 @@ from .classify import DigitClassifier, confidently_read, identity_kept
 from .data import load_mnist
 from .errors import AetoolError
 from .fileio import write_bytes, write_json
+from .lecture import IMAGE_SHAPE, NB_CHANNELS
 from .metrics import psnr_from_sse, sse_per_image
 
 FAMILIES = ("cnn", "pca")
@@ -32,7 +33,6 @@ SCORED_SAMPLES = 2000
 PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1-0, 4-9, 5-6, 3-4
 
 
-LECTURE_CHANNELS = 32  # the lecture's nb_channels; a CNN of another width says so in the table
 
 
 def started_from(bundle: Bundle) -> str:
@@ -40,7 +40,7 @@ def started_from(bundle: Bundle) -> str:
     if bundle.family != "cnn":
         return "closed form"
     parts = [Path(config["init_from"]).name if config.get("init_from") else "random"]
-    if config.get("nb_channels", LECTURE_CHANNELS) != LECTURE_CHANNELS:
+    if config.get("nb_channels", NB_CHANNELS) != NB_CHANNELS:
         parts.append(f"{config['nb_channels']} channels")
     if config.get("revive_dead"):
         parts.append("revived")
@@ -132,7 +132,7 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
         if (family, d) not in bundles:
             continue
         walks = np.stack([bundles[(family, d)].interpolate(a, b, steps) for a, b in zip(starts, ends)])  # (pairs, steps, 1, 28, 28)
-        strip = img.make_grid(walks.reshape(-1, 1, 28, 28), ncols=steps)
+        strip = img.make_grid(walks.reshape(-1, *IMAGE_SHAPE), ncols=steps)
         path = out_dir / f"interp-{family}-d{d}.png"
         img.write_png(strip, path, scale=scale)
         gif = out_dir / f"interp-{family}-d{d}.gif"

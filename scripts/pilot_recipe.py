@@ -21,14 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from score_runs import score_model  # beside this script
 
-from aetool.classify import DigitClassifier, identity_kept
+from aetool.classify import DigitClassifier
 from aetool.data import Dataset, load_mnist
-from aetool.metrics import sse_per_image
 from aetool.training.train import Trainer, TrainConfig
-from aetool.training.warm_start import dead_channels
 
 HELD_OUT = 10_000
 
@@ -64,15 +62,10 @@ def main() -> None:
         trainer.run()
         seconds = time.perf_counter() - t0
     _, held_out = trainer.load_data()
-    trainer.model.eval()
-    with torch.no_grad():
-        recon = np.concatenate([trainer.model(torch.from_numpy(held_out.images[i : i + 1000])).float().numpy()
-                                for i in range(0, HELD_OUT, 1000)])
-    sse = sse_per_image(held_out.images, recon)
-    dead = sum(int(mask.sum()) for mask in dead_channels(trainer.model, held_out.images).values())
-    kept = identity_kept(DigitClassifier(), recon, held_out.labels)
-    print(json.dumps({**{k: v for k, v in vars(args).items() if k != "threads"}, "held_out_sse_per_image": round(float(sse.mean()), 3),
-                      "held_out_identity_kept": round(100 * float(kept.mean()), 2), "dead_channels": dead, "seconds": round(seconds)}))
+    scores = score_model(trainer.model, held_out, DigitClassifier())
+    print(json.dumps({**{k: v for k, v in vars(args).items() if k != "threads"}, "held_out_sse_per_image": scores["sse_per_image"],
+                      "held_out_identity_kept": scores["identity_kept"], "dead_channels": scores["dead_channels"],
+                      "seconds": round(seconds)}))
 
 
 if __name__ == "__main__":

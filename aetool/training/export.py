@@ -24,6 +24,7 @@ from ..bundle import DECODER, ENCODER, LATENT, SCHEMA_VERSION, sha256_file
 from ..data import load_mnist
 from ..errors import AetoolError
 from ..fileio import atomic_dir, read_json, write_json
+from ..lecture import IMAGE_SHAPE, NB_CHANNELS
 from ..runtime import make_session
 from ..density import DiagonalGaussian, GaussianMixture, density_from_dict
 from .conv_form import conv_form
@@ -41,7 +42,7 @@ def build_model(config: dict) -> torch.nn.Module:
         from .pca import PCAAutoEncoder
 
         return PCAAutoEncoder(config["d"])
-    return AutoEncoder(config["d"], config.get("nb_channels", 32))
+    return AutoEncoder(config["d"], config.get("nb_channels", NB_CHANNELS))
 
 
 def load_run_model(run_dir: Path) -> tuple[torch.nn.Module, dict]:
@@ -157,7 +158,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
             "name": out_dir.name,
             "family": family,
             "d": d,
-            "image": {"shape": [1, 28, 28], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW",
+            "image": {"shape": list(IMAGE_SHAPE), "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW",
                       "foreground": "white digit on black, as MNIST"},
             "density": densities[DEFAULT_DENSITY],  # what `aetool sample` draws from unless told otherwise
             "densities": densities,

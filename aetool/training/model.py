@@ -11,11 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..lecture import NB_CHANNELS
+
 
 class Encoder(nn.Sequential):
     """f: (N, 1, 28, 28) -> (N, d, 1, 1)."""
 
-    def __init__(self, embedding_dim: int, nb_channels: int = 32) -> None:
+    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS) -> None:
         c = nb_channels
         super().__init__(
             nn.Conv2d(1, c, kernel_size=5),
@@ -33,7 +35,7 @@ class Encoder(nn.Sequential):
 class Decoder(nn.Sequential):
     """g: (N, d, 1, 1) -> (N, 1, 28, 28), the mirror of :class:`Encoder`."""
 
-    def __init__(self, embedding_dim: int, nb_channels: int = 32) -> None:
+    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS) -> None:
         c = nb_channels
         super().__init__(
             nn.ConvTranspose2d(embedding_dim, c, kernel_size=4),
@@ -51,7 +53,7 @@ class Decoder(nn.Sequential):
 class AutoEncoder(nn.Module):
     """Encoder and decoder kept as separate modules so each exports to its own ONNX graph."""
 
-    def __init__(self, embedding_dim: int, nb_channels: int = 32) -> None:
+    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS) -> None:
         super().__init__()
         if embedding_dim < 1:
             raise ValueError("embedding_dim must be at least 1")

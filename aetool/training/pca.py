@@ -8,6 +8,7 @@ export, bundles and every runtime command treat both families alike.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,9 +20,10 @@ from torch import nn
 from ..data import load_mnist
 from ..density import DiagonalGaussian
 from ..fileio import atomic_path, write_json
+from ..lecture import IMAGE_SHAPE
 from ..metrics import psnr_from_sse, sse_per_image
 
-PIXELS = 28 * 28
+PIXELS = math.prod(IMAGE_SHAPE)
 
 
 class PCAEncoder(nn.Module):
@@ -45,7 +47,7 @@ class PCADecoder(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         x = self.linear(input.reshape(input.shape[0], -1))
-        return x.reshape(x.shape[0], 1, 28, 28)
+        return x.reshape(x.shape[0], *IMAGE_SHAPE)
 
 
 class PCAAutoEncoder(nn.Module):

@@ -24,6 +24,7 @@ from ..data import Dataset, load_mnist
 from ..density import DiagonalGaussian
 from ..errors import AetoolError
 from ..fileio import atomic_path, write_json
+from ..lecture import NB_CHANNELS
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from .device import resolve_precision, torch_device
@@ -46,7 +47,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 (autocast + channels_last)
     limit: int | None = None  # train on the first N training images only
-    nb_channels: int = 32
+    nb_channels: int = NB_CHANNELS
     data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
     init_from: str | None = None  # start from this run's weights, latent shrunk to d, widened (see warm_start.py)
     revive_dead: bool = False  # with init_from: revive the start's dead ReLU channels (see warm_start.py)

@@ -1,0 +1,8 @@
+"""The lecture's fixed choices, in one torch-free place.
+
+Training (torch) and the runtime commands (onnxruntime only) both need them:
+the model's default width, and compare's table that names any other width.
+"""
+
+IMAGE_SHAPE = (1, 28, 28)  # one MNIST digit, channels first
+NB_CHANNELS = 32  # the lecture's nb_channels: the width of every hidden convolution

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # top-d principal directions where d is smaller, widened where <width> is larger; with <revive> "yes" also
 # --revive-dead, its dead ReLU channels revived), so that run must be trained first.
 # Only the runs named cnn-dD are exported; *-base and *-rN runs are the starts of the chain that leads there.
-# cnn-d16-w48 is kept as a run, not shipped: held-out identity 98.99 vs 98.90 %, test 98.54 vs 98.55 %, at
+# cnn-d16-w48 is kept as a run, not shipped: identity kept on training images 0-9,999 98.99 vs 98.90 %, test 98.54 vs 98.55 %, at
 # about twice the FLOPs of the default bundle.
 # d=2 base uses seed 2: seeds 1-4 were each trained 3 epochs of a 30-epoch schedule and ranked by identity
 # kept on training images 0-9,999 (43.3 %, 48.2 %, 38.5 %, 44.6 %), then seed 2 was continued to 40 and
@@ -27,7 +27,8 @@ cd "$(dirname "$0")/.."
 # Then restarts from the run before, dead channels revived: -r1 at lr 5e-4 (in a 6-epoch pilot from the
 # d=16 run, revived at 5e-4 beat revived at 1e-3, held-out SSE 4.59 vs 4.66 with 9 vs 26 channels dead
 # again, and plain continuation at 1e-3, 4.67; lower rates ranked higher still: 2.5e-4 4.57, 1e-4 4.55).
-# Each later restart was kept only where it raised identity kept on training images 0-9,999 (see README).
+# Each later restart was kept only where it raised identity kept on training images 0-9,999
+# (python scripts/score_runs.py models/<before> models/<after>; see README).
 STAGES=${STAGES:-"cnn-d32 32 32 12 12 0 100 1e-3 - -
 cnn-d16-base 16 32 25 25 0 50 1e-3 cnn-d32 -
 cnn-d8-base 8 32 30 30 0 50 1e-3 cnn-d32 -

@@ -33,8 +33,6 @@ SCORED_SAMPLES = 2000
 PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1-0, 4-9, 5-6, 3-4
 
 
-
-
 def started_from(bundle: Bundle) -> str:
     config = bundle.meta.get("training", {}).get("config", {})
     if bundle.family != "cnn":

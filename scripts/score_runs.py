@@ -13,24 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from aetool.classify import DigitClassifier, identity_kept
 from aetool.data import Dataset, load_mnist
+from aetool.lecture import NB_CHANNELS
 from aetool.metrics import sse_per_image
 from aetool.training.export import load_run_model
+from aetool.training.train import encode_all
 from aetool.training.warm_start import dead_channels
 
 SCORED = 10_000
 
 
-@torch.no_grad()
 def score_model(model: torch.nn.Module, images: Dataset, classifier: DigitClassifier) -> dict:
     """SSE per image, identity kept (%) and dead ReLU channels of ``model`` on ``images``."""
-    model.eval()
-    recon = np.concatenate([model(torch.from_numpy(images.images[i : i + 1000])).float().numpy()
-                            for i in range(0, len(images.images), 1000)])
+    recon = encode_all(model, images.images, torch.device("cpu"))  # the batched forward pass, of the whole model here
     dead = sum(int(mask.sum()) for mask in dead_channels(model, images.images).values())
     return {"sse_per_image": round(float(sse_per_image(images.images, recon).mean()), 3),
             "identity_kept": round(100 * float(identity_kept(classifier, recon, images.labels).mean()), 2),
@@ -46,7 +44,7 @@ def main() -> None:
     for run in args.runs:
         model, state = load_run_model(run)
         config = state["config"]
-        print(json.dumps({"run": run, "d": config["d"], "nb_channels": config.get("nb_channels", 32),
+        print(json.dumps({"run": run, "d": config["d"], "nb_channels": config.get("nb_channels", NB_CHANNELS),
                           "epochs_done": state.get("epoch"), **score_model(model, images, classifier)}))
 
 

@@ -115,13 +115,16 @@ invert_option = click.option("--invert/--no-invert", default=None,
                    "to --nb-channels (see README).")
 @click.option("--revive-dead", is_flag=True,
               help="With --init-from: give the start's dead ReLU channels fresh weights (same function).")
+@click.option("--average-last", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+              help="Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging; "
+                   "pairs with --schedule constant).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--stop-after", type=int, default=None, metavar="EPOCH",
               help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
 def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device, precision, limit, data_source, out, init_from,
-          revive_dead, resume, stop_after, force, quiet):
+          revive_dead, average_last, resume, stop_after, force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
@@ -129,7 +132,8 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device,
                          batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
                          seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
                          data=data_source,
-                         init_from=None if init_from is None else str(init_from), revive_dead=revive_dead)
+                         init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
+                         average_last=average_last)
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:
@@ -322,7 +326,8 @@ def info(bundle, echo, quiet):
     chain = " <- ".join(f"{s['run']} ({s['epochs']} epochs{', revived' if s['revived'] else ''})" for s in t.get("started_from") or [])
     click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
                f"test SSE/image {_fmt(t.get('test_sse_per_image'))}, PSNR {_fmt(t.get('test_psnr_db'))} dB"
-               + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else ""))
+               + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else "")
+               + (f"; weights the mean of its last {averaged} epochs" if (averaged := (t.get("config") or {}).get("average_last")) else ""))
 
 
 def _fmt(value: float | None) -> str:

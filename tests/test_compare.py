@@ -89,7 +89,7 @@ def test_compare_names_missing_bundles(zoo, tmp_path):
     assert proc.returncode == 1 and "cnn-d3" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_started_from_names_the_start_its_width_and_revival():
+def test_started_from_names_the_start_its_width_revival_and_averaging():
     from types import SimpleNamespace
 
     from aetool.compare import started_from
@@ -100,4 +100,6 @@ def test_started_from_names_the_start_its_width_and_revival():
     widened = bundle("cnn", init_from="models/cnn-d8-r1", nb_channels=48, revive_dead=True)
     assert started_from(widened) == "cnn-d8-r1, 48 channels, revived"
     assert started_from(bundle("cnn", nb_channels=32, revive_dead=False)) == "random"
+    averaged = bundle("cnn", init_from="models/cnn-d2", revive_dead=True, average_last=40)
+    assert started_from(averaged) == "cnn-d2, revived, mean of last 40 epochs"
     assert started_from(bundle("pca", d=4)) == "closed form"

@@ -139,6 +139,29 @@ def test_stop_after_pauses_and_resume_finishes_the_same_schedule(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_average_last_ships_the_mean_of_the_last_epochs_across_a_pause(tmp_path):
+    """SWA: the run ends on the mean of the iterates at the end of its last K epochs, and a
+    pause in the middle of the averaging window loses none of them."""
+    args = ["--d", "2", "--limit", "200", "--batch-size", "50", "--epochs", "3", "--quiet"]
+    run_cli("train", *args, "--stop-after", "2", "--out", "plain", cwd=tmp_path)
+    second = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)["model"]
+    run_cli("train", "--out", "plain", "--resume", "--quiet", cwd=tmp_path)
+    third = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)["model"]
+
+    run_cli("train", *args, "--average-last", "2", "--stop-after", "2", "--out", "swa", cwd=tmp_path)
+    run_cli("train", "--out", "swa", "--resume", "--quiet", cwd=tmp_path)
+    averaged = torch.load(tmp_path / "swa" / "checkpoint.pt", weights_only=True)["model"]
+    assert any(not torch.equal(second[k], third[k]) for k in averaged)  # two different iterates
+    for k in averaged:
+        torch.testing.assert_close(averaged[k], (second[k] + third[k]) / 2)
+    m = json.loads((tmp_path / "swa" / "metrics.json").read_text())
+    assert [h.get("averaged_epochs") for h in m["history"]] == [None, 1, 2]
+    assert m["config"]["average_last"] == 2
+    # the run reports what its shipped weights score, not the last iterate
+    assert m["test_sse_per_image"] == m["history"][-1]["average_test_sse_per_image"]
+    assert m["test_sse_per_image"] != m["history"][-1]["test_sse_per_image"]
+
+
 def test_shrink_latent_is_exact():
     """The shrunk model is the big one with its latent squeezed through its top-d principal subspace."""
     from aetool.training.model import AutoEncoder
@@ -289,6 +312,7 @@ def test_train_refuses_to_clobber_a_run(ws_copy):
     (["--d", "4", "--revive-dead"], "pass --init-from RUN with it"),
     (["--d", "4", "--resume"], "no checkpoint to resume"),
     (["--d", "4", "--stop-after", "0"], "--stop-after must be at least 1"),
+    (["--d", "4", "--epochs", "2", "--average-last", "3"], "--average-last must be between 0 and --epochs (2)"),
     (["--d", "2", "--init-from", "nowhere"], "no checkpoint.pt"),
 ])
 def test_train_bad_options(tmp_path, args, message):

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from ..data import Dataset, load_mnist
 from ..density import DiagonalGaussian
@@ -51,6 +52,7 @@ class TrainConfig:
     data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
     init_from: str | None = None  # start from this run's weights, latent shrunk to d, widened (see warm_start.py)
     revive_dead: bool = False  # with init_from: revive the start's dead ReLU channels (see warm_start.py)
+    average_last: int = 0  # average the weights of the last K epochs (stochastic weight averaging); 0: off
 
     def validate(self) -> None:
         if self.d < 1:
@@ -65,6 +67,8 @@ class TrainConfig:
             raise AetoolError(f"--nb-channels must be at least 1, got {self.nb_channels}")
         if self.limit is not None and self.limit < 1:
             raise AetoolError(f"--limit must be at least 1, got {self.limit}")
+        if not 0 <= self.average_last <= self.epochs:
+            raise AetoolError(f"--average-last must be between 0 and --epochs ({self.epochs}), got {self.average_last}")
         if self.revive_dead and not self.init_from:
             raise AetoolError("--revive-dead works on a start: pass --init-from RUN with it")
         if self.schedule not in ("constant", "cosine"):
@@ -115,6 +119,10 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.epoch = 0
         self.history: list[dict] = []
+        # stochastic weight averaging: an equal-weight mean of the weights at the end of
+        # each of the last K epochs, which sits in a flatter, better-generalising spot than
+        # any one of them; it replaces the weights when the run ends
+        self.average = AveragedModel(self.model) if config.average_last else None
 
     # ---- data -----------------------------------------------------------
     def load_data(self) -> tuple[Dataset, Dataset]:
@@ -133,6 +141,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
         }
+        if self.average is not None:
+            state["average"] = {k: v.contiguous() for k, v in self.average.state_dict().items()}
         with atomic_path(self.out_dir / CHECKPOINT) as tmp:
             torch.save(state, tmp)
 
@@ -142,6 +152,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        if self.average is not None and "average" in state:
+            self.average.load_state_dict(state["average"])
 
     # ---- the loop -------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
@@ -220,21 +232,38 @@ class Trainer:
                 "seconds": seconds,
                 "train_images_per_s": len(train) / seconds,
             }
+            if self.epoch > c.epochs - c.average_last:
+                self.average.update_parameters(self.model)
+                average_sse = model_sse_per_image(self.average.module, test.images, self.device)
+                row["averaged_epochs"] = int(self.average.n_averaged)
+                row["average_test_sse_per_image"] = float(average_sse.mean())
             self.history.append(row)
             self.save_checkpoint()
             self.write_metrics(train, test, final=False)
             self.log(
                 f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  test SSE/image {row['test_sse_per_image']:.3f}  "
                 f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s)"
+                + (f"  average of {row['averaged_epochs']}: test SSE/image {row['average_test_sse_per_image']:.3f}"
+                   if "averaged_epochs" in row else "")
             )
         if self.epoch < c.epochs:
             return self.write_metrics(train, test, final=False)
+        if self.average is not None and self.epoch > c.epochs - c.average_last:
+            self.adopt_average()
         density = DiagonalGaussian().fit(encode_all(self.model.encoder, train.images, self.device))
         write_json(self.out_dir / DENSITY, density.to_dict())
         return self.write_metrics(train, test, final=True)
 
+    def adopt_average(self) -> None:
+        """The averaged weights become the run's weights (checkpoint, export, density)."""
+        self.model.load_state_dict(self.average.module.state_dict())
+        self.save_checkpoint()
+        self.log(f"weights: the average of the last {int(self.average.n_averaged)} epochs")
+
     def write_metrics(self, train: Dataset, test: Dataset, final: bool) -> dict:
         last = self.history[-1]
+        # once the average is adopted it is what the run's weights score
+        sse = last["average_test_sse_per_image"] if final and "average_test_sse_per_image" in last else last["test_sse_per_image"]
         metrics = {
             "family": self.config.model,
             "config": dataclasses.asdict(self.config),
@@ -245,8 +274,8 @@ class Trainer:
             "data": {"name": "mnist", "train_images": len(train), "test_images": len(test)},
             "epochs_done": self.epoch,
             "complete": final,
-            "test_sse_per_image": last["test_sse_per_image"],
-            "test_psnr_db": last["test_psnr_db"],
+            "test_sse_per_image": sse,
+            "test_psnr_db": psnr_from_sse(sse),
             "history": self.history,
         }
         write_json(self.out_dir / METRICS, metrics)

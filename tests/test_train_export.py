@@ -160,6 +160,11 @@ def test_average_last_ships_the_mean_of_the_last_epochs_across_a_pause(tmp_path)
     # the run reports what its shipped weights score, not the last iterate
     assert m["test_sse_per_image"] == m["history"][-1]["average_test_sse_per_image"]
     assert m["test_sse_per_image"] != m["history"][-1]["test_sse_per_image"]
+    # more epochs would leave the stored mean holding epochs outside the last 2: refused, run untouched
+    before = (tmp_path / "swa" / "checkpoint.pt").read_bytes()
+    proc = run_cli("train", "--out", "swa", "--resume", "--epochs", "5", "--quiet", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "weight average starts at epoch 2, before the last 2 of 5" in proc.stderr
+    assert "Traceback" not in proc.stderr and (tmp_path / "swa" / "checkpoint.pt").read_bytes() == before
 
 
 def test_shrink_latent_is_exact():

@@ -154,6 +154,12 @@ class Trainer:
         self.history = list(state["history"])
         if self.average is not None and "average" in state:
             self.average.load_state_dict(state["average"])
+            first_averaged = self.epoch - int(self.average.n_averaged) + 1
+            window_start = self.config.epochs - self.config.average_last + 1
+            if self.average.n_averaged and first_averaged < window_start:
+                # the stored mean holds epochs outside the new window and cannot drop them
+                raise AetoolError(f"this run's weight average starts at epoch {first_averaged}, before the last "
+                                  f"{self.config.average_last} of {self.config.epochs}; start a new run with --init-from instead")
 
     # ---- the loop -------------------------------------------------------
     def lr_at(self, epoch: int) -> float:

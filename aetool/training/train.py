@@ -155,11 +155,14 @@ class Trainer:
         if self.average is not None and "average" in state:
             self.average.load_state_dict(state["average"])
             first_averaged = self.epoch - int(self.average.n_averaged) + 1
-            window_start = self.config.epochs - self.config.average_last + 1
-            if self.average.n_averaged and first_averaged < window_start:
+            if self.average.n_averaged and not self.in_average_window(first_averaged):
                 # the stored mean holds epochs outside the new window and cannot drop them
                 raise AetoolError(f"this run's weight average starts at epoch {first_averaged}, before the last "
                                   f"{self.config.average_last} of {self.config.epochs}; start a new run with --init-from instead")
+
+    def in_average_window(self, epoch: int) -> bool:
+        """Whether the weights at the end of (1-based) ``epoch`` belong in the mean: the last K epochs."""
+        return epoch > self.config.epochs - self.config.average_last
 
     # ---- the loop -------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
@@ -238,7 +241,7 @@ class Trainer:
                 "seconds": seconds,
                 "train_images_per_s": len(train) / seconds,
             }
-            if self.epoch > c.epochs - c.average_last:
+            if self.average is not None and self.in_average_window(self.epoch):
                 self.average.update_parameters(self.model)
                 average_sse = model_sse_per_image(self.average.module, test.images, self.device)
                 row["averaged_epochs"] = int(self.average.n_averaged)
@@ -254,7 +257,7 @@ class Trainer:
             )
         if self.epoch < c.epochs:
             return self.write_metrics(train, test, final=False)
-        if self.average is not None and self.epoch > c.epochs - c.average_last:
+        if self.average is not None:  # the run has ended, so its last epoch was averaged
             self.adopt_average()
         density = DiagonalGaussian().fit(encode_all(self.model.encoder, train.images, self.device))
         write_json(self.out_dir / DENSITY, density.to_dict())

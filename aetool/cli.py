@@ -137,7 +137,7 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device,
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:
-        config = resume_config(out, epochs, batch_size)
+        config = resume_config(out, epochs, batch_size, device)  # the device is this machine's, not the run's
     log = (lambda s: None) if quiet else click.echo
     metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     if not metrics["complete"]:

@@ -86,9 +86,27 @@ def test_decoder_ships_in_conv_form_and_torch_gets_the_weights_back(workspace, b
         assert torch.equal(rebuilt.state_dict()[key], value), key
 
 
+@pytest.mark.parametrize("name, width", [("cnn-d8", 48), ("cnn-d16", 64)])
+def test_torch_rebuilds_wider_shipped_bundles_with_their_weights(name, width):
+    """The zoo's d=8 and d=16 are wider than the lecture's 32 channels: the torch baseline must be that model."""
+    from aetool import load_bundle
+    from aetool.training.torch_from_onnx import model_from_bundle
+
+    bundle = load_bundle(name, device="cpu")
+    model, source = model_from_bundle(bundle)
+    assert source == "bundle" and model.nb_channels == width
+    x = mnist_test_head(8).images
+    with torch.no_grad():
+        x_torch = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(x_torch, bundle.reconstruct(x), atol=1e-4, rtol=0)
+
+
 def test_resume_continues_from_checkpoint(ws_copy):
     run = ws_copy / "models" / "cnn-d4"
     before = json.loads((run / "metrics.json").read_text())
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["config"]["device"] = "cuda"  # as if trained on a GPU: resuming runs here, on the CPU
+    torch.save(state, run / "checkpoint.pt")
     out = run_cli("train", "--out", "models/cnn-d4", "--resume", "--epochs", "2", "--batch-size", "25", "--quiet",
                   cwd=ws_copy).stdout
     after = json.loads((run / "metrics.json").read_text())

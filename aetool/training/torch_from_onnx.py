@@ -11,6 +11,7 @@ import torch
 from onnx import numpy_helper
 
 from ..bundle import DECODER, ENCODER, Bundle
+from ..lecture import NB_CHANNELS
 from .conv_form import lecture_state
 from .export import build_model
 
@@ -23,9 +24,12 @@ def _initializers(path) -> tuple[dict[str, torch.Tensor], set[str]]:
 
 def model_from_bundle(bundle: Bundle) -> tuple[torch.nn.Module, str]:
     """The model with the bundle's weights, and where the weights came from."""
-    model = build_model({"model": bundle.family, "d": bundle.d}).eval()
+    encoder_weights = _initializers(bundle.path / ENCODER)[0]
+    first = encoder_weights.get("0.weight")  # the CNN's first convolution: (nb_channels, 1, 5, 5)
+    width = int(first.shape[0]) if first is not None and first.dim() == 4 else NB_CHANNELS
+    model = build_model({"model": bundle.family, "d": bundle.d, "nb_channels": width}).eval()
     try:
-        model.encoder.load_state_dict(_initializers(bundle.path / ENCODER)[0])
+        model.encoder.load_state_dict(encoder_weights)
         weights, ops = _initializers(bundle.path / DECODER)
         if bundle.family == "cnn" and "Conv" in ops:  # exported in conv form: flip those kernels back
             weights = lecture_state(model.decoder, weights)

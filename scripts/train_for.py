@@ -1,0 +1,73 @@
+"""Train one run for as many epochs of a cosine schedule as fit in a wall-clock budget.
+
+A lent GPU comes for minutes, not hours, and several runs share it, so their
+speed is known only once they run.  This trains two epochs of a
+``--max-epochs`` schedule, times the second (the first pays for start-up), and
+sets the schedule's length to what the rest of the budget holds; the run then
+trains to that end and records it (``config.epochs`` in metrics.json; each
+epoch's rate in its history: the first two differ from those of
+``aetool train --epochs <that> --schedule cosine`` by under 0.1 %).
+
+    python scripts/train_for.py --seconds 420 --out models/cnn-d16-w64 -- --d 16 --nb-channels 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from aetool.errors import AetoolError
+from aetool.training.train import TrainConfig, resume_config, train
+
+
+def epochs_that_fit(epoch_seconds: float, seconds_left: float, max_epochs: int, done: int, slack: float = 1.1) -> int:
+    """Epochs in all, ``done`` of them trained: as many more as ``seconds_left`` holds at ``epoch_seconds`` each."""
+    more = int(max(0.0, seconds_left) // (epoch_seconds * slack))
+    return max(done, min(max_epochs, done + more))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, required=True, help="wall-clock budget from the start of this script")
+    p.add_argument("--reserve", type=float, default=20.0, help="seconds kept back for the density fit and slack")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--max-epochs", type=int, default=400)
+    p.add_argument("--d", type=int, required=True)
+    p.add_argument("--nb-channels", type=int, default=TrainConfig.nb_channels)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--init-from", default=None)
+    p.add_argument("--revive-dead", action="store_true")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N training images (for a quick check)")
+    args = p.parse_args()
+    deadline = time.monotonic() + args.seconds
+    config = TrainConfig(d=args.d, epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, schedule="cosine",
+                         seed=args.seed, device=args.device, precision=args.precision, nb_channels=args.nb_channels,
+                         init_from=args.init_from, revive_dead=args.revive_dead, limit=args.limit)
+    name = args.out.name
+    logged_at: list[float] = []
+
+    def log(line: str) -> None:
+        logged_at.append(time.monotonic())
+        print(f"[{name}] {line}", flush=True)
+
+    try:
+        train(config, args.out, stop_after=1, quiet=True, log=log)
+        # epoch 1 pays for start-up (cuDNN timing its algorithms, other runs starting beside it): time epoch 2,
+        # from the "training ..." line to the "epoch 2 ..." line: the loop, the test-set score and the checkpoint
+        train(resume_config(args.out), args.out, resume=True, stop_after=2, quiet=True, log=log)
+        second_epoch = logged_at[-1] - logged_at[-2]
+        epochs = epochs_that_fit(second_epoch, deadline - time.monotonic() - args.reserve, args.max_epochs, done=2)
+        log(f"epoch 2 took {second_epoch:.1f} s in all: the schedule ends at epoch {epochs}")
+        train(resume_config(args.out, epochs=epochs), args.out, resume=True, quiet=True, log=log)
+    except AetoolError as e:
+        sys.exit(f"[{name}] error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""scripts/train_for.py: a cosine schedule fitted to a wall-clock budget (how the GPU-trained zoo runs were made)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train_for.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_for", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("epoch_s, left_s, max_epochs, expected", [
+    (2.0, 440.0, 400, 2 + 199),  # 440 s at 2.2 s (10 % slack): 199 more, as 440 // 2.2 rounds down
+    (2.0, 440.0, 100, 100),  # capped
+    (30.0, 5.0, 400, 2),  # nothing more fits: stop where it is
+    (30.0, -12.0, 400, 2),  # already over the budget
+])
+def test_epochs_that_fit(epoch_s, left_s, max_epochs, expected):
+    assert load_script().epochs_that_fit(epoch_s, left_s, max_epochs, done=2) == expected
+
+
+def test_budget_run_ends_complete_with_its_schedule_recorded(tmp_path):
+    """With a budget far larger than needed the schedule is --max-epochs long, and the run ends like
+    any finished run: complete, density fitted, config.epochs saying how long the schedule was."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "100000", "--max-epochs", "3", "--out", str(out),
+                           "--d", "2", "--limit", "200", "--device", "cpu", "--lr", "2e-3"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["epochs_done"] == 3 and metrics["config"]["epochs"] == 3
+    assert metrics["config"]["schedule"] == "cosine" and metrics["history"][0]["lr"] == 2e-3
+    assert metrics["history"][-1]["lr"] < metrics["history"][1]["lr"] < 2e-3  # decaying
+    assert (out / "density.json").is_file()
+    assert "the schedule ends at epoch 3" in proc.stdout
+
+
+def test_budget_run_bad_start_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "60", "--out", str(tmp_path / "run"), "--d", "2",
+                           "--init-from", str(tmp_path / "missing")],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "error:" in proc.stderr and "Traceback" not in proc.stderr

@@ -8,7 +8,7 @@ trains to that end and records it (``config.epochs`` in metrics.json; each
 epoch's rate in its history: the first two differ from those of
 ``aetool train --epochs <that> --schedule cosine`` by under 0.1 %).
 
-    python scripts/train_for.py --seconds 420 --out models/cnn-d16-w64 -- --d 16 --nb-channels 64
+    python scripts/train_for.py --seconds 420 --out models/cnn-d16-w64 --d 16 --nb-channels 64 --device cuda
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def main() -> None:
     p.add_argument("--revive-dead", action="store_true")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images (for a quick check)")
     args = p.parse_args()
+    if args.max_epochs < 2:
+        p.error("--max-epochs must be at least 2: the schedule is fitted from the time of epoch 2")
     deadline = time.monotonic() + args.seconds
     config = TrainConfig(d=args.d, epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, schedule="cosine",
                          seed=args.seed, device=args.device, precision=args.precision, nb_channels=args.nb_channels,

@@ -55,7 +55,8 @@ cnn-d8-r4 8 48 22 22 0 50 2e-4 cnn-d8-r3 yes
 cnn-d2-r6 2 32 40 40 0 50 3e-4 cnn-d2-r5 yes
 cnn-d2-r7 2 32 20 20 0 50 3e-4 cnn-d2-r6 yes
 cnn-d2 2 32 80 80 0 50 2e-4 cnn-d2-r7 yes 75
-cnn-d8 8 48 48 48 0 50 1.5e-4 cnn-d8-r4 yes 44
+cnn-d8-r5 8 48 48 48 0 50 1.5e-4 cnn-d8-r4 yes 44
+cnn-d8 8 48 22 22 0 50 3e-4 cnn-d8-r5 yes 20
 cnn-d16-w48 16 48 12 12 0 50 2e-4 cnn-d16-r2 yes
 cnn-d16 16 64 166 166 0 100 1e-3 - - - fp32"}
 

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 # trains the stage at the constant rate <lr> instead and ships the mean of the weights of its last K epochs
 # (--average-last K, stochastic weight averaging); "-" or nothing: off. An optional 12th field sets --precision.
 # cnn-d16 was trained on a lent H100 GPU (scripts/gpu_candidates.sh: 166 epochs in 7.7 minutes, fp32 with TF32
-# convolutions); on 2 CPU cores its 64 channels would take days, so run that stage where there is a GPU.
+# convolutions); on one CPU core it would take roughly 11 hours (estimated), so run that stage where there is a GPU.
 # Only the runs named cnn-dD are exported; *-base and *-rN runs are the starts of the chain that leads there.
 # cnn-d16-w48 is kept as a run, not shipped: identity kept on training images 0-9,999 98.99 vs 98.90 %, test 98.54 vs 98.55 %, at
 # about twice the FLOPs of the default bundle.

@@ -29,7 +29,7 @@ while read -r run d width lr batch init; do
   pids+=($!)
 done <<<"$CANDIDATES"
 wait "${pids[@]}"
-grep -E "epoch 1 took|error|Error|weights:|epoch ([0-9]+)/\1:" "$OUT/train.log" | tail -40
+grep -E "epoch 2 took|error|Error|weights:|epoch ([0-9]+)/\1:" "$OUT/train.log" | tail -40
 
 while read -r run _; do
   [ -n "$run" ] && [ -d "models/$run" ] && tar -cf "$OUT/$run.tar" -C models "$run"

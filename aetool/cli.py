@@ -118,13 +118,16 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--average-last", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
               help="Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging; "
                    "pairs with --schedule constant).")
+@click.option("--shift", type=int, default=0, show_default=True, metavar="PIXELS",
+              help="Move each training digit by a random offset of up to PIXELS per axis, anew every epoch "
+                   "(regularises wide runs; the logged train loss is on the moved digits).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--stop-after", type=int, default=None, metavar="EPOCH",
               help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
 def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device, precision, limit, data_source, out, init_from,
-          revive_dead, average_last, resume, stop_after, force, quiet):
+          revive_dead, average_last, shift, resume, stop_after, force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
 
@@ -133,7 +136,7 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device,
                          seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
                          data=data_source,
                          init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
-                         average_last=average_last)
+                         average_last=average_last, shift=shift)
     config.validate()
     out = out or Path("models") / default_run_name(config)
     if resume:
@@ -327,7 +330,8 @@ def info(bundle, echo, quiet):
     click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
                f"test SSE/image {_fmt(t.get('test_sse_per_image'))}, PSNR {_fmt(t.get('test_psnr_db'))} dB"
                + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else "")
-               + (f"; weights the mean of its last {averaged} epochs" if (averaged := (t.get("config") or {}).get("average_last")) else ""))
+               + (f"; weights the mean of its last {averaged} epochs" if (averaged := (t.get("config") or {}).get("average_last")) else "")
+               + (f"; digits shifted by up to {shift} pixels" if (shift := (t.get("config") or {}).get("shift")) else ""))
 
 
 def _fmt(value: float | None) -> str:

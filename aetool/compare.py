@@ -42,6 +42,8 @@ def started_from(bundle: Bundle) -> str:
         parts.append(f"{config['nb_channels']} channels")
     if config.get("revive_dead"):
         parts.append("revived")
+    if config.get("shift"):
+        parts.append(f"shifts up to {config['shift']} px")
     if config.get("average_last"):
         parts.append(f"mean of last {config['average_last']} epochs")
     return ", ".join(parts)

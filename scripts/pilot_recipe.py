@@ -49,13 +49,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-from", default=None, metavar="RUN", help="start from a larger-latent run (aetool train --init-from)")
     p.add_argument("--revive-dead", action="store_true", help="with --init-from: revive the start's dead channels")
+    p.add_argument("--shift", type=int, default=0, metavar="PIXELS", help="random moves of the training digits (aetool train --shift)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 lets two pilots share 2 cores fairly)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(d=args.d, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule="cosine",
                          seed=args.seed, nb_channels=args.nb_channels, init_from=args.init_from,
-                         revive_dead=args.revive_dead)
+                         revive_dead=args.revive_dead, shift=args.shift)
+    config.validate()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = HeldOutTrainer(config, Path(tmp), quiet=True, log=lambda s: None)
         t0 = time.perf_counter()

@@ -25,7 +25,7 @@ from aetool.data import Dataset, load_mnist
 from aetool.lecture import NB_CHANNELS
 from aetool.metrics import sse_per_image
 from aetool.training.export import load_run_model
-from aetool.training.train import METRICS, encode_all
+from aetool.training.train import METRICS, forward_all
 from aetool.training.warm_start import dead_channels
 
 SCORED = 10_000
@@ -33,7 +33,7 @@ SCORED = 10_000
 
 def score_model(model: torch.nn.Module, images: Dataset, classifier: DigitClassifier) -> dict:
     """SSE per image, identity kept (%) and dead ReLU channels of ``model`` on ``images``."""
-    recon = encode_all(model, images.images, torch.device("cpu"))  # the batched forward pass, of the whole model here
+    recon = forward_all(model, images.images, torch.device("cpu"))
     dead = sum(int(mask.sum()) for mask in dead_channels(model, images.images).values())
     return {"sse_per_image": round(float(sse_per_image(images.images, recon).mean()), 3),
             "identity_kept": round(100 * float(identity_kept(classifier, recon, images.labels).mean()), 2),

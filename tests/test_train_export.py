@@ -251,7 +251,7 @@ def test_revive_dead_channels_keeps_the_function():
 def test_init_from_starts_at_the_shrunk_run(ws_copy):
     from aetool.training.model import AutoEncoder
     from aetool.training.warm_start import shrink_latent
-    from aetool.training.train import encode_all
+    from aetool.training.train import forward_all
 
     big, _ = load_run_model(ws_copy / "models" / "cnn-d4")
     # a learning rate of 1e-12 leaves the starting weights in place, to compare with
@@ -263,7 +263,7 @@ def test_init_from_starts_at_the_shrunk_run(ws_copy):
     from aetool.data import load_mnist
 
     images = load_mnist("train").head(300).images
-    expected = shrink_latent(big, 2, encode_all(big.encoder, images, torch.device("cpu"))).eval()
+    expected = shrink_latent(big, 2, forward_all(big.encoder, images, torch.device("cpu"))).eval()
     trained, _ = load_run_model(ws_copy / "shrunk")
     x = torch.from_numpy(images[:50])
     with torch.no_grad():

@@ -29,7 +29,7 @@ from ..runtime import make_session
 from ..density import DiagonalGaussian, GaussianMixture, density_from_dict
 from .conv_form import conv_form
 from .model import AutoEncoder
-from .train import CHECKPOINT, DENSITY, METRICS, encode_all, load_checkpoint
+from .train import CHECKPOINT, DENSITY, METRICS, forward_all, load_checkpoint
 
 DEFAULT_DENSITY = "gaussian_mixture"
 CHECK_BATCHES = (1, 7, 256)
@@ -235,8 +235,8 @@ def fit_densities(model: torch.nn.Module, diagonal: dict, config: dict, test_ima
     cpu = torch.device("cpu")
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(train))[:fit_size]  # EM on 20,000 latents: seconds, and as good as 60,000
-    z_train = encode_all(model.encoder, train.images[np.sort(pick)], cpu)
-    z_test = encode_all(model.encoder, test_images, cpu)
+    z_train = forward_all(model.encoder, train.images[np.sort(pick)], cpu)
+    z_test = forward_all(model.encoder, test_images, cpu)
     fitted = {DiagonalGaussian.kind: density_from_dict(diagonal),
               GaussianMixture.kind: GaussianMixture(min(components, len(z_train))).fit(z_train, seed=seed)}
     d = z_test.reshape(len(z_test), -1).shape[1]

@@ -28,12 +28,14 @@ from ..fileio import atomic_path, write_json
 from ..lecture import NB_CHANNELS
 from ..metrics import psnr_from_sse
 from ..progress import progress
+from .augment import random_shift
 from .device import resolve_precision, torch_device
 from .model import AutoEncoder, count_parameters, reconstruction_loss
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 DENSITY = "density.json"
+MAX_SHIFT = 4  # pixels: a larger move pushes the 20×20 MNIST digit box off its 28×28 image
 
 
 @dataclass
@@ -53,6 +55,7 @@ class TrainConfig:
     init_from: str | None = None  # start from this run's weights, latent shrunk to d, widened (see warm_start.py)
     revive_dead: bool = False  # with init_from: revive the start's dead ReLU channels (see warm_start.py)
     average_last: int = 0  # average the weights of the last K epochs (stochastic weight averaging); 0: off
+    shift: int = 0  # move each training digit by up to this many pixels per axis, anew every epoch (augment.py)
 
     def validate(self) -> None:
         if self.d < 1:
@@ -69,6 +72,8 @@ class TrainConfig:
             raise AetoolError(f"--limit must be at least 1, got {self.limit}")
         if not 0 <= self.average_last <= self.epochs:
             raise AetoolError(f"--average-last must be between 0 and --epochs ({self.epochs}), got {self.average_last}")
+        if not 0 <= self.shift <= MAX_SHIFT:
+            raise AetoolError(f"--shift must be between 0 and {MAX_SHIFT} pixels, got {self.shift}")
         if self.revive_dead and not self.init_from:
             raise AetoolError("--revive-dead works on a start: pass --init-from RUN with it")
         if self.schedule not in ("constant", "cosine"):
@@ -84,9 +89,14 @@ def default_run_name(config: TrainConfig) -> str:
 
 
 @torch.no_grad()
-def encode_all(encoder: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
-    encoder.eval()
-    out = [encoder(torch.from_numpy(images[i : i + batch]).to(device)).float().cpu().numpy() for i in range(0, len(images), batch)]
+def forward_all(module: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
+    """``module`` (an encoder, or a whole autoencoder) over ``images`` in batches, as float32 numpy.
+
+    Batched so that 60,000 images never sit in one activation tensor; used for
+    latents (density fit, warm start) and for reconstructions (run scoring).
+    """
+    module.eval()
+    out = [module(torch.from_numpy(images[i : i + batch]).to(device)).float().cpu().numpy() for i in range(0, len(images), batch)]
     return np.concatenate(out)
 
 
@@ -202,7 +212,7 @@ class Trainer:
         # the loss is summed where it is computed: reading it every step would make a GPU wait for the host
         total, seen, t0 = torch.zeros((), dtype=torch.float64, device=self.device), 0, time.perf_counter()
         for i, start in enumerate(bar):
-            x = x_train[order[start : start + c.batch_size]]
+            x = random_shift(x_train[order[start : start + c.batch_size]], c.shift, g)
             total += self.step(x) * len(x)
             seen += len(x)
             if hasattr(bar, "set_postfix") and i % 50 == 0:
@@ -262,7 +272,7 @@ class Trainer:
             return self.write_metrics(train, test, final=False)
         if self.average is not None:  # the run has ended, so its last epoch was averaged
             self.adopt_average()
-        density = DiagonalGaussian().fit(encode_all(self.model.encoder, train.images, self.device))
+        density = DiagonalGaussian().fit(forward_all(self.model.encoder, train.images, self.device))
         write_json(self.out_dir / DENSITY, density.to_dict())
         return self.write_metrics(train, test, final=True)
 

@@ -156,7 +156,7 @@ def start_from_run(run_dir: Path, d: int, nb_channels: int, images: np.ndarray,
     ``images``, the training set), layers widened to ``nb_channels``, dead channels revived if
     asked. Returns the model and how many channels were revived."""
     from .export import load_run_model  # export imports train, which imports this module
-    from .train import encode_all
+    from .train import forward_all
 
     big, _ = load_run_model(run_dir)
     if not isinstance(big, AutoEncoder):
@@ -166,6 +166,6 @@ def start_from_run(run_dir: Path, d: int, nb_channels: int, images: np.ndarray,
     if big.nb_channels > nb_channels:
         raise AetoolError(f"--init-from: {run_dir} has {big.nb_channels} channels; starting {nb_channels} needs a run "
                           f"at most as wide")
-    model = big if big.embedding_dim == d else shrink_latent(big, d, encode_all(big.encoder, images, torch.device("cpu")))
+    model = big if big.embedding_dim == d else shrink_latent(big, d, forward_all(big.encoder, images, torch.device("cpu")))
     model = model if big.nb_channels == nb_channels else widen_channels(model, nb_channels)
     return model, revive_dead_channels(model, images) if revive else 0

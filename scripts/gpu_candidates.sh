@@ -8,7 +8,8 @@ set -u
 BUDGET=${BUDGET:-420}
 OUT=${OUT:?set OUT to a folder for the results}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-# "run d width lr batch init": init "-" starts from random weights, else from that run, widened and revived
+# "run d width lr batch init [shift]": init "-" starts from random weights, else from that run, widened and
+# revived; shift (default 0) moves the training digits by up to that many pixels (aetool train --shift)
 CANDIDATES=${CANDIDATES:-"cnn-d16-w64 16 64 1e-3 100 -
 cnn-d16-w64-warm 16 64 3e-4 50 models/cnn-d16
 cnn-d8-w64 8 64 1e-3 100 -
@@ -19,12 +20,12 @@ cnn-d8-w64-warm 8 64 3e-4 50 models/cnn-d8"}
 } 2>&1 | tee "$OUT/env.txt"
 
 pids=()
-while read -r run d width lr batch init; do
+while read -r run d width lr batch init shift; do
   [ -z "$run" ] && continue
   extra=()
   [ "$init" != "-" ] && extra=(--init-from "$init" --revive-dead)
   timeout $((BUDGET + 60)) python3 scripts/train_for.py --seconds "$BUDGET" --out "models/$run" --d "$d" \
-    --nb-channels "$width" --lr "$lr" --batch-size "$batch" --precision fp32 --device "${DEVICE:-cuda}" ${LIMIT:+--limit "$LIMIT"} "${extra[@]}" \
+    --nb-channels "$width" --lr "$lr" --batch-size "$batch" --precision fp32 --shift "${shift:-0}" --device "${DEVICE:-cuda}" ${LIMIT:+--limit "$LIMIT"} "${extra[@]}" \
     >>"$OUT/train.log" 2>&1 &
   pids+=($!)
 done <<<"$CANDIDATES"

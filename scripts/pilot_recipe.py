@@ -57,7 +57,6 @@ def main() -> None:
     config = TrainConfig(d=args.d, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule="cosine",
                          seed=args.seed, nb_channels=args.nb_channels, init_from=args.init_from,
                          revive_dead=args.revive_dead, shift=args.shift)
-    config.validate()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = HeldOutTrainer(config, Path(tmp), quiet=True, log=lambda s: None)
         t0 = time.perf_counter()

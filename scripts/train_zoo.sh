@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 # top-d principal directions where d is smaller, widened where <width> is larger; with <revive> "yes" also
 # --revive-dead, its dead ReLU channels revived), so that run must be trained first. An optional 11th field K
 # trains the stage at the constant rate <lr> instead and ships the mean of the weights of its last K epochs
-# (--average-last K, stochastic weight averaging); "-" or nothing: off. An optional 12th field sets --precision.
+# (--average-last K, stochastic weight averaging); "-" or nothing: off. An optional 12th field sets --precision
+# ("-": the default), an optional 13th --shift (random moves of the training digits, in pixels).
 # cnn-d16 was trained on a lent H100 GPU (scripts/gpu_candidates.sh: 166 epochs in 7.7 minutes, fp32 with TF32
 # convolutions); on one CPU core it would take roughly 11 hours (estimated), so run that stage where there is a GPU.
 # Only the runs named cnn-dD are exported; *-base and *-rN runs are the starts of the chain that leads there.
@@ -73,7 +74,7 @@ if [ ! -f models/digit-classifier/classifier.onnx ]; then
 fi
 ln -sf ../../models/digit-classifier/classifier.onnx aetool/pretrained/digit-classifier.onnx
 
-while read -r name d width until horizon seed batch lr init revive average precision; do
+while read -r name d width until horizon seed batch lr init revive average precision shift; do
   run=models/$name
   done_epochs=$(epochs_done "$run")
   if [ "$done_epochs" -ge "$until" ]; then continue; fi
@@ -82,9 +83,10 @@ while read -r name d width until horizon seed batch lr init revive average preci
   else
     start=(); [ "$init" = - ] || start=(--init-from "models/$init")
     [ "$revive" != yes ] || start+=(--revive-dead)
-    schedule=(--schedule cosine); [ -z "$average" ] || [ "$average" = - ] || schedule=(--schedule constant --average-last "$average")
-    [ -z "$precision" ] || schedule+=(--precision "$precision")
-    aetool train --d "$d" --nb-channels "$width" --epochs "$horizon" "${schedule[@]}" --seed "$seed" --batch-size "$batch" --lr "$lr" \
+    options=(--schedule cosine); [ -z "$average" ] || [ "$average" = - ] || options=(--schedule constant --average-last "$average")
+    [ -z "$precision" ] || [ "$precision" = - ] || options+=(--precision "$precision")
+    [ -z "$shift" ] || options+=(--shift "$shift")
+    aetool train --d "$d" --nb-channels "$width" --epochs "$horizon" "${options[@]}" --seed "$seed" --batch-size "$batch" --lr "$lr" \
       "${start[@]}" --out "$run" --stop-after "$until" < /dev/null
   fi
 done <<< "$STAGES"

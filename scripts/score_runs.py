@@ -52,7 +52,8 @@ def main() -> None:
         logged = json.loads((Path(run) / METRICS).read_text())["test_sse_per_image"]
         print(json.dumps({"run": run, "d": config["d"], "nb_channels": config.get("nb_channels", NB_CHANNELS),
                           "epochs_done": state.get("epoch"), **score_model(model, images, classifier),
-                          "logged_test_sse_per_image": round(logged, 3)}))
+                          "logged_test_sse_per_image": round(logged, 3),
+                          "trained_on_scored_images": config.get("holdout", 0) < SCORED}))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--init-from", default=None)
     p.add_argument("--revive-dead", action="store_true")
     p.add_argument("--shift", type=int, default=0, help="random moves of the training digits, in pixels (aetool train --shift)")
+    p.add_argument("--holdout", type=int, default=0, help="leave training images 0..N-1 out (aetool train --holdout)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images (for a quick check)")
     args = p.parse_args()
     if args.max_epochs < 2:
@@ -52,7 +53,7 @@ def main() -> None:
     config = TrainConfig(d=args.d, epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, schedule="cosine",
                          seed=args.seed, device=args.device, precision=args.precision, nb_channels=args.nb_channels,
                          init_from=args.init_from, revive_dead=args.revive_dead, limit=args.limit,
-                         shift=args.shift)
+                         holdout=args.holdout, shift=args.shift)
     name = args.out.name
     logged_at: list[float] = []
 

@@ -336,6 +336,7 @@ def test_train_refuses_to_clobber_a_run(ws_copy):
     (["--d", "4", "--resume"], "no checkpoint to resume"),
     (["--d", "4", "--stop-after", "0"], "--stop-after must be at least 1"),
     (["--d", "4", "--epochs", "2", "--average-last", "3"], "--average-last must be between 0 and --epochs (2)"),
+    (["--d", "4", "--holdout", "-1"], "--holdout must be at least 0"),
     (["--d", "2", "--init-from", "nowhere"], "no checkpoint.pt"),
 ])
 def test_train_bad_options(tmp_path, args, message):
@@ -384,3 +385,19 @@ def test_int8_and_fp16_variants_are_bundles(ws_copy, tmp_path):
     producer = {out: n.op_type for n in decoder for out in n.output}
     convs = [n for n in decoder if n.op_type == "Conv"]
     assert len(convs) == 1 and producer[convs[0].input[1]] == "DequantizeLinear"
+
+
+def test_holdout_leaves_the_head_of_the_training_set_out(tmp_path):
+    from aetool.data import Dataset
+    from aetool.training.train import TrainConfig
+
+    images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    part = TrainConfig(holdout=4, limit=3).training_part(Dataset(images, np.arange(10)))
+    assert part.labels.tolist() == [4, 5, 6]  # --limit counts from the first image kept
+    for family in ("cnn", "pca"):
+        run_cli("train", "--model", family, "--d", "2", "--holdout", "59900", "--epochs", "1", "--quiet",
+                "--out", family, cwd=tmp_path)
+        m = json.loads((tmp_path / family / "metrics.json").read_text())
+        assert m["data"]["train_images"] == 100 and m["config"]["holdout"] == 59900
+    proc = run_cli("train", "--d", "2", "--holdout", "60000", "--quiet", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: --holdout 60000 leaves none of the 60000 training images"

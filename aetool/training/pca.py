@@ -96,10 +96,8 @@ def train_pca(config, out_dir: Path, *, log: Callable[[str], None] = print) -> d
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train = load_mnist("train", config.data)
+    train = config.training_part(load_mnist("train", config.data))
     test = load_mnist("test", config.data)
-    if config.limit is not None:
-        train = train.head(config.limit)
     if config.d > PIXELS:
         from ..errors import AetoolError
 

@@ -55,6 +55,7 @@ class TrainConfig:
     init_from: str | None = None  # start from this run's weights, latent shrunk to d, widened (see warm_start.py)
     revive_dead: bool = False  # with init_from: revive the start's dead ReLU channels (see warm_start.py)
     average_last: int = 0  # average the weights of the last K epochs (stochastic weight averaging); 0: off
+    holdout: int = 0  # leave the first N training images out, so runs can be compared on images none trained on
     shift: int = 0  # move each training digit by up to this many pixels per axis, anew every epoch (augment.py)
 
     def validate(self) -> None:
@@ -72,6 +73,8 @@ class TrainConfig:
             raise AetoolError(f"--limit must be at least 1, got {self.limit}")
         if not 0 <= self.average_last <= self.epochs:
             raise AetoolError(f"--average-last must be between 0 and --epochs ({self.epochs}), got {self.average_last}")
+        if self.holdout < 0:
+            raise AetoolError(f"--holdout must be at least 0, got {self.holdout}")
         if not 0 <= self.shift <= MAX_SHIFT:
             raise AetoolError(f"--shift must be between 0 and {MAX_SHIFT} pixels, got {self.shift}")
         if self.revive_dead and not self.init_from:
@@ -80,6 +83,13 @@ class TrainConfig:
             raise AetoolError(f"unknown schedule {self.schedule!r} (use constant or cosine)")
         if self.model not in ("cnn", "pca"):
             raise AetoolError(f"unknown model family {self.model!r} (use cnn or pca)")
+
+    def training_part(self, train: Dataset) -> Dataset:
+        """What this run trains on: the training set without its held-out head, then the first --limit."""
+        if self.holdout >= len(train):
+            raise AetoolError(f"--holdout {self.holdout} leaves none of the {len(train)} training images")
+        kept = Dataset(train.images[self.holdout :], train.labels[self.holdout :])
+        return kept if self.limit is None else kept.head(self.limit)
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -140,9 +150,7 @@ class Trainer:
     def load_data(self) -> tuple[Dataset, Dataset]:
         train = load_mnist("train", self.config.data)
         test = load_mnist("test", self.config.data)
-        if self.config.limit is not None:
-            train = train.head(self.config.limit)
-        return train, test
+        return self.config.training_part(train), test
 
     # ---- checkpoints ----------------------------------------------------
     def save_checkpoint(self) -> None:

@@ -329,12 +329,13 @@ def info(bundle, echo, quiet):
     score = "".join(f", {k} {v:.3f}" for k, v in scores.items())
     click.echo(f"density {m['density']['kind']} (default)" + "".join(f", {k}" for k in others)
                + (f"; test log-likelihood per latent dim{score}" if scores else ""))
+    config = t.get("config") or {}
     chain = " <- ".join(f"{s['run']} ({s['epochs']} epochs{', revived' if s['revived'] else ''})" for s in t.get("started_from") or [])
     click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
                f"test SSE/image {_fmt(t.get('test_sse_per_image'))}, PSNR {_fmt(t.get('test_psnr_db'))} dB"
                + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else "")
-               + (f"; weights the mean of its last {averaged} epochs" if (averaged := (t.get("config") or {}).get("average_last")) else "")
-               + (f"; digits shifted by up to {shift} pixels" if (shift := (t.get("config") or {}).get("shift")) else ""))
+               + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
+               + (f"; digits shifted by up to {shift} pixels" if (shift := config.get("shift")) else ""))
 
 
 def _fmt(value: float | None) -> str:

@@ -32,11 +32,11 @@ HELD_OUT = 10_000
 
 
 class HeldOutTrainer(Trainer):
-    """A Trainer whose per-epoch "test" split is the held-out head of the training set."""
+    """A Trainer (its config with ``holdout=HELD_OUT``) whose per-epoch "test" split is the held-out head."""
 
     def load_data(self) -> tuple[Dataset, Dataset]:
         train = load_mnist("train", self.config.data)
-        return Dataset(train.images[HELD_OUT:], train.labels[HELD_OUT:]), train.head(HELD_OUT)
+        return self.config.training_part(train), train.head(HELD_OUT)
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     config = TrainConfig(d=args.d, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule="cosine",
                          seed=args.seed, nb_channels=args.nb_channels, init_from=args.init_from,
-                         revive_dead=args.revive_dead, shift=args.shift)
+                         revive_dead=args.revive_dead, shift=args.shift, holdout=HELD_OUT)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = HeldOutTrainer(config, Path(tmp), quiet=True, log=lambda s: None)
         t0 = time.perf_counter()

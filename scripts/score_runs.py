@@ -6,8 +6,8 @@ an estimate of test numbers (at d=8 and d=16 its gains were about twice the
 test gains), and it rewards a run that memorises them, so each line also gives
 the test SSE per image the run logged when it finished (its metrics.json): a
 candidate replaces a shipped run only if it is higher in ``identity_kept`` and
-lower in ``logged_test_sse_per_image``.  ``scripts/pilot_recipe.py`` holds the
-images out for real.
+lower in ``logged_test_sse_per_image``.  Runs trained with ``--holdout 10000``
+(and ``scripts/pilot_recipe.py``) hold the images out for real.
 
     python scripts/score_runs.py models/cnn-d8-r2 models/cnn-d8
 """

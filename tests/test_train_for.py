@@ -53,3 +53,51 @@ def test_budget_run_bad_start_is_one_line(tmp_path):
                            "--init-from", str(tmp_path / "missing")],
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_twin_length_and_second_phase(tmp_path):
+    """A held-out candidate trains as many epochs as its twin fitted (not what its own budget would hold),
+    then its second phase starts from the schedule's end: unmoved digits, a constant rate, a weight mean."""
+    twin, out = tmp_path / "twin", tmp_path / "run"
+    twin.mkdir()
+    (twin / "fitted-epochs.json").write_text(json.dumps({"epochs": 3}))
+    proc = run_script("--seconds", "100000", "--max-epochs", "10", "--out", str(out), "--d", "2", "--limit", "200",
+                      "--device", "cpu", "--shift", "1", "--holdout", "100", "--epochs-from", str(twin),
+                      "--then-epochs", "2", "--then-lr", "5e-4", "--then-average", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "the schedule ends at epoch 3, as twin's" in proc.stdout
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["complete"] and first["epochs_done"] == 3 and first["config"]["epochs"] == 3
+    assert json.loads((out / "fitted-epochs.json").read_text()) == {"epochs": 3}  # for a twin of its own
+    second = json.loads((tmp_path / "run-then" / "metrics.json").read_text())
+    config = second["config"]
+    assert second["complete"] and second["epochs_done"] == 2
+    assert config["init_from"] == str(out) and config["shift"] == 0 and config["holdout"] == 100
+    assert config["schedule"] == "constant" and config["average_last"] == 2
+    assert [epoch["lr"] for epoch in second["history"]] == [5e-4, 5e-4]
+    assert (tmp_path / "run-then" / "density.json").is_file()
+
+
+def test_missing_twin_is_one_line(tmp_path):
+    proc = run_script("--seconds", "100000", "--out", str(tmp_path / "run"), "--d", "2", "--limit", "100",
+                      "--device", "cpu", "--epochs-from", str(tmp_path / "no-twin"), "--wait", "0.5")
+    assert proc.returncode == 1 and "no schedule length" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_second_phase_fails_before_training(tmp_path):
+    out = tmp_path / "run"
+    proc = run_script("--seconds", "60", "--out", str(out), "--d", "2", "--then-epochs", "2", "--then-average", "3")
+    assert proc.returncode == 1 and "--average-last" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_fitted_length_round_trip(tmp_path):
+    script = load_script()
+    script.write_fitted(tmp_path, 41)
+    assert script.wait_for_fitted(tmp_path, seconds=0) == 41
+    assert not list(tmp_path.glob("*.tmp"))

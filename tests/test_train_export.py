@@ -86,7 +86,7 @@ def test_decoder_ships_in_conv_form_and_torch_gets_the_weights_back(workspace, b
         assert torch.equal(rebuilt.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize("name, width", [("cnn-d8", 48), ("cnn-d16", 64)])
+@pytest.mark.parametrize("name, width", [("cnn-d8", 64), ("cnn-d16", 64)])
 def test_torch_rebuilds_wider_shipped_bundles_with_their_weights(name, width):
     """The zoo's d=8 and d=16 are wider than the lecture's 32 channels: the torch baseline must be that model."""
     from aetool import load_bundle

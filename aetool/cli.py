@@ -330,12 +330,19 @@ def info(bundle, echo, quiet):
     click.echo(f"density {m['density']['kind']} (default)" + "".join(f", {k}" for k in others)
                + (f"; test log-likelihood per latent dim{score}" if scores else ""))
     config = t.get("config") or {}
-    chain = " <- ".join(f"{s['run']} ({s['epochs']} epochs{', revived' if s['revived'] else ''})" for s in t.get("started_from") or [])
+    chain = " <- ".join(_start(entry) for entry in t.get("started_from") or [])
     click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
                f"test SSE/image {_fmt(t.get('test_sse_per_image'))}, PSNR {_fmt(t.get('test_psnr_db'))} dB"
                + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else "")
                + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
                + (f"; digits shifted by up to {shift} pixels" if (shift := config.get("shift")) else ""))
+
+
+def _start(entry: dict) -> str:
+    """One start of a run's chain: its name, epochs, and how it differed (revived, moved digits)."""
+    notes = [f"{entry['epochs']} epochs"] + (["revived"] if entry.get("revived") else [])
+    notes += [f"digits shifted by up to {entry['shift']} pixels"] if entry.get("shift") else []
+    return f"{entry['run']} ({', '.join(notes)})"
 
 
 def _fmt(value: float | None) -> str:

@@ -38,6 +38,9 @@ def started_from(bundle: Bundle) -> str:
     if bundle.family != "cnn":
         return "closed form"
     parts = [Path(config["init_from"]).name if config.get("init_from") else "random"]
+    starts = bundle.meta.get("training", {}).get("started_from") or []
+    if starts and starts[0].get("shift"):
+        parts[0] += f" (trained on digits shifted up to {starts[0]['shift']} px)"
     if config.get("nb_channels", NB_CHANNELS) != NB_CHANNELS:
         parts.append(f"{config['nb_channels']} channels")
     if config.get("revive_dead"):

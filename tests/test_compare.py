@@ -103,3 +103,6 @@ def test_started_from_names_the_start_its_width_revival_and_averaging():
     averaged = bundle("cnn", init_from="models/cnn-d2", revive_dead=True, average_last=40)
     assert started_from(averaged) == "cnn-d2, revived, mean of last 40 epochs"
     assert started_from(bundle("pca", d=4)) == "closed form"
+    moved = bundle("cnn", init_from="models/cnn-d16-r4", nb_channels=64, average_last=7)
+    moved.meta["training"]["started_from"] = [{"run": "cnn-d16-r4", "epochs": 40, "revived": False, "shift": 1}]
+    assert started_from(moved) == "cnn-d16-r4 (trained on digits shifted up to 1 px), 64 channels, mean of last 7 epochs"

@@ -292,14 +292,14 @@ def test_init_from_widens_a_run(ws_copy):
         torch.testing.assert_close(wide(x), narrow(x), atol=1e-4, rtol=0)
     # the bundle's record of its starts: cnn-d4's one epoch beside this run's one
     lineage = run_lineage(ws_copy / "models" / "cnn-d4-w40", state["config"])
-    assert lineage == [{"run": "cnn-d4", "epochs": 1, "revived": True}] and epochs_in_all(1, lineage) == 2
+    assert lineage == [{"run": "cnn-d4", "epochs": 1, "revived": True, "shift": 0}] and epochs_in_all(1, lineage) == 2
     proc = run_cli("train", "--d", "4", "--nb-channels", "16", "--init-from", "models/cnn-d4", *TINY, "--out", "narrower",
                    cwd=ws_copy, check=False)
     assert proc.returncode == 1 and "at most as wide" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_run_lineage_follows_the_chain_of_starts(tmp_path):
-    """A run restarted twice reports every start's epochs; a start that is gone ends the chain, unknown."""
+    """A run restarted twice reports every start's epochs and shift; a start that is gone ends the chain, unknown."""
     def run(name: str, epochs: int, **config) -> Path:
         folder = tmp_path / "models" / name
         folder.mkdir(parents=True)
@@ -307,16 +307,17 @@ def test_run_lineage_follows_the_chain_of_starts(tmp_path):
         return folder
 
     run("a", 12)
-    run("b", 25, init_from="models/a")
+    run("b", 25, init_from="models/a", shift=1)  # trained on moved digits
     c = run("c", 30, init_from="models/b", revive_dead=True)
     config = json.loads((c / "metrics.json").read_text())["config"]
     lineage = run_lineage(c, config)
-    assert lineage == [{"run": "b", "epochs": 25, "revived": True}, {"run": "a", "epochs": 12, "revived": False}]
+    assert lineage == [{"run": "b", "epochs": 25, "revived": True, "shift": 1},
+                       {"run": "a", "epochs": 12, "revived": False, "shift": 0}]
     assert epochs_in_all(30, lineage) == 67
     assert epochs_cell({"epochs": 30, "epochs_in_all": 67}) == "30 (67)" and epochs_cell({"epochs": 12, "epochs_in_all": 12}) == "12"
     shutil.rmtree(tmp_path / "models" / "a")
     lineage = run_lineage(c, config)
-    assert lineage[-1] == {"run": "a", "epochs": None, "revived": False} and epochs_in_all(30, lineage) is None
+    assert lineage[-1] == {"run": "a", "epochs": None, "revived": False, "shift": None} and epochs_in_all(30, lineage) is None
 
 
 def test_train_refuses_to_clobber_a_run(ws_copy):

@@ -194,7 +194,8 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
 
 
 def run_lineage(run_dir: Path, config: dict) -> list[dict]:
-    """The chain of runs this one was started from (--init-from), nearest first, each with its own epochs.
+    """The chain of runs this one was started from (--init-from), nearest first, each with its own epochs
+    and the --shift it trained with (None where the start is gone).
 
     A restarted run's own epoch count hides what its starts cost; the bundle keeps the chain so a
     table can report the training in all. A start is looked for beside the run, then at the stored
@@ -205,7 +206,7 @@ def run_lineage(run_dir: Path, config: dict) -> list[dict]:
     while config.get("init_from"):
         stored = Path(config["init_from"])
         start = next((p for p in (Path(run_dir).parent / stored.name, stored) if (p / METRICS).is_file()), None)
-        entry = {"run": stored.name, "epochs": None, "revived": bool(config.get("revive_dead"))}
+        entry = {"run": stored.name, "epochs": None, "revived": bool(config.get("revive_dead")), "shift": None}
         lineage.append(entry)
         if start is None or start.resolve() in seen:
             break
@@ -213,6 +214,7 @@ def run_lineage(run_dir: Path, config: dict) -> list[dict]:
         start_metrics = read_json(start / METRICS)
         entry["epochs"] = start_metrics.get("epochs_done")
         config, run_dir = start_metrics.get("config", {}), start
+        entry["shift"] = config.get("shift", 0)  # a start trained on moved digits is a different recipe
     return lineage
 
 

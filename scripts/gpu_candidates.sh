@@ -27,7 +27,8 @@ if [ -n "${TWINS:-}" ] && [ -z "${HOLDOUT:-}" ]; then
   echo "TWINS=1 pairs each candidate with a held-out twin: set HOLDOUT too" >&2; exit 2
 fi
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc  # plain nproc prints OMP_NUM_THREADS when it is set
   python3 -c "import sys, torch, onnxruntime as ort; print(sys.version.split()[0], 'torch', torch.__version__, torch.cuda.is_available(), 'onnxruntime', ort.__version__, ort.get_available_providers())"
 } 2>&1 | tee "$OUT/train.log"
 

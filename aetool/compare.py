@@ -34,11 +34,12 @@ PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1
 
 
 def started_from(bundle: Bundle) -> str:
-    config = bundle.meta.get("training", {}).get("config", {})
+    training = bundle.meta.get("training", {})
+    config = training.get("config", {})
     if bundle.family != "cnn":
         return "closed form"
     parts = [Path(config["init_from"]).name if config.get("init_from") else "random"]
-    starts = bundle.meta.get("training", {}).get("started_from") or []
+    starts = training.get("started_from") or []
     if starts and starts[0].get("shift"):
         parts[0] += f" (trained on digits shifted up to {starts[0]['shift']} px)"
     if config.get("nb_channels", NB_CHANNELS) != NB_CHANNELS:

@@ -72,6 +72,7 @@ for run in "${held_out[@]}"; do
 done
 wait
 for i in "${!scored[@]}"; do cat "$scores/$i"; done | tee "$OUT/scores.jsonl"
+rm -rf "$scores"
 # the held-out runs' histories (their weights stay behind: at most 8 files come back)
 histories=()
 for folder in "${scored[@]}"; do histories+=("${folder#models/}/metrics.json"); done

@@ -27,28 +27,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from aetool.errors import AetoolError
+from aetool.fileio import write_json
 from aetool.training.train import TrainConfig, resume_config, train
 
 FITTED = "fitted-epochs.json"  # written into the run folder once its schedule's length is known
+SLACK = 1.1  # an epoch is budgeted at 10 % more than epoch 2 took
 
 
-def epochs_that_fit(epoch_seconds: float, seconds_left: float, max_epochs: int, done: int, slack: float = 1.1) -> int:
+def epochs_that_fit(epoch_seconds: float, seconds_left: float, max_epochs: int, done: int, slack: float = SLACK) -> int:
     """Epochs in all, ``done`` of them trained: as many more as ``seconds_left`` holds at ``epoch_seconds`` each."""
     more = int(max(0.0, seconds_left) // (epoch_seconds * slack))
     return max(done, min(max_epochs, done + more))
 
 
 def write_fitted(out: Path, epochs: int) -> None:
-    """Publish the schedule's length for a twin polling this folder (renamed into place: never read half-written)."""
-    tmp = out / (FITTED + ".tmp")
-    tmp.write_text(json.dumps({"epochs": epochs}))
-    os.replace(tmp, out / FITTED)
+    """Publish the schedule's length for a twin polling this folder (written atomically: never read half-written)."""
+    write_json(out / FITTED, {"epochs": epochs})
 
 
 def wait_for_fitted(twin: Path, seconds: float, poll: float = 0.5) -> int:
@@ -124,7 +123,7 @@ def main() -> None:
             log(f"epoch 2 took {second_epoch:.1f} s in all: the schedule ends at epoch {epochs}, as {args.epochs_from.name}'s")
         else:
             # the second phase's epochs cost about as much as these: keep their time back
-            left = deadline - time.monotonic() - args.reserve - args.then_epochs * second_epoch * 1.1
+            left = deadline - time.monotonic() - args.reserve - args.then_epochs * second_epoch * SLACK
             epochs = epochs_that_fit(second_epoch, left, args.max_epochs, done=2)
             log(f"epoch 2 took {second_epoch:.1f} s in all: the schedule ends at epoch {epochs}")
         write_fitted(args.out, epochs)

@@ -21,8 +21,9 @@ cd "$(dirname "$0")/.."
 # cnn-d16-r3 (166 epochs in 7.7 minutes; shipped until the held-out protocol below replaced it), and cnn-d8,
 # cnn-d16-r4 (40 epochs on digits moved by up to a pixel) and cnn-d16-r5 (8 more on unmoved digits at a constant
 # 1e-4, the mean of the last 7), the recipes that won the README's held-out protocol, each run beside 7 others
-# (about 7 minutes). cnn-d16 is a CPU restart of cnn-d16-r5 (12 epochs at 5e-5, bf16, about 45 minutes on one core). On one CPU core a 64-channel epoch takes roughly 4 minutes (estimated from the 48-channel
-# runs, not run): run those stages where there is a GPU.
+# (about 7 minutes). cnn-d16 is a CPU restart of cnn-d16-r5 (12 epochs at 5e-5, bf16, about 45 minutes on one
+# core). On one CPU core a 64-channel epoch from random weights takes roughly 4 minutes (estimated from the
+# 48-channel runs, not run): run the GPU stages where there is a GPU.
 # Only the runs named cnn-dD are exported; *-base and *-rN runs are the starts of the chain that leads there.
 # cnn-d16-w48 is kept as a run, not shipped: identity kept on training images 0-9,999 98.99 vs 98.90 %, test 98.54 vs 98.55 %, at
 # about twice the FLOPs of the default bundle.

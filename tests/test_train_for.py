@@ -22,6 +22,11 @@ def load_script():
     return module
 
 
+def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.parametrize("epoch_s, left_s, max_epochs, expected", [
     (2.0, 440.0, 400, 2 + 199),  # 440 s at 2.2 s (10 % slack): 199 more, as 440 // 2.2 rounds down
     (2.0, 440.0, 100, 100),  # capped
@@ -36,9 +41,8 @@ def test_budget_run_ends_complete_with_its_schedule_recorded(tmp_path):
     """With a budget far larger than needed the schedule is --max-epochs long, and the run ends like
     any finished run: complete, density fitted, config.epochs saying how long the schedule was."""
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "100000", "--max-epochs", "3", "--out", str(out),
-                           "--d", "2", "--limit", "200", "--device", "cpu", "--lr", "2e-3"],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    proc = run_script("--seconds", "100000", "--max-epochs", "3", "--out", str(out), "--d", "2", "--limit", "200",
+                      "--device", "cpu", "--lr", "2e-3")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["complete"] and metrics["epochs_done"] == 3 and metrics["config"]["epochs"] == 3
@@ -49,15 +53,8 @@ def test_budget_run_ends_complete_with_its_schedule_recorded(tmp_path):
 
 
 def test_budget_run_bad_start_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "60", "--out", str(tmp_path / "run"), "--d", "2",
-                           "--init-from", str(tmp_path / "missing")],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    proc = run_script("--seconds", "60", "--out", str(tmp_path / "run"), "--d", "2", "--init-from", str(tmp_path / "missing"))
     assert proc.returncode == 1 and "error:" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_twin_length_and_second_phase(tmp_path):

@@ -15,10 +15,11 @@ set -u
 BUDGET=${BUDGET:-420}
 OUT=${OUT:?set OUT to a folder for the results}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-# "run d width lr batch init [shift [then]]": init "-" starts from random weights, else from that run, widened and
+# "run d width lr batch init [shift [then [seed]]]": init "-" starts from random weights, else from that run, widened and
 # revived; shift (default 0) moves the training digits by up to that many pixels (aetool train --shift);
 # then "EPOCHS:LR:AVERAGE" adds train_for.py's second phase (unmoved digits, constant LR, mean of the last AVERAGE)
-# into models/RUN-then, "-" (the default) none
+# into models/RUN-then, "-" (the default) none; seed (default 0) seeds weights and batches (two seeds of one recipe
+# measure its rerun noise)
 CANDIDATES=${CANDIDATES:-"cnn-d16-w64 16 64 1e-3 100 -
 cnn-d16-w64-warm 16 64 3e-4 50 models/cnn-d16
 cnn-d8-w64 8 64 1e-3 100 -
@@ -41,9 +42,9 @@ launch() {
 }
 
 pids=() held_out=()
-while read -r run d width lr batch init shift then; do
+while read -r run d width lr batch init shift then seed; do
   [ -z "$run" ] && continue
-  args=(--d "$d" --nb-channels "$width" --lr "$lr" --batch-size "$batch" --shift "${shift:-0}")
+  args=(--d "$d" --nb-channels "$width" --lr "$lr" --batch-size "$batch" --shift "${shift:-0}" --seed "${seed:-0}")
   [ "$init" != "-" ] && args+=(--init-from "$init" --revive-dead)
   if [ -n "${then:-}" ] && [ "$then" != "-" ]; then
     IFS=: read -r then_epochs then_lr then_average <<<"$then"

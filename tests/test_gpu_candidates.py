@@ -56,7 +56,7 @@ def option(args: list[str], name: str) -> str | None:
 
 
 def test_twins_hold_out_score_and_come_back(tmp_path):
-    proc, calls = run_candidates(tmp_path, "plain 16 64 1e-3 100 -\nshifted 8 64 1e-3 100 - 1 8:1e-4:7",
+    proc, calls = run_candidates(tmp_path, "plain 16 64 1e-3 100 -\nshifted 8 64 1e-3 100 - 1 8:1e-4:7 3",
                                  HOLDOUT="10000", TWINS="1")
     assert proc.returncode == 0, proc.stderr
     trains = {option(c, "--out"): c for c in calls if c[0] == "scripts/train_for.py"}
@@ -66,9 +66,10 @@ def test_twins_hold_out_score_and_come_back(tmp_path):
     assert option(trains["models/plain-holdout"], "--holdout") == "10000"
     assert option(trains["models/plain-holdout"], "--epochs-from") == "models/plain"
     for run in ("models/shifted", "models/shifted-holdout"):
-        assert [option(trains[run], k) for k in ("--shift", "--then-epochs", "--then-lr", "--then-average")] == \
-            ["1", "8", "1e-4", "7"]
-    assert option(trains["models/plain"], "--then-epochs") is None and option(trains["models/plain"], "--shift") == "0"
+        assert [option(trains[run], k) for k in ("--shift", "--then-epochs", "--then-lr", "--then-average", "--seed")] \
+            == ["1", "8", "1e-4", "7", "3"]
+    assert option(trains["models/plain"], "--then-epochs") is None
+    assert [option(trains["models/plain"], k) for k in ("--shift", "--seed")] == ["0", "0"]
     scored = [c[1] for c in calls if c[0] == "scripts/score_runs.py"]
     assert sorted(scored) == ["models/plain-holdout", "models/shifted-holdout", "models/shifted-holdout-then"]
     out = tmp_path / "out"

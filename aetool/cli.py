@@ -335,14 +335,18 @@ def info(bundle, echo, quiet):
                f"test SSE/image {_fmt(t.get('test_sse_per_image'))}, PSNR {_fmt(t.get('test_psnr_db'))} dB"
                + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else "")
                + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
-               + (f"; digits shifted by up to {shift} pixels" if (shift := config.get("shift")) else ""))
+               + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else ""))
 
 
 def _start(entry: dict) -> str:
     """One start of a run's chain: its name, epochs, and how it differed (revived, moved digits)."""
     notes = [f"{entry['epochs']} epochs"] + (["revived"] if entry.get("revived") else [])
-    notes += [f"digits shifted by up to {entry['shift']} pixels"] if entry.get("shift") else []
+    notes += [_shifted(entry["shift"])] if entry.get("shift") else []
     return f"{entry['run']} ({', '.join(notes)})"
+
+
+def _shifted(pixels: int) -> str:
+    return f"digits shifted by up to {pixels} pixel{'s' if pixels != 1 else ''}"
 
 
 def _fmt(value: float | None) -> str:

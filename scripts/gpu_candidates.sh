@@ -15,8 +15,8 @@ set -u
 BUDGET=${BUDGET:-420}
 OUT=${OUT:?set OUT to a folder for the results}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-# "run d width lr batch init [shift [then [seed]]]": init "-" starts from random weights, else from that run, widened and
-# revived; shift (default 0) moves the training digits by up to that many pixels (aetool train --shift);
+# "run d width lr batch init [shift [then [seed]]]": init "-" starts from random weights, else from that run,
+# widened and revived; shift (default 0) moves the training digits by up to that many pixels (aetool train --shift);
 # then "EPOCHS:LR:AVERAGE" adds train_for.py's second phase (unmoved digits, constant LR, mean of the last AVERAGE)
 # into models/RUN-then, "-" (the default) none; seed (default 0) seeds weights and batches (two seeds of one recipe
 # measure its rerun noise)

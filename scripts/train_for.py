@@ -26,6 +26,7 @@ Two more uses, both for judging a recipe on images it never trained on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -99,10 +100,9 @@ def main() -> None:
     name = args.out.name
     then, then_out = None, args.out.with_name(args.out.name + "-then")
     if args.then_epochs:
-        then = TrainConfig(d=args.d, epochs=args.then_epochs, batch_size=args.batch_size, lr=args.then_lr,
-                           schedule="constant", seed=args.seed, device=args.device, precision=args.precision,
-                           nb_channels=args.nb_channels, init_from=str(args.out), limit=args.limit,
-                           holdout=args.holdout, average_last=args.then_average)
+        # the same run settings, from the schedule's end: a constant rate on unmoved digits, a weight mean
+        then = dataclasses.replace(config, epochs=args.then_epochs, lr=args.then_lr, schedule="constant",
+                                   init_from=str(args.out), revive_dead=False, shift=0, average_last=args.then_average)
     logged_at: list[float] = []
 
     def log(line: str) -> None:

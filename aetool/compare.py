@@ -34,12 +34,11 @@ PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1
 
 
 def started_from(bundle: Bundle) -> str:
-    training = bundle.meta.get("training", {})
-    config = training.get("config", {})
+    config = bundle.meta.training_config
     if bundle.family != "cnn":
         return "closed form"
     parts = [Path(config["init_from"]).name if config.get("init_from") else "random"]
-    starts = training.get("started_from") or []
+    starts = bundle.meta.started_from
     if starts and starts[0].get("shift"):
         parts[0] += f" (trained on digits shifted up to {starts[0]['shift']} px)"
     if config.get("nb_channels", NB_CHANNELS) != NB_CHANNELS:
@@ -57,14 +56,13 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, classifier:
     recon = bundle.reconstruct(images)
     sse = sse_per_image(images, recon)
     kept = identity_kept(classifier, recon, labels)
-    training = bundle.meta.get("training", {})
     row = {
         "family": bundle.family, "d": bundle.d, "bundle": bundle.name,
         "test_sse_per_image": float(sse.mean()), "psnr_db": psnr_from_sse(float(sse.mean())),
         "identity_kept": float(kept.mean()), f"kept_first_{n_show}": int(kept[:n_show].sum()),
-        "epochs": training.get("epochs"),
+        "epochs": bundle.meta.training_number("epochs"),
         # a run started from another (aetool train --init-from) inherits its training too
-        "epochs_in_all": training.get("epochs_in_all"),
+        "epochs_in_all": bundle.meta.training_number("epochs_in_all"),
         "started_from": started_from(bundle),
     }
     return row, recon
@@ -114,7 +112,7 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
             continue
         bundles[(b.family, b.d)] = b
     if missing:
-        raise AetoolError(f"compare: no bundle {', '.join(missing)} in ./export or shipped (run scripts/train_zoo.sh)")
+        raise AetoolError(f"compare: no bundle {', '.join(missing)} in ./export or shipped (bash scripts/train_zoo.sh trains them)")
     test = load_mnist("test")
     classifier = DigitClassifier(device=device)
     clf_acc = float((classifier.predict(test.images) == test.labels).mean())
@@ -162,7 +160,7 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
                 written.append(path)
                 read = confidently_read(classifier, b.sample(SCORED_SAMPLES, seed=seed + 1, density=density))
                 density_rows.append({"family": family, "d": d, "density": density, "read_as_a_digit": float(read.mean()),
-                                     "test_log_likelihood_per_dim": b.meta.get("density_test_log_likelihood_per_dim", {}).get(kind)})
+                                     "test_log_likelihood_per_dim": b.meta.density_test_log_likelihood_per_dim.get(kind)})
 
     table = markdown_table(rows, n_show, clf_acc) + ("\n\n" + density_table(density_rows) if density_rows else "")
     report = {"rows": rows, "classifier_accuracy": clf_acc, "n_show": n_show, "pairs": [list(p) for p in PAIRS],

@@ -97,43 +97,73 @@ class GaussianMixture:
             raise AetoolError(f"cannot fit {self.k} components to {n} latents")
         rng = np.random.default_rng(seed)
         ridge = 1e-6 * float(np.mean(z.var(axis=0))) + 1e-12
-        resp = np.eye(self.k)[_kmeans_pp_labels(z, self.k, rng)]
+        labels = _kmeans_pp_labels(z, self.k, rng)
+        # responsibilities are kept component-major, (K, N): each component's column is then one
+        # contiguous row. The work arrays are allocated once: a fresh (N, d) array per component
+        # and iteration costs more in page faults than the arithmetic done in it.
+        resp_t = (labels[None, :] == np.arange(self.k)[:, None]).astype(np.float64)
+        log_joint_t, spare_t = np.empty((self.k, n)), np.empty((self.k, n))
+        work = (np.empty((n, d)), np.empty((n, d)))
         last = -np.inf
         for _ in range(iters):
-            self._m_step(z, resp, ridge)
-            log_joint = self._log_joint(z)
-            log_norm = _logsumexp(log_joint)
-            resp = np.exp(log_joint - log_norm[:, None])
+            self._m_step(z, resp_t, ridge, work[0], spare_t)
+            self._log_joint_t(z, log_joint_t, work)
+            log_norm = _logsumexp_t(log_joint_t, spare_t)
+            np.subtract(log_joint_t, log_norm, out=resp_t)
+            np.exp(resp_t, out=resp_t)
+            # a responsibility below the smallest normal double (< 1e-308) is zero to any precision the
+            # M-step can see, but as a subnormal it makes every product with it many times slower
+            resp_t[resp_t < _TINY] = 0.0
             mean_ll = float(log_norm.mean())
             if mean_ll - last < tol * max(1.0, abs(mean_ll)):
                 break
             last = mean_ll
-        self._m_step(z, resp, ridge)
+        self._m_step(z, resp_t, ridge, work[0], spare_t)
         return self
 
-    def _m_step(self, z: np.ndarray, resp: np.ndarray, ridge: float) -> None:
-        mass = resp.sum(axis=0) + 1e-12
+    def _m_step(self, z: np.ndarray, resp_t: np.ndarray, ridge: float, work: np.ndarray | None = None,
+                spare_t: np.ndarray | None = None) -> None:
+        """Weights, means and ridged covariances from (K, N) responsibilities."""
+        mass = resp_t.sum(axis=1) + 1e-12
         self.weights = mass / mass.sum()
-        self.means = (resp.T @ z) / mass[:, None]
+        self.means = (resp_t @ z) / mass[:, None]
         d = z.shape[1]
         covs = np.empty((self.k, d, d))
+        ridge_eye = ridge * np.eye(d)
+        work = np.empty(z.shape) if work is None else work
+        root_resp = np.sqrt(resp_t, out=spare_t)
+        # one component at a time: an (N, d) block stays in cache, where an (N, K, d) one would not;
+        # sum_n r_n c_n c_n^T as (sqrt(r) c)^T (sqrt(r) c), a product numpy hands to BLAS as one
+        # symmetric rank-k update (half the multiplications of a general product)
         for j in range(self.k):
-            c = z - self.means[j]
-            covs[j] = (resp[:, j, None] * c).T @ c / mass[j] + ridge * np.eye(d)
+            c = np.subtract(z, self.means[j], out=work)
+            c *= root_resp[j][:, None]
+            covs[j] = c.T @ c / mass[j] + ridge_eye
         self.covs = covs
         self._chol = _cholesky(covs)
 
+    def _log_joint_t(self, z: np.ndarray, out: np.ndarray | None = None,
+                     work: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """log w_j + log N(z | mu_j, Sigma_j), component-major: shape (K, N)."""
+        weights, means, _ = self._params()
+        n, d = z.shape
+        # Mahalanobis distance |L^-1 (z - mu)|^2 through the inverse Cholesky factor, formed once
+        # per component (K tiny d x d inverses) so each component costs one (N, d) x (d, d) product
+        inv_chol_t = np.linalg.inv(self._chol).transpose(0, 2, 1)
+        half_logdet = np.log(np.diagonal(self._chol, axis1=1, axis2=2)).sum(axis=1)
+        out = np.empty((self.k, n)) if out is None else out
+        c, y = (np.empty((n, d)), np.empty((n, d))) if work is None else work
+        for j in range(self.k):
+            np.subtract(z, means[j], out=c)
+            np.matmul(c, inv_chol_t[j], out=y)
+            np.einsum("nd,nd->n", y, y, out=out[j])
+        out *= -0.5
+        out += (np.log(weights) - half_logdet - 0.5 * d * np.log(2 * np.pi))[:, None]
+        return out
+
     def _log_joint(self, z: np.ndarray) -> np.ndarray:
         """log w_j + log N(z | mu_j, Sigma_j), shape (N, K)."""
-        weights, means, _ = self._params()
-        d = z.shape[1]
-        out = np.empty((z.shape[0], self.k))
-        for j in range(self.k):
-            # solve L y = (z - mu)^T: Mahalanobis distance without forming the inverse
-            y = np.linalg.solve(self._chol[j], (z - means[j]).T)
-            half_logdet = np.log(np.diag(self._chol[j])).sum()
-            out[:, j] = np.log(weights[j]) - 0.5 * (y * y).sum(axis=0) - half_logdet - 0.5 * d * np.log(2 * np.pi)
-        return out
+        return self._log_joint_t(z).T
 
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         weights, means, _ = self._params()
@@ -171,6 +201,9 @@ class GaussianMixture:
         return self.weights, self.means, self.covs
 
 
+_TINY = np.finfo(np.float64).tiny
+
+
 def _cholesky(covs: np.ndarray) -> np.ndarray:
     try:
         return np.linalg.cholesky(covs)
@@ -183,6 +216,14 @@ def _logsumexp(a: np.ndarray) -> np.ndarray:
     return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
 
 
+def _logsumexp_t(a: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+    """log sum_j exp(a[j, n]) for component-major (K, N) ``a``; ``work`` (like ``a``) is overwritten."""
+    top = a.max(axis=0)
+    work = np.subtract(a, top, out=work)
+    np.exp(work, out=work)
+    return top + np.log(work.sum(axis=0))
+
+
 def _kmeans_pp_labels(z: np.ndarray, k: int, rng: np.random.Generator, rounds: int = 10) -> np.ndarray:
     """k-means++ seeding and a few Lloyd rounds: a start EM does not get stuck in."""
     centres = [z[rng.integers(len(z))]]
@@ -191,8 +232,17 @@ def _kmeans_pp_labels(z: np.ndarray, k: int, rng: np.random.Generator, rounds: i
         centres.append(z[rng.choice(len(z), p=dist / dist.sum())] if dist.sum() > 0 else z[rng.integers(len(z))])
         dist = np.minimum(dist, ((z - centres[-1]) ** 2).sum(axis=1))
     c = np.stack(centres)
+    dist = np.empty((k, len(z)))
+    labels = None
     for _ in range(rounds):
-        labels = ((z[:, None, :] - c[None]) ** 2).sum(axis=2).argmin(axis=1)
+        for j in range(k):  # squared distances to one centre at a time: exactly the (N, K, d) sum, in cache
+            t = z - c[j]
+            np.square(t, out=t)
+            t.sum(axis=1, out=dist[j])
+        new_labels = dist.argmin(axis=0)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break  # the same labels give the same centres: every further round would repeat this one
+        labels = new_labels
         for j in range(k):
             if np.any(labels == j):
                 c[j] = z[labels == j].mean(axis=0)

@@ -9,3 +9,7 @@ is a bug and keeps its traceback.
 
 class AetoolError(Exception):
     """A user-facing error whose message is one clear line."""
+
+
+class UsageError(AetoolError):
+    """A bad option value or combination: the CLI answers with Click's usage message and exit 2."""

@@ -22,6 +22,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import AetoolError
 from .fileio import atomic_path
+from .lecture import IMAGE_SHAPE
 
 __all__ = [
     "load_image",
@@ -34,7 +35,7 @@ __all__ = [
     "OUTPUT_FORMATS",
 ]
 
-SIZE = 28  # MNIST canvas
+SIZE = IMAGE_SHAPE[-1]  # MNIST canvas
 BOX = 20  # MNIST puts the digit's longest side in a 20 px box
 INK_THRESHOLD = 0.1
 

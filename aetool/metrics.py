@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-PIXELS = 28 * 28
+from .lecture import IMAGE_SHAPE
+
+PIXELS = math.prod(IMAGE_SHAPE)
 
 
 def psnr_from_sse(sse_per_image: float, pixels: int = PIXELS) -> float:

@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aetool.training.train import TrainConfig, train  # noqa: E402
+from aetool.training.config import TrainConfig  # noqa: E402
+from aetool.training.train import train  # noqa: E402
 
 GOAL = 0.03
 

@@ -102,7 +102,8 @@ def bench_inference(engines: dict, batches, seconds: float, flops: dict, peak: f
 def bench_training(steps: int, batch: int = 100) -> dict:
     """images/s of the lecture's plain loop (fp32) and of aetool's own training step, same batches."""
     from aetool.data import load_mnist
-    from aetool.training.train import Trainer, TrainConfig
+    from aetool.training.config import TrainConfig
+    from aetool.training.train import Trainer
 
     x_all = torch.from_numpy(load_mnist("train").images[: batch * (steps + 3)])
     torch.manual_seed(0)
@@ -222,7 +223,7 @@ def add_cuda_engines(engines: dict, fp32) -> str | None:
     The fp16 variant is made here (convert_fp16, parity-checked) rather than
     shipped: it is for GPUs, and the CPU provider runs fp16 slower than fp32.
     """
-    from aetool.quantize import convert_fp16
+    from aetool.training.variants import convert_fp16
     from aetool.runtime import cuda_unusable_reason
 
     if cuda_unusable_reason() is not None:

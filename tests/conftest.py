@@ -28,6 +28,14 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True) 
     return proc
 
 
+def usage_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    """A bad option value: Click's usage message, exit status 2, the reason on the Error line, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("Usage: "), proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and fragment in error[0], proc.stderr
+
+
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory) -> Path:
     """A workspace with a tiny trained run in models/cnn-d4 and its bundle in export/cnn-d4."""
@@ -65,3 +73,10 @@ def digit_pngs(tmp_path_factory) -> tuple[Path, Path]:
         Image.fromarray(a).resize((84, 84), Image.NEAREST).save(path)
         paths.append(path)
     return paths[0], paths[1]
+
+
+def pytest_collection_modifyitems(items):
+    """A test on the trained workspace is end to end, wherever it lives."""
+    for item in items:
+        if "workspace" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from aetool.runtime import cuda_unusable_reason
-from conftest import run_cli
+from conftest import run_cli, usage_error
+
+pytestmark = pytest.mark.slow
 
 
 def test_reconstruct_files(workspace, digit_pngs, tmp_path):
@@ -100,7 +102,7 @@ def test_sample_draws_from_the_mixture_by_default_and_the_lecture_diagonal_on_re
     from aetool import load_bundle
 
     meta = json.loads((bundle_dir / "latent.json").read_text())
-    assert meta["density"]["kind"] == "gaussian_mixture"
+    assert meta["default_density"] == "gaussian_mixture"
     assert set(meta["densities"]) == {"gaussian_mixture", "diagonal_gaussian"}
     run_dir = workspace / "models" / "cnn-d4"
     assert meta["densities"]["diagonal_gaussian"] == json.loads((run_dir / "density.json").read_text())
@@ -118,7 +120,7 @@ def test_sample_draws_from_the_mixture_by_default_and_the_lecture_diagonal_on_re
     np.testing.assert_allclose(b.sample(9, seed=1, density="diagonal"), b.decode(z), atol=1e-6)
     np.testing.assert_array_equal(b.sample(9, seed=1, density=b.density_named("diagonal")), b.sample(9, seed=1, density="diagonal"))
     proc = run_cli("sample", "--density", "flow", "-o", str(tmp_path / "x.png"), cwd=workspace, check=False)
-    assert proc.returncode == 1 and "has no such density (it has: diagonal, mixture)" in proc.stderr
+    usage_error(proc, "has no such density (it has: diagonal, mixture)")
     assert not (tmp_path / "x.png").exists()
     assert "test log-likelihood per latent dim" in run_cli("info", cwd=workspace).stdout
 
@@ -135,8 +137,11 @@ def test_bench_json(workspace):
 
 
 def test_info_and_python_api(workspace, bundle_dir):
-    proc = run_cli("info", "--bundle", str(bundle_dir), cwd=workspace.parent)
-    assert "family cnn, d=4" in proc.stdout
+    proc = run_cli("info", str(bundle_dir), cwd=workspace.parent)
+    assert f"{bundle_dir}: cnn, d=4, fp32, image 1x28x28" in proc.stdout
+    info = json.loads(run_cli("info", "cnn-d4", "--json", cwd=workspace).stdout)
+    assert info["name"] == "cnn-d4" and info["d"] == 4 and info["training"]["epochs"] == 1
+    assert info["densities"] == ["diagonal_gaussian", "gaussian_mixture"]
     from aetool import load_bundle
 
     b = load_bundle(bundle_dir)
@@ -160,6 +165,9 @@ def test_runtime_commands_never_import_torch(workspace, digit_pngs, tmp_path):
     run_cli("reconstruct", "--mnist-test", "3", "-o", str(out / "r3.png"), cwd=workspace, env=env)
     run_cli("interpolate", *map(str, digit_pngs), "-o", str(out / "w.gif"), "--steps", "3", cwd=workspace, env=env)
     run_cli("info", cwd=workspace, env=env)
+    run_cli("list", cwd=workspace, env=env)
+    evaluated = json.loads(run_cli("evaluate", "--images", "50", "--json", cwd=workspace, env=env).stdout)
+    assert evaluated["images"] == 50 and 0 <= evaluated["identity_kept"] <= 1 and evaluated["test_sse_per_image"] > 0
     report = json.loads(run_cli("bench", "--json", "--batch-sizes", "1", "--seconds", "0.02", cwd=workspace, env=env).stdout)
     assert {r["engine"] for r in report["results"]} == {"onnxruntime"}
     # the blocker really blocks: training needs torch and must fail
@@ -169,11 +177,11 @@ def test_runtime_commands_never_import_torch(workspace, digit_pngs, tmp_path):
 
 def test_default_bundle_is_newest_in_export_else_shipped(workspace, tmp_path):
     proc = run_cli("info", cwd=workspace)
-    assert "export/cnn-d4" in proc.stderr
+    assert "export/cnn-d4: cnn, d=4" in proc.stdout
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = run_cli("info", cwd=empty)
-    assert "pretrained" in proc.stderr and "d=16" in proc.stderr
+    assert "pretrained/cnn-d16: cnn, d=16" in proc.stdout
     # the shipped d=16 run's start trained on moved digits, and its chain says so
     assert "started from cnn-d16-r7 (162 epochs, digits shifted by up to 1 pixel): 174 epochs in all" in proc.stdout
 
@@ -189,3 +197,39 @@ def test_device_cuda_is_clear_when_unusable(workspace):
         # auto falls back to the CPU quietly: the bundle line is all there is on stderr
         assert auto.stderr.strip().splitlines() == [line for line in auto.stderr.strip().splitlines() if line.startswith("bundle ")]
         assert "ran on cpu" in auto.stderr
+
+
+def test_list_shows_workspace_then_shipped_bundles(workspace):
+    rows = json.loads(run_cli("list", "--json", cwd=workspace).stdout)
+    assert rows[0]["where"] == "workspace" and rows[0]["name"] == "cnn-d4" and rows[0]["d"] == 4
+    shipped = {r["name"]: r for r in rows if r["where"] == "shipped"}
+    assert {"cnn-d2", "cnn-d16", "cnn-d16-int8", "pca-d32"} <= set(shipped)
+    assert shipped["cnn-d16-int8"]["precision"] == "int8" and shipped["cnn-d16"]["bytes"] > 1e6
+    table = run_cli("list", cwd=workspace).stdout.splitlines()
+    assert table[0].split()[:4] == ["name", "where", "family", "d"] and len(table) == len(rows) + 1
+
+
+def test_runtime_commands_speak_json(workspace, digit_pngs, tmp_path):
+    report = json.loads(run_cli("reconstruct", *map(str, digit_pngs), "-o", str(tmp_path / "r.png"), "--json",
+                                cwd=workspace).stdout)
+    assert len(report["images"]) == 2 and report["mean_sse_per_image"] == pytest.approx(
+        np.mean([i["sse"] for i in report["images"]]))
+    assert report["bundle"].endswith("cnn-d4") and report["provider"] == "cpu"
+    report = json.loads(run_cli("sample", "-n", "4", "--seed", "1", "-o", str(tmp_path / "s.png"), "--json",
+                                cwd=workspace).stdout)
+    assert report["n"] == 4 and report["density"] == "gaussian_mixture" and report["seed"] == 1
+    report = json.loads(run_cli("interpolate", *map(str, digit_pngs), "-o", str(tmp_path / "w.gif"), "--steps", "3",
+                                "--json", cwd=workspace).stdout)
+    assert report["steps"] == 3 and report["animated"] and (tmp_path / "w.gif").is_file()
+
+
+def test_every_command_shows_examples_and_train_hides_its_advanced_options(tmp_path):
+    for command in ("train", "export", "reconstruct", "interpolate", "sample", "bench", "compare", "info", "list",
+                    "evaluate", "train-classifier"):
+        assert "  Examples:\n    aetool " in run_cli(command, "--help", cwd=tmp_path).stdout, command
+    short = run_cli("train", "--help", cwd=tmp_path).stdout
+    options = [line for line in short.split("Options:")[1].split("Examples:")[0].splitlines() if line.startswith("  -")]
+    assert len(options) <= 12 and "--init-from" not in short
+    full = run_cli("train", "--help-all", cwd=tmp_path).stdout
+    for option in ("--init-from", "--revive-dead", "--average-last", "--shift", "--holdout", "--stop-after", "--seed"):
+        assert option in full

@@ -25,7 +25,7 @@ def test_pca_reaches_the_svd_optimum():
 
 
 @pytest.fixture(scope="session")
-def zoo(workspace):
+def zoo(workspace):  # its tests are end to end: marked slow where they use it
     """A PCA bundle and a tiny classifier beside the tiny CNN run."""
     run_cli("train", "--model", "pca", "--d", "4", "--limit", "1000", "--quiet", cwd=workspace)
     run_cli("export", "models/pca-d4", "--quiet", cwd=workspace)
@@ -92,10 +92,15 @@ def test_compare_names_missing_bundles(zoo, tmp_path):
 def test_started_from_names_the_start_its_width_revival_and_averaging():
     from types import SimpleNamespace
 
+    from aetool.bundle_format import BundleMeta, GraphInfo, ImageSpec
     from aetool.compare import started_from
 
+    graph = GraphInfo("g.onnx", "in", "out", "0" * 64)
+
     def bundle(family: str, **config) -> SimpleNamespace:
-        return SimpleNamespace(family=family, meta={"training": {"config": config}})
+        return SimpleNamespace(family=family, meta=BundleMeta(
+            name="x", family=family, d=2, image=ImageSpec(), encoder=graph, decoder=graph, densities={},
+            default_density="none", training={"config": config}))
 
     widened = bundle("cnn", init_from="models/cnn-d8-r1", nb_channels=48, revive_dead=True)
     assert started_from(widened) == "cnn-d8-r1, 48 channels, revived"
@@ -104,5 +109,5 @@ def test_started_from_names_the_start_its_width_revival_and_averaging():
     assert started_from(averaged) == "cnn-d2, revived, mean of last 40 epochs"
     assert started_from(bundle("pca", d=4)) == "closed form"
     moved = bundle("cnn", init_from="models/cnn-d16-r4", nb_channels=64, average_last=7)
-    moved.meta["training"]["started_from"] = [{"run": "cnn-d16-r4", "epochs": 40, "revived": False, "shift": 1}]
+    moved.meta.training["started_from"] = [{"run": "cnn-d16-r4", "epochs": 40, "revived": False, "shift": 1}]
     assert started_from(moved) == "cnn-d16-r4 (trained on digits shifted up to 1 px), 64 channels, mean of last 7 epochs"

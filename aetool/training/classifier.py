@@ -20,7 +20,7 @@ from ..errors import AetoolError
 from ..fileio import atomic_path, write_json
 from ..progress import progress
 from .device import resolve_precision, torch_device
-from .export import export_graph
+from .export import GraphConfig, export_graph, validate_graph
 
 ONNX_NAME = "classifier.onnx"
 
@@ -100,9 +100,13 @@ def train_classifier(out_dir: Path, *, epochs: int = 10, batch_size: int = 128, 
     model = model.cpu().eval()
     with atomic_path(out_dir / "classifier.pt") as tmp:  # not checkpoint.pt: it is no autoencoder run
         torch.save({"model": model.state_dict(), "epochs": epochs, "seed": seed}, tmp)
-    export_graph(model, torch.from_numpy(test.images[:2]), out_dir / f".{ONNX_NAME}.tmp", "image", "logits")
-    _check_parity(model, out_dir / f".{ONNX_NAME}.tmp", test.images[:256])
-    (out_dir / f".{ONNX_NAME}.tmp").replace(out_dir / ONNX_NAME)
+    graph = GraphConfig(model, f".{ONNX_NAME}.tmp", "image", "logits")
+    try:
+        validate_graph(export_graph(graph, out_dir, test.images), "image", graph.reference, test.images, 1e-3,
+                       what="classifier logits")
+        (out_dir / graph.file).replace(out_dir / ONNX_NAME)
+    finally:
+        (out_dir / graph.file).unlink(missing_ok=True)
     metrics = {"test_accuracy": history[-1]["test_accuracy"], "epochs": epochs, "train_images": len(train), "seed": seed, "batch_size": batch_size,
                "lr": lr, "precision": prec, "history": history}
     write_json(out_dir / "metrics.json", metrics)
@@ -121,14 +125,3 @@ def random_warp(x: torch.Tensor, rng: torch.Generator, degrees: float = 12.0, sc
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def _check_parity(model: nn.Module, path: Path, images: np.ndarray) -> None:
-    from ..runtime import make_session
-
-    session, _ = make_session(path, "cpu")
-    with torch.no_grad():
-        ref = model(torch.from_numpy(images)).numpy()
-    diff = float(np.abs(session.run(None, {"image": images})[0] - ref).max())
-    if not diff <= 1e-3:
-        raise AetoolError(f"classifier export check failed: logits differ from PyTorch by {diff:.3g}")

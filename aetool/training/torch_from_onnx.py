@@ -10,10 +10,11 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from ..bundle import DECODER, ENCODER, Bundle
+from ..bundle import Bundle
+from ..bundle_format import DECODER, ENCODER
 from ..lecture import NB_CHANNELS
 from .conv_form import lecture_state
-from .export import build_model
+from .model import build_model
 
 
 def _initializers(path) -> tuple[dict[str, torch.Tensor], set[str]]:

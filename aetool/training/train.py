@@ -1,10 +1,6 @@
-"""Train the lecture's autoencoder on MNIST into a run folder.
+"""Train the lecture's autoencoder on MNIST into a run folder (training.run owns its layout).
 
-A run folder (``models/cnn-d16/``) holds everything export needs:
-``checkpoint.pt`` (weights, optimiser, epoch, history: enough to resume),
-``metrics.json`` (config, per-epoch loss / test SSE / PSNR, timings) and
-``density.json`` (the latent density fitted on f(train) at the end).
-Every file is written atomically after each epoch, so an interrupted run
+Every epoch rewrites the checkpoint and metrics atomically, so an interrupted run
 loses at most the epoch in progress and resumes with ``--resume``.
 """
 
@@ -13,112 +9,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
 from ..data import Dataset, load_mnist
 from ..density import DiagonalGaussian
-from ..errors import AetoolError
-from ..fileio import atomic_path, write_json
-from ..lecture import NB_CHANNELS
+from ..errors import AetoolError, UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from .augment import random_shift
+from .config import Recipe, TrainConfig
 from .device import resolve_precision, torch_device
-from .model import AutoEncoder, count_parameters, reconstruction_loss
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.json"
-DENSITY = "density.json"
-MAX_SHIFT = 4  # pixels: a larger move pushes the 20×20 MNIST digit box off its 28×28 image
-
-
-@dataclass
-class TrainConfig:
-    d: int = 16
-    model: str = "cnn"
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 1e-3
-    schedule: str = "constant"  # the lecture's constant rate, or "cosine" decay to zero
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast + channels_last)
-    limit: int | None = None  # train on the first N training images only
-    nb_channels: int = NB_CHANNELS
-    data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
-    init_from: str | None = None  # start from this run's weights, latent shrunk to d, widened (see warm_start.py)
-    revive_dead: bool = False  # with init_from: revive the start's dead ReLU channels (see warm_start.py)
-    average_last: int = 0  # average the weights of the last K epochs (stochastic weight averaging); 0: off
-    holdout: int = 0  # leave the first N training images out, so runs can be compared on images none trained on
-    shift: int = 0  # move each training digit by up to this many pixels per axis, anew every epoch (augment.py)
-
-    def validate(self) -> None:
-        if self.d < 1:
-            raise AetoolError(f"--d must be a positive latent size, got {self.d}")
-        if self.epochs < 1:
-            raise AetoolError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise AetoolError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise AetoolError(f"--lr must be a positive number, got {self.lr}")
-        if self.nb_channels < 1:
-            raise AetoolError(f"--nb-channels must be at least 1, got {self.nb_channels}")
-        if self.limit is not None and self.limit < 1:
-            raise AetoolError(f"--limit must be at least 1, got {self.limit}")
-        if not 0 <= self.average_last <= self.epochs:
-            raise AetoolError(f"--average-last must be between 0 and --epochs ({self.epochs}), got {self.average_last}")
-        if self.holdout < 0:
-            raise AetoolError(f"--holdout must be at least 0, got {self.holdout}")
-        if not 0 <= self.shift <= MAX_SHIFT:
-            raise AetoolError(f"--shift must be between 0 and {MAX_SHIFT} pixels, got {self.shift}")
-        if self.revive_dead and not self.init_from:
-            raise AetoolError("--revive-dead works on a start: pass --init-from RUN with it")
-        if self.schedule not in ("constant", "cosine"):
-            raise AetoolError(f"unknown schedule {self.schedule!r} (use constant or cosine)")
-        if self.model not in ("cnn", "pca"):
-            raise AetoolError(f"unknown model family {self.model!r} (use cnn or pca)")
-
-    def training_part(self, train: Dataset) -> Dataset:
-        """What this run trains on: the training set without its held-out head, then the first --limit."""
-        if self.holdout >= len(train):
-            raise AetoolError(f"--holdout {self.holdout} leaves none of the {len(train)} training images")
-        kept = Dataset(train.images[self.holdout :], train.labels[self.holdout :])
-        return kept if self.limit is None else kept.head(self.limit)
-
-
-def default_run_name(config: TrainConfig) -> str:
-    """``cnn-d16``; a CNN wider than the lecture's 32 channels says so: ``cnn-d16-w64``."""
-    wide = config.model == "cnn" and config.nb_channels != TrainConfig.nb_channels
-    return f"{config.model}-d{config.d}" + (f"-w{config.nb_channels}" if wide else "")
-
-
-@torch.no_grad()
-def forward_all(module: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
-    """``module`` (an encoder, or a whole autoencoder) over ``images`` in batches, as float32 numpy.
-
-    Batched so that 60,000 images never sit in one activation tensor; used for
-    latents (density fit, warm start) and for reconstructions (run scoring).
-    """
-    module.eval()
-    out = [module(torch.from_numpy(images[i : i + batch]).to(device)).float().cpu().numpy() for i in range(0, len(images), batch)]
-    return np.concatenate(out)
-
-
-@torch.no_grad()
-def model_sse_per_image(model: AutoEncoder, images: np.ndarray, device: torch.device, batch: int = 1000) -> np.ndarray:
-    """Sum of squared errors of each image's reconstruction, in exact fp32."""
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i : i + batch]).to(device)
-        out.append((model(x) - x).pow(2).flatten(1).sum(1).cpu().numpy())
-    return np.concatenate(out)
+from .pca import train_pca
+from .model import AutoEncoder, count_parameters, forward_all, reconstruction_loss, sse_per_image
+from .run import RunFolder, epochs_in_all
 
 
 class Trainer:
@@ -127,7 +34,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: Path, *, quiet: bool = False, log: Callable[[str], None] = print) -> None:
         config.validate()
         self.config = config
-        self.out_dir = Path(out_dir)
+        self.run_folder = RunFolder(out_dir)
+        self.out_dir = self.run_folder.path
         self.quiet = quiet
         self.log = log
         self.device = torch_device(config.device)
@@ -141,6 +49,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.epoch = 0
         self.history: list[dict] = []
+        self.started_from: list[dict] = []
         # stochastic weight averaging: an equal-weight mean of the weights at the end of
         # each of the last K epochs, which sits in a flatter, better-generalising spot than
         # any one of them; it replaces the weights when the run ends
@@ -163,15 +72,15 @@ class Trainer:
         }
         if self.average is not None:
             state["average"] = {k: v.contiguous() for k, v in self.average.state_dict().items()}
-        with atomic_path(self.out_dir / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+        self.run_folder.save_checkpoint(state)
 
     def load_checkpoint(self) -> None:
-        state = load_checkpoint(self.out_dir)
+        state = self.run_folder.load_checkpoint()
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        self.started_from = self.run_folder.started_from()
         if self.average is not None and "average" in state:
             self.average.load_state_dict(state["average"])
             first_averaged = self.epoch - int(self.average.n_averaged) + 1
@@ -239,8 +148,9 @@ class Trainer:
         if c.init_from and not resume:
             from .warm_start import start_from_run
 
-            start, revived = start_from_run(Path(c.init_from), c.d, c.nb_channels, train.images, revive=c.revive_dead)
+            start, revived = start_from_run(RunFolder(c.init_from), c.d, c.nb_channels, train.images, revive=c.revive_dead)
             self.model.load_state_dict(start.state_dict())
+            self.started_from = RunFolder(c.init_from).chain_as_start(c.revive_dead)
             self.log(f"starting from {c.init_from} (latent projected on its top {c.d} principal directions where smaller, "
                      f"{c.nb_channels} channels, {revived} dead channels revived)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +160,7 @@ class Trainer:
         )
         while self.epoch < last_epoch:
             train_loss, seconds = self.train_epoch(x_train)
-            sse = model_sse_per_image(self.model, test.images, self.device)
+            sse = sse_per_image(self.model, test.images, self.device)
             self.epoch += 1
             row = {
                 "epoch": self.epoch,
@@ -264,7 +174,7 @@ class Trainer:
             }
             if self.average is not None and self.in_average_window(self.epoch):
                 self.average.update_parameters(self.model)
-                average_sse = model_sse_per_image(self.average.module, test.images, self.device)
+                average_sse = sse_per_image(self.average.module, test.images, self.device)
                 row["averaged_epochs"] = int(self.average.n_averaged)
                 row["average_test_sse_per_image"] = float(average_sse.mean())
             self.history.append(row)
@@ -281,7 +191,7 @@ class Trainer:
         if self.average is not None:  # the run has ended, so its last epoch was averaged
             self.adopt_average()
         density = DiagonalGaussian().fit(forward_all(self.model.encoder, train.images, self.device))
-        write_json(self.out_dir / DENSITY, density.to_dict())
+        self.run_folder.write_density(density.to_dict())
         return self.write_metrics(train, test, final=True)
 
     def adopt_average(self) -> None:
@@ -303,36 +213,15 @@ class Trainer:
             "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
             "data": {"name": "mnist", "train_images": len(train), "test_images": len(test)},
             "epochs_done": self.epoch,
+            "started_from": self.started_from,
+            "epochs_in_all": epochs_in_all(self.epoch, self.started_from),
             "complete": final,
             "test_sse_per_image": sse,
             "test_psnr_db": psnr_from_sse(sse),
             "history": self.history,
         }
-        write_json(self.out_dir / METRICS, metrics)
+        self.run_folder.write_metrics(metrics)
         return metrics
-
-
-def load_checkpoint(run_dir: Path) -> dict:
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise AetoolError(f"{run_dir}: no {CHECKPOINT} (not a training run, or it has not finished an epoch)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: torch raises many types
-        raise AetoolError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
-
-
-# options that earlier versions stored and later dropped, with the value that meant "off"
-RETIRED_OPTIONS = {"latent_noise": 0.0}
-
-
-def config_from_dict(stored: dict, run_dir: Path) -> TrainConfig:
-    """A stored config, read leniently only where nothing changes: a retired option at its "off" value."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key, value in stored.items():
-        if key not in fields and RETIRED_OPTIONS.get(key, object()) != value:
-            raise AetoolError(f"{run_dir}: the run uses option {key}={value!r}, which this aetool does not have")
-    return TrainConfig(**{k: v for k, v in stored.items() if k in fields})
 
 
 def resume_config(out_dir: Path, epochs: int | None = None, batch_size: int | None = None,
@@ -340,9 +229,10 @@ def resume_config(out_dir: Path, epochs: int | None = None, batch_size: int | No
     """The stored config of a run, optionally with a new total number of epochs or a new
     batch size from the next epoch on (each epoch's size stays in the history), or on
     another device: a run started on a lent GPU can go on where there is none."""
-    if not (Path(out_dir) / CHECKPOINT).is_file():
-        raise AetoolError(f"--resume: {out_dir} holds no checkpoint to resume")
-    config = config_from_dict(load_checkpoint(out_dir)["config"], out_dir)
+    run = RunFolder(out_dir)
+    if not run.exists():
+        raise UsageError(f"--resume: {out_dir} holds no checkpoint to resume")
+    config = run.config()
     if epochs is not None:
         config.epochs = epochs
     if batch_size is not None:
@@ -360,20 +250,36 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
     With ``resume`` the run continues from its last checkpoint; build ``config``
     with :func:`resume_config` so it matches what was trained so far.
     """
-    out_dir = Path(out_dir)
+    run = RunFolder(out_dir)
     config.validate()
-    exists = (out_dir / CHECKPOINT).exists()
+    exists = run.exists()
     if resume and not exists:
-        raise AetoolError(f"--resume: {out_dir} holds no checkpoint to resume")
+        raise UsageError(f"--resume: {out_dir} holds no checkpoint to resume")
     if exists and not resume and not force:
-        raise AetoolError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
+        raise UsageError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
     if exists and force:
-        # the old run's density belongs to the old weights: never let export pair it with new ones
-        (out_dir / DENSITY).unlink(missing_ok=True)
+        run.forget_density()
     if config.model == "pca":
-        from .pca import train_pca
-
-        return train_pca(config, out_dir, log=log)
+        return train_pca(config, run, log=log)
     if stop_after is not None and stop_after < 1:
-        raise AetoolError(f"--stop-after must be at least 1, got {stop_after}")
+        raise UsageError(f"--stop-after must be at least 1, got {stop_after}")
     return Trainer(config, out_dir, quiet=quiet, log=log).run(resume=resume, stop_after=stop_after)
+
+
+def train_recipe(recipe: Recipe, *, quiet: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Run a recipe's stages in order; a stage already done is skipped, one half done is resumed.
+
+    So an interrupted chain picks up where it stopped when the same command runs again.
+    """
+    metrics: dict = {}
+    for stage in recipe.stages:
+        run, until = RunFolder(stage.out), stage.stop_after or stage.config.epochs
+        done = run.read_metrics().get("epochs_done", 0) if run.exists() and run.has_metrics() else 0
+        if done >= until:
+            log(f"stage {run}: done ({done} epochs)")
+            metrics = run.read_metrics()
+            continue
+        config = resume_config(run.path, stage.config.epochs, stage.config.batch_size, stage.config.device) \
+            if run.exists() else stage.config
+        metrics = train(config, run.path, resume=run.exists(), quiet=quiet, stop_after=stage.stop_after, log=log)
+    return metrics

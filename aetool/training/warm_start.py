@@ -27,13 +27,12 @@ out of it bring it back without changing what the model computes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from ..errors import AetoolError
-from .model import AutoEncoder
+from ..errors import UsageError
+from .model import AutoEncoder, forward_all
+from .run import RunFolder
 
 
 def principal_directions(latents: np.ndarray, d: int) -> np.ndarray:
@@ -149,22 +148,19 @@ def revive_dead_channels(model: AutoEncoder, images: np.ndarray, seed: int = 0) 
     return revived
 
 
-def start_from_run(run_dir: Path, d: int, nb_channels: int, images: np.ndarray,
+def start_from_run(run: RunFolder, d: int, nb_channels: int, images: np.ndarray,
                    revive: bool = False) -> tuple[AutoEncoder, int]:
     """A trained CNN run as the start of a new one, computing what the run computes (its latent
     squeezed to ``d`` where smaller): latent shrunk (:func:`shrink_latent`, latents taken on
     ``images``, the training set), layers widened to ``nb_channels``, dead channels revived if
     asked. Returns the model and how many channels were revived."""
-    from .export import load_run_model  # export imports train, which imports this module
-    from .train import forward_all
-
-    big, _ = load_run_model(run_dir)
+    big, _ = run.load_model()
     if not isinstance(big, AutoEncoder):
-        raise AetoolError(f"--init-from: {run_dir} is not a CNN run")
+        raise UsageError(f"--init-from: {run} is not a CNN run")
     if big.embedding_dim < d:
-        raise AetoolError(f"--init-from: {run_dir} has d={big.embedding_dim}; starting d={d} needs a run with a larger latent")
+        raise UsageError(f"--init-from: {run} has d={big.embedding_dim}; starting d={d} needs a run with a larger latent")
     if big.nb_channels > nb_channels:
-        raise AetoolError(f"--init-from: {run_dir} has {big.nb_channels} channels; starting {nb_channels} needs a run "
+        raise UsageError(f"--init-from: {run} has {big.nb_channels} channels; starting {nb_channels} needs a run "
                           f"at most as wide")
     model = big if big.embedding_dim == d else shrink_latent(big, d, forward_all(big.encoder, images, torch.device("cpu")))
     model = model if big.nb_channels == nb_channels else widen_channels(model, nb_channels)

@@ -1,0 +1,289 @@
+"""The bundle contract: what a bundle folder holds and what ``latent.json`` says, defined once.
+
+A bundle is ``encoder.onnx`` + ``decoder.onnx`` + ``latent.json``.  The exporter
+fills a :class:`BundleMeta` and writes it with :meth:`BundleMeta.to_dict`; every
+reader (the runtime, the variants, ``aetool info``) gets one back from
+:func:`read_meta`, which validates the file and checks both graphs' SHA-256.
+No other module spells a key of ``latent.json``: docs/bundle-format.md
+documents these classes field by field.
+
+Schema 1 (the first bundles) is read and upgraded in memory: its ``image.shape``
+becomes channels/height/width with the MNIST-digit preprocessing it implied,
+and its ``density`` (a copy of the default) becomes ``default_density``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AetoolError
+from .fileio import read_json, write_json
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+ENCODER = "encoder.onnx"
+DECODER = "decoder.onnx"
+LATENT = "latent.json"
+ENCODER_INPUT, ENCODER_OUTPUT = "image", "latent"  # the decoder's are the other way round
+FAMILIES = ("cnn", "pca")
+# how a user's picture becomes a model input: the runtime applies it before encoding
+PREPROCESSING = {
+    "mnist_digit": "white ink on black: a light background is inverted, the ink cropped, fitted in 20x20 "
+                   "and centred by mass in 28x28, as MNIST was made",
+}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Reader:
+    """Typed access to one JSON object, with one-line errors that name the key."""
+
+    def __init__(self, obj: Any, where: str) -> None:
+        if not isinstance(obj, dict):
+            raise AetoolError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        self.obj, self.where = obj, where
+
+    def _get(self, key: str, optional: bool) -> Any:
+        if key not in self.obj:
+            if optional:
+                return None
+            raise AetoolError(f"{self.where} lacks '{key}'")
+        return self.obj[key]
+
+    def _bad(self, key: str, expected: str) -> AetoolError:
+        return AetoolError(f"{self.where}: '{key}' must be {expected}, got {self.obj[key]!r:.60}")
+
+    def int(self, key: str, low: int = 1, high: int | None = None) -> int:
+        v = self._get(key, False)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            raise self._bad(key, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
+        return v
+
+    def str(self, key: str, choices: tuple[str, ...] | None = None, optional: bool = False) -> str | None:
+        v = self._get(key, optional)
+        if v is None and optional:
+            return None
+        if not isinstance(v, str) or (choices is not None and v not in choices):
+            raise self._bad(key, "one of " + ", ".join(choices) if choices else "a string")
+        return v
+
+    def obj_(self, key: str, optional: bool = False) -> dict | None:
+        v = self._get(key, optional)
+        if v is None and optional:
+            return None
+        if not isinstance(v, dict):
+            raise self._bad(key, "a JSON object")
+        return v
+
+    def child(self, key: str) -> "_Reader":
+        return _Reader(self.obj_(key), f"{self.where}.{key}")
+
+
+@dataclass
+class ImageSpec:
+    """What the encoder takes and the decoder gives: float32 NCHW images in ``range``."""
+
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+    range: tuple[float, float] = (0.0, 1.0)
+    preprocessing: str = "mnist_digit"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def pixels(self) -> int:
+        return self.channels * self.height * self.width
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"channels": self.channels, "height": self.height, "width": self.width, "dtype": "float32",
+                "layout": "NCHW", "range": list(self.range), "preprocessing": self.preprocessing,
+                "preprocessing_rule": PREPROCESSING[self.preprocessing]}
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str) -> "ImageSpec":
+        r = _Reader(obj, where)
+        low_high = r._get("range", False)
+        if not (isinstance(low_high, list) and len(low_high) == 2 and all(_finite(v) for v in low_high)
+                and low_high[0] < low_high[1]):
+            raise r._bad("range", "[low, high] with low < high")
+        return cls(channels=r.int("channels", 1, 4), height=r.int("height", 1, 4096), width=r.int("width", 1, 4096),
+                   range=(float(low_high[0]), float(low_high[1])),
+                   preprocessing=r.str("preprocessing", tuple(PREPROCESSING)))
+
+
+@dataclass
+class GraphInfo:
+    """One ONNX graph of the bundle: its file, input and output names, and the SHA-256 that ties it to latent.json."""
+
+    file: str
+    input: str
+    output: str
+    sha256: str
+    form: str = "as trained"
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str) -> "GraphInfo":
+        r = _Reader(obj, where)
+        return cls(file=r.str("file"), input=r.str("input"), output=r.str("output"), sha256=r.str("sha256"),
+                   form=r.str("form", optional=True) or "as trained")
+
+
+@dataclass
+class BundleMeta:
+    """Everything ``latent.json`` holds.  ``training``, ``export`` and ``variant`` are records
+    for people and tables (their keys are listed in docs/bundle-format.md); the runtime reads
+    only the typed fields above them."""
+
+    name: str
+    family: str
+    d: int
+    image: ImageSpec
+    encoder: GraphInfo
+    decoder: GraphInfo
+    densities: dict[str, dict[str, Any]]  # kind -> parameters (aetool.density)
+    default_density: str
+    density_test_log_likelihood_per_dim: dict[str, float] = field(default_factory=dict)
+    opset: int | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
+    variant: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "family": self.family,
+            "d": self.d,
+            "image": self.image.to_dict(),
+            "graphs": {"encoder": dataclasses.asdict(self.encoder), "decoder": dataclasses.asdict(self.decoder),
+                       "opset": self.opset, "batch_axis": "dynamic"},
+            "default_density": self.default_density,
+            "densities": self.densities,
+            "density_test_log_likelihood_per_dim": self.density_test_log_likelihood_per_dim,
+            "training": self.training,
+            "export": self.export,
+        }
+        if self.variant is not None:
+            out["variant"] = self.variant
+        return out
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = LATENT) -> "BundleMeta":
+        r = _Reader(obj, where)
+        version = r._get("schema_version", False)
+        if version not in READABLE_VERSIONS:
+            raise AetoolError(f"{where}: unsupported schema_version {version!r} "
+                              f"(this aetool reads {', '.join(map(str, READABLE_VERSIONS))})")
+        if version == 1:
+            r = _Reader(_upgrade_v1(r), where)
+        graphs = r.child("graphs")
+        densities = r.obj_("densities")
+        for kind, params in densities.items():
+            _Reader(params, f"{where}.densities.{kind}")
+        default = r.str("default_density", tuple(densities) or ("(none)",))
+        scores = r.obj_("density_test_log_likelihood_per_dim", optional=True) or {}
+        opset = graphs.obj.get("opset")
+        variant = r.obj_("variant", optional=True)
+        return cls(name=r.str("name"), family=r.str("family", FAMILIES), d=r.int("d", 1, 4096),
+                   image=ImageSpec.from_dict(r.obj_("image"), f"{where}.image"),
+                   encoder=GraphInfo.from_dict(graphs.obj_("encoder"), f"{where}.graphs.encoder"),
+                   decoder=GraphInfo.from_dict(graphs.obj_("decoder"), f"{where}.graphs.decoder"),
+                   densities=densities, default_density=default,
+                   density_test_log_likelihood_per_dim={k: float(v) for k, v in scores.items() if _finite(v)},
+                   opset=opset if isinstance(opset, int) else None,
+                   training=r.obj_("training", optional=True) or {}, export=r.obj_("export", optional=True) or {},
+                   variant=variant)
+
+    # ---- the training record, read defensively: it is for people, not for the runtime
+    @property
+    def training_config(self) -> dict[str, Any]:
+        """The training run's options (aetool.training.config.TrainConfig as a dict), or {}."""
+        config = self.training.get("config")
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def started_from(self) -> list[dict[str, Any]]:
+        """The runs this one was started from (--init-from), nearest first: run, epochs, revived, shift."""
+        chain = self.training.get("started_from")
+        return [e for e in chain if isinstance(e, dict)] if isinstance(chain, list) else []
+
+    def training_number(self, key: str) -> float | None:
+        """``epochs``, ``epochs_in_all``, ``test_sse_per_image`` or ``test_psnr_db`` of the training record."""
+        value = self.training.get(key)
+        return value if _finite(value) else None
+
+    @property
+    def train_images(self) -> int | None:
+        data = self.training.get("data")
+        return data.get("train_images") if isinstance(data, dict) else None
+
+    @property
+    def precision(self) -> str:
+        return (self.variant or {}).get("precision", "fp32")
+
+    def summary(self) -> dict[str, Any]:
+        """The few facts ``aetool list`` and ``aetool info --json`` lead with."""
+        return {"name": self.name, "family": self.family, "d": self.d, "precision": self.precision,
+                "image": list(self.image.shape), "preprocessing": self.image.preprocessing,
+                "default_density": self.default_density, "densities": sorted(self.densities),
+                "test_sse_per_image": self.training_number("test_sse_per_image"),
+                "epochs": self.training_number("epochs"), "epochs_in_all": self.training_number("epochs_in_all")}
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _upgrade_v1(r: _Reader) -> dict[str, Any]:
+    """A schema-1 latent.json as schema 2 (same graphs, same numbers, keys renamed)."""
+    obj = dict(r.obj)
+    image = r.child("image")
+    shape = image._get("shape", False)
+    if not (isinstance(shape, list) and len(shape) == 3):
+        raise image._bad("shape", "[channels, height, width]")
+    channels, height, width = shape
+    obj["image"] = {"channels": channels, "height": height, "width": width, "range": image._get("range", False),
+                    "preprocessing": "mnist_digit"}
+    density = r.obj_("density")
+    obj["default_density"] = density.get("kind")
+    obj["densities"] = {**(r.obj_("densities", optional=True) or {}), density.get("kind"): density}
+    obj.pop("density")
+    return obj
+
+
+def write_meta(folder: Path, meta: BundleMeta) -> None:
+    """latent.json into a bundle folder (atomically)."""
+    write_json(Path(folder) / LATENT, meta.to_dict())
+
+
+def read_meta(folder: Path) -> BundleMeta:
+    """Read and validate a bundle's latent.json and check both graphs' SHA-256 against it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AetoolError(f"bundle {folder}: no such folder")
+    for name in (LATENT, ENCODER, DECODER):
+        if not (folder / name).is_file():
+            raise AetoolError(f"bundle {folder}: {name} is missing")
+    meta = BundleMeta.from_dict(read_json(folder / LATENT), f"bundle {folder}: {LATENT}")
+    for name, graph in ((ENCODER, meta.encoder), (DECODER, meta.decoder)):
+        if sha256_file(folder / name) != graph.sha256:
+            raise AetoolError(f"bundle {folder}: {name} does not match {LATENT} (SHA-256 differs: corrupt, or from another export)")
+    return meta
+
+
+def is_bundle(folder: Path) -> bool:
+    return (Path(folder) / LATENT).is_file()

@@ -78,7 +78,7 @@ class _Reader:
             raise self._bad(key, "one of " + ", ".join(choices) if choices else "a string")
         return v
 
-    def obj_(self, key: str, optional: bool = False) -> dict | None:
+    def mapping(self, key: str, optional: bool = False) -> dict | None:
         v = self._get(key, optional)
         if v is None and optional:
             return None
@@ -87,7 +87,7 @@ class _Reader:
         return v
 
     def child(self, key: str) -> "_Reader":
-        return _Reader(self.obj_(key), f"{self.where}.{key}")
+        return _Reader(self.mapping(key), f"{self.where}.{key}")
 
 
 @dataclass
@@ -191,21 +191,21 @@ class BundleMeta:
         if version == 1:
             r = _Reader(_upgrade_v1(r), where)
         graphs = r.child("graphs")
-        densities = r.obj_("densities")
+        densities = r.mapping("densities")
         for kind, params in densities.items():
             _Reader(params, f"{where}.densities.{kind}")
         default = r.str("default_density", tuple(densities) or ("(none)",))
-        scores = r.obj_("density_test_log_likelihood_per_dim", optional=True) or {}
+        scores = r.mapping("density_test_log_likelihood_per_dim", optional=True) or {}
         opset = graphs.obj.get("opset")
-        variant = r.obj_("variant", optional=True)
+        variant = r.mapping("variant", optional=True)
         return cls(name=r.str("name"), family=r.str("family", FAMILIES), d=r.int("d", 1, 4096),
-                   image=ImageSpec.from_dict(r.obj_("image"), f"{where}.image"),
-                   encoder=GraphInfo.from_dict(graphs.obj_("encoder"), f"{where}.graphs.encoder"),
-                   decoder=GraphInfo.from_dict(graphs.obj_("decoder"), f"{where}.graphs.decoder"),
+                   image=ImageSpec.from_dict(r.mapping("image"), f"{where}.image"),
+                   encoder=GraphInfo.from_dict(graphs.mapping("encoder"), f"{where}.graphs.encoder"),
+                   decoder=GraphInfo.from_dict(graphs.mapping("decoder"), f"{where}.graphs.decoder"),
                    densities=densities, default_density=default,
                    density_test_log_likelihood_per_dim={k: float(v) for k, v in scores.items() if _finite(v)},
                    opset=opset if isinstance(opset, int) else None,
-                   training=r.obj_("training", optional=True) or {}, export=r.obj_("export", optional=True) or {},
+                   training=r.mapping("training", optional=True) or {}, export=r.mapping("export", optional=True) or {},
                    variant=variant)
 
     # ---- the training record, read defensively: it is for people, not for the runtime
@@ -258,9 +258,9 @@ def _upgrade_v1(r: _Reader) -> dict[str, Any]:
     channels, height, width = shape
     obj["image"] = {"channels": channels, "height": height, "width": width, "range": image._get("range", False),
                     "preprocessing": "mnist_digit"}
-    density = r.obj_("density")
+    density = r.mapping("density")
     obj["default_density"] = density.get("kind")
-    obj["densities"] = {**(r.obj_("densities", optional=True) or {}), density.get("kind"): density}
+    obj["densities"] = {**(r.mapping("densities", optional=True) or {}), density.get("kind"): density}
     obj.pop("density")
     return obj
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # From a fresh machine with only Python: install, show what a shipped bundle does, then
 # train the lecture's autoencoder (d=16, 2 epochs), export it and use it. Everything is
-# written to ./quickstart/. About 5 minutes on 2 CPU cores after the install.
+# written to ./quickstart/. About 2 minutes on 2 CPU cores after the install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

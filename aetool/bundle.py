@@ -11,7 +11,7 @@ import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,18 +39,32 @@ def list_bundles(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p / LATENT).stat().st_mtime, reverse=True)
 
 
-def resolve_bundle_path(bundle: str | os.PathLike | None = None, workspace: Path | None = None) -> Path:
-    """``--bundle`` (a path, or the name of a bundle in ./export or shipped), else the newest
-    bundle in ./export, else the shipped d=16 bundle."""
+def resolve_bundle_path(bundle: str | os.PathLike | None = None, workspace: Path | None = None,
+                        note: Callable[[str], None] | None = None) -> Path:
+    """Where ``--bundle`` points; without it the newest bundle in ./export, else the shipped ``cnn-d16``.
+
+    The rule: a value with a slash, ``.`` or ``..``, or a folder here that holds a bundle, is a
+    path; anything else is a name, looked up in ./export and then among the shipped bundles.
+    Where a local bundle folder hides a bundle of the same name, ``note`` is told.
+    """
     workspace = Path.cwd() if workspace is None else Path(workspace)
     if bundle is not None:
-        candidates = [Path(bundle)]
-        if os.sep not in str(bundle):
-            candidates += [workspace / "export" / str(bundle), shipped_root() / str(bundle)]
-        for path in candidates:
-            if path.is_dir():
-                return path
-        raise AetoolError(f"bundle {bundle}: no such folder (nor a bundle of that name in ./export or shipped)")
+        text = os.fspath(bundle)
+        if not text.strip():
+            raise UsageError("--bundle is empty: give a bundle folder or a name (aetool list shows them)")
+        path = Path(text)
+        named = [root / text for root in (workspace / "export", shipped_root())
+                 if "/" not in text and os.sep not in text and text not in (".", "..") and is_bundle(root / text)]
+        if isinstance(bundle, Path) or "/" in text or os.sep in text or text in (".", "..") or is_bundle(path):
+            if not path.is_dir():
+                raise AetoolError(f"bundle {text}: no such folder")
+            if named and note is not None:
+                note(f"note: --bundle {text} is the folder ./{text}; the bundle of that name at {named[0]} is not used")
+            return path
+        if named:
+            return named[0]
+        here = " (./" + text + " is a folder without " + LATENT + ")" if path.is_dir() else ""
+        raise AetoolError(f"bundle {text}: no bundle of that name in ./export or shipped{here}; aetool list shows them")
     newest = list_bundles(workspace / "export")
     if newest:
         return newest[0]
@@ -164,12 +178,10 @@ class Bundle:
 
 
 def load_bundle(bundle: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None,
-                batch_size: int = DEFAULT_BATCH) -> Bundle:
+                batch_size: int = DEFAULT_BATCH, note: Callable[[str], None] | None = None) -> Bundle:
     """Load a bundle for inference: by path or name, else the default one (see resolve_bundle_path)."""
-    path = resolve_bundle_path(bundle)
-    meta = read_meta(path)
-    for params in meta.densities.values():
-        density_from_dict(params)  # validates
+    path = resolve_bundle_path(bundle, note=note)
+    meta = read_meta(path)  # validated whole, densities included
     encoder, provider = make_session(path / ENCODER, device, threads)
     decoder, _ = make_session(path / DECODER, device, threads)
     _check_shapes(path, meta, encoder, decoder)

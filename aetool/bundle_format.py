@@ -191,14 +191,15 @@ class BundleMeta:
         if version == 1:
             r = _Reader(_upgrade_v1(r), where)
         graphs = r.child("graphs")
+        d = r.int("d", 1, 4096)
         densities = r.mapping("densities")
         for kind, params in densities.items():
-            _Reader(params, f"{where}.densities.{kind}")
+            _check_density(kind, params, d, f"{where}.densities.{kind}")
         default = r.str("default_density", tuple(densities) or ("(none)",))
         scores = r.mapping("density_test_log_likelihood_per_dim", optional=True) or {}
         opset = graphs.obj.get("opset")
         variant = r.mapping("variant", optional=True)
-        return cls(name=r.str("name"), family=r.str("family", FAMILIES), d=r.int("d", 1, 4096),
+        return cls(name=r.str("name"), family=r.str("family", FAMILIES), d=d,
                    image=ImageSpec.from_dict(r.mapping("image"), f"{where}.image"),
                    encoder=GraphInfo.from_dict(graphs.mapping("encoder"), f"{where}.graphs.encoder"),
                    decoder=GraphInfo.from_dict(graphs.mapping("decoder"), f"{where}.graphs.decoder"),
@@ -242,6 +243,24 @@ class BundleMeta:
                 "default_density": self.default_density, "densities": sorted(self.densities),
                 "test_sse_per_image": self.training_number("test_sse_per_image"),
                 "epochs": self.training_number("epochs"), "epochs_in_all": self.training_number("epochs_in_all")}
+
+
+def _check_density(kind: str, params: Any, d: int, where: str) -> None:
+    """A density's parameters: the right kind under its key, finite, well-shaped (symmetric positive
+    definite covariances, weights summing to 1) and d-dimensional."""
+    from .density import DENSITIES, density_from_dict  # numpy only
+
+    r = _Reader(params, where)
+    if kind not in DENSITIES:
+        raise AetoolError(f"{where}: unknown kind {kind!r} (known: {', '.join(DENSITIES)})")
+    if r.obj.get("kind") != kind:
+        raise AetoolError(f"{where}: its kind is {r.obj.get('kind')!r}, not {kind!r}")
+    try:
+        density = density_from_dict(params)
+    except AetoolError as e:
+        raise AetoolError(f"{where}: {str(e).removeprefix('latent density: ')}") from None
+    if density.dim != d:
+        raise AetoolError(f"{where}: {density.dim}-dimensional, but d={d}")
 
 
 def _finite(v: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except AetoolError as e:
             click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except BrokenPipeError:  # the reader went away (aetool list | head): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             sys.exit(1)
         except OSError as e:
             click.echo(f"error: {e.strerror or e}{f': {e.filename}' if getattr(e, 'filename', None) else ''}", err=True)
@@ -90,7 +94,8 @@ def bundle_options(f: Callable) -> Callable:
     def wrapper(*args, bundle_path, device, threads, as_json, quiet, **kwargs):
         from .bundle import load_bundle
 
-        bundle = load_bundle(bundle_path, device=device, threads=threads or None)
+        bundle = load_bundle(bundle_path, device=device, threads=threads or None,
+                             note=None if quiet else lambda line: click.echo(line, err=True))
         echo = (lambda *a, **k: None) if quiet or as_json else click.echo
         report = f(*args, bundle=bundle, echo=echo, quiet=quiet or as_json, **kwargs)
         if as_json:
@@ -103,9 +108,12 @@ def bundle_options(f: Callable) -> Callable:
     return wrapper
 
 
-def output_option(default: str):
+PICTURE_FORMATS = ".png .jpg .bmp .webp .tif"
+
+
+def output_option(default: str, help: str = f"Output picture: {PICTURE_FORMATS} (a grid at most 50 megapixels)."):
     return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=default,
-                        show_default=True, help="Output file (.png, or .gif where animated).")
+                        show_default=True, help=help)
 
 
 def positive_ints(value: str, option: str, example: str) -> tuple[int, ...]:
@@ -119,6 +127,7 @@ def positive_ints(value: str, option: str, example: str) -> tuple[int, ...]:
     return sizes
 
 
+SEED = click.IntRange(min=0, max=2**32 - 1)  # one rule for every command's --seed
 scale_option = click.option("--scale", type=click.IntRange(min=1, max=64), default=4, show_default=True,
                             help="Upscale factor for the written pictures.")
 invert_option = click.option("--invert/--no-invert", default=None,
@@ -192,7 +201,7 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
           help="Images per step (default 100; with --resume: as stored, or the new size from here on).")
 @advanced("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
           help="Learning-rate schedule over the epochs (cosine: down to lr/100).")
-@advanced("--seed", type=int, default=0, show_default=True, help="Seed of the weights, the order and the shifts.")
+@advanced("--seed", type=SEED, default=0, show_default=True, help="Seed of the weights, the order and the shifts.")
 @advanced("--nb-channels", type=click.IntRange(min=1, max=1024), default=32, show_default=True,
           help="Channels of every hidden layer (the lecture's nb_channels); cost grows with its square.")
 @advanced("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
@@ -294,7 +303,7 @@ def export(run, models_dir, out, tolerance, int8, fp16, eval_images, quiet):
 
 @main.command("train-classifier", epilog=examples("aetool train-classifier --epochs 10"))
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N images only.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("models/digit-classifier"),
@@ -329,6 +338,8 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 
     if bool(images) == bool(mnist_test):
         raise UsageError("give image files or --mnist-test N (one of the two)")
+    height, width = img.grid_size(mnist_test or len(images), ncols)
+    img.check_output_size(2 * height + 4, width, scale, lower="the number of images or --scale")
     if mnist_test:
         from .data import mnist_test_head
 
@@ -353,7 +364,8 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 ))
 @click.argument("image_a", type=click.Path(path_type=Path))
 @click.argument("image_b", type=click.Path(path_type=Path))
-@output_option("walk.gif")
+@output_option("walk.gif", help=f"Output: .gif (animated), or {PICTURE_FORMATS} for a strip; at most 50 megapixels "
+                                "(all frames together).")
 @click.option("--steps", type=click.IntRange(min=2, max=1000), default=16, show_default=True, help="Frames, ends included.")
 @click.option("--fps", type=click.FloatRange(min=0.1, max=100), default=8.0, show_default=True)
 @click.option("--bounce/--no-bounce", default=False, show_default=True, help="GIF plays forth and back.")
@@ -364,9 +376,13 @@ def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bun
     """Walk the latent line g((1-a) f(A) + a f(B)): an animated GIF, or a PNG strip for -o *.png."""
     from . import images as img
 
+    animated = output.suffix.lower() == ".gif"
+    if animated:
+        img.check_output_size(img.SIZE, img.SIZE, scale, frames=2 * steps - 2 if bounce else steps, lower="--steps or --scale")
+    else:
+        img.check_output_size(*img.grid_size(steps, steps), scale, lower="--steps or --scale")
     x = img.load_images([image_a, image_b], invert=invert)
     frames = bundle.interpolate(x[0], x[1], steps)
-    animated = output.suffix.lower() == ".gif"
     if animated:
         img.write_gif([img.make_grid(f[None], 1, pad=0) for f in frames], output, fps=fps, scale=scale, bounce=bounce)
         echo(f"wrote {output} ({steps} frames{', forth and back' if bounce else ''}, {fps:g} fps)")
@@ -382,7 +398,7 @@ def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bun
     "aetool sample --bundle cnn-d2 --scale 8",
 ))
 @click.option("-n", "n", type=click.IntRange(min=1, max=100_000), default=64, show_default=True)
-@click.option("--seed", type=int, default=None, help="Random seed (default: fresh randomness).")
+@click.option("--seed", type=SEED, default=None, help="Random seed (default: fresh randomness).")
 @click.option("--density", default=None, metavar="mixture|diagonal",
               help="Latent density to draw from (default: the bundle's, a Gaussian mixture where it has one; "
                    "diagonal: the lecture's N(m, diag)).")
@@ -394,9 +410,11 @@ def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
     """Draw from the bundle's latent density and decode: a grid of new digits."""
     from . import images as img
 
+    ncols = ncols or math.ceil(math.sqrt(n))
+    img.check_output_size(*img.grid_size(n, ncols), scale, lower="-n or --scale")
     latent_density = bundle.density_named(density)
     x = bundle.sample(n, seed=seed, density=latent_density)
-    img.write_png(img.make_grid(x, ncols or math.ceil(math.sqrt(n))), output, scale=scale)
+    img.write_png(img.make_grid(x, ncols), output, scale=scale)
     echo(f"wrote {output} ({n} samples from the {latent_density.kind} density)")
     return {"output": str(output), "n": n, "seed": seed, "density": latent_density.kind}
 
@@ -428,7 +446,7 @@ def bench(batch_sizes, seconds, with_torch, bundle, echo, quiet):
 @click.option("--d", "ds", default="2,4,8,16,32", show_default=True, help="Comma-separated latent sizes.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
               help="Folder for the figures and the table.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample figures.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the sample figures.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @scale_option
 @quiet_option
@@ -470,7 +488,7 @@ def info(bundle_arg, as_json):
     from .bundle import resolve_bundle_path
     from .bundle_format import read_meta
 
-    path = resolve_bundle_path(bundle_arg)
+    path = resolve_bundle_path(bundle_arg, note=lambda line: click.echo(line, err=True))
     m = read_meta(path)
     if as_json:
         emit_json({"path": str(path), **m.summary(), "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,

@@ -37,6 +37,7 @@ import struct
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ MIRRORS = (
 )
 DOWNLOAD_TIMEOUT_S = 10.0
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the arrays' SHA-256 is stored and checked
 
 
 # --------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def _read_cache(path: Path, scale: int, expected_n: int | None) -> Dataset | Non
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             if int(z["version"]) != CACHE_VERSION or int(z["scale"]) != scale:
                 return None
-            images, labels = z["images"], z["labels"]
+            images, labels, digest = z["images"], z["labels"], str(z["sha256"])
     except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile):
         return None
     n = len(labels)
@@ -189,9 +190,16 @@ def _read_cache(path: Path, scale: int, expected_n: int | None) -> Dataset | Non
         or n == 0
         or (expected_n is not None and n != expected_n)
         or int(labels.max()) > 9
+        or _arrays_sha256(images, labels) != digest  # a well-formed cache of other pixels is still wrong
     ):
         return None
     return _to_dataset(images, labels, scale)
+
+
+def _arrays_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.uint8).tobytes())
+    return h.hexdigest()
 
 
 def _write_cache(path: Path, images_u8: np.ndarray, labels: np.ndarray, scale: int) -> None:
@@ -203,6 +211,7 @@ def _write_cache(path: Path, images_u8: np.ndarray, labels: np.ndarray, scale: i
                 f,
                 images=np.ascontiguousarray(images_u8, dtype=np.uint8),
                 labels=labels.astype(np.uint8),
+                sha256=np.str_(_arrays_sha256(images_u8, labels)),
                 scale=np.int64(scale),
                 version=np.int64(CACHE_VERSION),
             )
@@ -359,7 +368,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":  # gzip magic; IDX files start with two zero bytes
             raw = gzip.decompress(raw)
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError; corrupt data is zlib.error
         raise AetoolError(f"{path}: cannot read ({_one_line(e)})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise AetoolError(f"{path}: bad IDX magic number {raw[:4].hex() or '(empty)'}")

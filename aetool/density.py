@@ -56,7 +56,8 @@ class DiagonalGaussian:
             mean = np.asarray(d["mean"], dtype=np.float64)
             var = np.asarray(d["var"], dtype=np.float64)
         except (KeyError, TypeError, ValueError) as e:
-            raise AetoolError(f"latent density: bad diagonal_gaussian parameters ({e})") from None
+            raise AetoolError(f"latent density: bad diagonal_gaussian parameters ({_one_line(e)})") from None
+        _require_finite(cls.kind, mean=mean, var=var)
         if mean.ndim != 1 or mean.shape != var.shape or not np.all(var > 0):
             raise AetoolError("latent density: mean and var must be equal-length vectors with var > 0")
         return cls(mean, var)
@@ -188,11 +189,15 @@ class GaussianMixture:
             means = np.asarray(d["means"], dtype=np.float64)
             covs = np.asarray(d["covs"], dtype=np.float64)
         except (KeyError, TypeError, ValueError) as e:
-            raise AetoolError(f"latent density: bad gaussian_mixture parameters ({e})") from None
+            raise AetoolError(f"latent density: bad gaussian_mixture parameters ({_one_line(e)})") from None
+        _require_finite(cls.kind, weights=weights, means=means, covs=covs)
         k = weights.shape[0] if weights.ndim == 1 else 0
         if k < 1 or means.ndim != 2 or means.shape[0] != k or covs.shape != (k, means.shape[1], means.shape[1]) \
                 or not np.all(weights > 0) or not abs(weights.sum() - 1) < 1e-6:
             raise AetoolError("latent density: gaussian_mixture needs K weights summing to 1, K means and K dxd covariances")
+        # the Cholesky factor reads one triangle only: an asymmetric matrix would be silently half-used
+        if not np.allclose(covs, covs.transpose(0, 2, 1), rtol=1e-9, atol=1e-12 * float(np.abs(covs).max())):
+            raise AetoolError("latent density: gaussian_mixture covariances must be symmetric")
         return cls(k, weights, means, covs)
 
     def _params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -247,6 +252,16 @@ def _kmeans_pp_labels(z: np.ndarray, k: int, rng: np.random.Generator, rounds: i
             if np.any(labels == j):
                 c[j] = z[labels == j].mean(axis=0)
     return labels
+
+
+def _require_finite(kind: str, **arrays: np.ndarray) -> None:
+    for name, a in arrays.items():
+        if not np.all(np.isfinite(a)):
+            raise AetoolError(f"latent density: {kind} '{name}' holds NaN or infinite values")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200]
 
 
 DENSITIES = {DiagonalGaussian.kind: DiagonalGaussian, GaussianMixture.kind: GaussianMixture}

@@ -12,15 +12,18 @@ Only numpy and Pillow are used so this stays importable without torch.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import stat
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import AetoolError
+from .errors import AetoolError, UsageError
 from .fileio import atomic_path
 from .lecture import IMAGE_SHAPE
 
@@ -38,6 +41,14 @@ __all__ = [
 SIZE = IMAGE_SHAPE[-1]  # MNIST canvas
 BOX = 20  # MNIST puts the digit's longest side in a 20 px box
 INK_THRESHOLD = 0.1
+# An input becomes a 28x28 image, so nothing is gained from decoding more than a few megapixels:
+# JPEGs are decoded at a reduced scale (Image.draft) and any picture is shrunk to WORK_SIDE pixels
+# on its longer side before it is turned into floats; a picture that would still need more than
+# MAX_INPUT_PIXELS decoded is refused before any pixel is read.
+WORK_SIDE = 1024
+MAX_INPUT_PIXELS = 40_000_000
+# The largest picture a command writes (all frames of a GIF together); checked before any work.
+MAX_OUTPUT_PIXELS = 50_000_000
 
 # Suffix -> (Pillow format, save options).  WebP is lossless because grids of
 # digits are exactly what lossy WebP smears; JPEG gets a high quality for the
@@ -84,22 +95,40 @@ def _read_pillow(path: Path) -> Image.Image:
     ``.load()`` is inside the try because Pillow decodes lazily: a truncated
     file opens fine and only fails when the pixels are needed.
     """
-    if not path.exists():
-        raise AetoolError(f"{path}: file not found")
-    if path.is_dir():
-        raise AetoolError(f"{path}: is a directory, not an image file")
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise AetoolError(f"{path}: a loop of symbolic links, not an image file") from None
+        if e.errno == errno.ENOENT:
+            raise AetoolError(f"{path}: file not found" + (" (a broken symbolic link)" if path.is_symlink() else "")) from None
         raise AetoolError(f"{path}: cannot read ({e.strerror or _one_line(e)})") from None
-    if size == 0:
+    if stat.S_ISDIR(info.st_mode):
+        raise AetoolError(f"{path}: is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+        raise AetoolError(f"{path}: {kind}, not a regular image file")
+    if info.st_size == 0:
         raise AetoolError(f"{path}: empty file (0 bytes)")
     try:
-        with _strict_decoding(), Image.open(path) as src:
-            src.load()
-            # Phone photos store rotation in EXIF; honour it so a digit isn't
-            # fed to the model sideways.  Returns a detached copy either way.
-            return ImageOps.exif_transpose(src)
+        # Pillow warns on stderr (its own bomb check, corrupt EXIF, ...): a user gets aetool's one
+        # line or a result, never a Python warning; the size limit below is aetool's, stated
+        with _strict_decoding(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as src:
+                if max(src.size) > WORK_SIDE:
+                    src.draft(src.mode, (WORK_SIDE, WORK_SIDE))  # JPEG: decode at 1/2 .. 1/8 scale
+                width, height = src.size
+                if width * height > MAX_INPUT_PIXELS:
+                    raise AetoolError(f"{path}: {width}x{height} pixels is above aetool's input limit of "
+                                      f"{MAX_INPUT_PIXELS // 1_000_000} megapixels; shrink it first")
+                src.load()
+                im = src if max(src.size) <= WORK_SIDE else _shrink(src)
+                # Phone photos store rotation in EXIF; honour it so a digit isn't
+                # fed to the model sideways.  Returns a detached copy either way.
+                return ImageOps.exif_transpose(im)
+    except AetoolError:
+        raise
     except UnidentifiedImageError:
         raise AetoolError(f"{path}: not an image file (cannot identify image file)") from None
     except PermissionError as e:
@@ -110,6 +139,17 @@ def _read_pillow(path: Path) -> Image.Image:
         raise AetoolError(f"{path}: image too large to decode") from None
     except Exception as e:  # noqa: BLE001 - corrupt files raise anything from plugins
         raise AetoolError(f"{path}: corrupt or truncated image ({_one_line(e)})") from None
+
+
+def _shrink(im: Image.Image) -> Image.Image:
+    """The picture with its longer side WORK_SIDE pixels, by an integer box reduction where the mode
+    allows it (cheap in memory), else a resize."""
+    factor = max(1, max(im.size) // WORK_SIDE)
+    try:
+        return im.reduce(factor)
+    except (ValueError, NotImplementedError):
+        scale = WORK_SIDE / max(im.size)
+        return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
 
 
 def _gray_and_alpha(im: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -253,6 +293,24 @@ def load_images(paths: Iterable[str | os.PathLike], invert: bool | None = None) 
 
 # ---------------------------------------------------------------------------
 # layout
+
+
+def grid_size(n: int, ncols: int, height: int = SIZE, width: int = SIZE, pad: int = 2) -> tuple[int, int]:
+    """(height, width) in pixels of :func:`make_grid` of ``n`` cells, before upscaling."""
+    ncols = max(1, min(int(ncols), n))
+    nrows = math.ceil(n / ncols)
+    return nrows * (height + pad) + pad, ncols * (width + pad) + pad
+
+
+def check_output_size(height: int, width: int, scale: int, *, frames: int = 1, lower: str) -> None:
+    """Refuse, before any work, a picture above MAX_OUTPUT_PIXELS (all frames together), naming the
+    options that would bring it down."""
+    pixels = height * width * scale * scale * frames
+    if pixels > MAX_OUTPUT_PIXELS:
+        what = f"{frames} frames of " if frames > 1 else ""
+        raise UsageError(f"the output would be {what}{width * scale}x{height * scale} pixels "
+                         f"({pixels / 1e6:,.0f} megapixels), above aetool's limit of "
+                         f"{MAX_OUTPUT_PIXELS // 1_000_000} megapixels; lower {lower}")
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

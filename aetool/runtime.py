@@ -8,6 +8,7 @@ read ``session.get_providers()`` to report what really runs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -20,10 +21,32 @@ CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 
 
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Hide what native code writes on file descriptor 2 (Python's own errors are raised, not printed)."""
+    try:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no stderr to redirect
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _ort():
+    # onnxruntime logs at import, before any setting can reach it (a coloured telemetry warning where
+    # HOME is read-only): its own lines stay off the user's terminal; aetool reports problems itself
+    if "onnxruntime" not in sys.modules:
+        with _stderr_to_devnull():
+            import onnxruntime
     import onnxruntime
 
-    onnxruntime.set_default_logger_severity(3)  # errors only; we report problems ourselves
+    onnxruntime.set_default_logger_severity(3)  # errors only
     return onnxruntime
 
 

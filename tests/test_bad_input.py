@@ -80,7 +80,7 @@ def test_bad_bundles(ws_copy, tmp_path, damage):
         meta = json.loads((bundle / "latent.json").read_text())
         meta["densities"]["gaussian_mixture"] = {"kind": "mystery"}
         (bundle / "latent.json").write_text(json.dumps(meta))
-        expect = "unknown kind"
+        expect = "its kind is 'mystery'"
     else:
         bundle = tmp_path / "nothing-here"
         expect = "no such folder"

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from ..data import load_mnist
-from ..errors import AetoolError
-from ..fileio import atomic_path, write_json
+from ..fileio import write_json
 from ..progress import progress
 from .device import resolve_precision, torch_device
 from .export import GraphConfig, export_graph, validate_graph
+from .run import save_torch
 
 ONNX_NAME = "classifier.onnx"
 
@@ -98,8 +98,8 @@ def train_classifier(out_dir: Path, *, epochs: int = 10, batch_size: int = 128, 
                         "seconds": time.perf_counter() - t0})
         log(f"classifier epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f}  test accuracy {acc:.4f}")
     model = model.cpu().eval()
-    with atomic_path(out_dir / "classifier.pt") as tmp:  # not checkpoint.pt: it is no autoencoder run
-        torch.save({"model": model.state_dict(), "epochs": epochs, "seed": seed}, tmp)
+    # not checkpoint.pt: it is no autoencoder run
+    save_torch(out_dir / "classifier.pt", {"model": model.state_dict(), "epochs": epochs, "seed": seed})
     graph = GraphConfig(model, f".{ONNX_NAME}.tmp", "image", "logits")
     try:
         validate_graph(export_graph(graph, out_dir, test.images), "image", graph.reference, test.images, 1e-3,

@@ -59,6 +59,7 @@ def train_pca(config: TrainConfig, run: RunFolder, *, log: Callable[[str], None]
         "test_psnr_db": psnr_from_sse(float(sse.mean())),
         "seconds": seconds,
     }]
+    run.forget_density()  # an old run's density, if this replaces one (--force)
     run.save_checkpoint({"config": dataclasses.asdict(config), "epoch": 1, "model": model.state_dict(), "history": history})
     z = (train.images.reshape(len(train), -1) - mean) @ components
     run.write_density(DiagonalGaussian().fit(z).to_dict())

@@ -13,13 +13,14 @@ Every file is written atomically, so an interrupted run loses at most the epoch 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import AetoolError, UsageError
-from ..fileio import atomic_path, read_json, write_json
+from ..fileio import read_json, write_bytes, write_json
 from .config import TrainConfig, config_from_dict
 from .model import build_model
 
@@ -46,8 +47,7 @@ class RunFolder:
     # ---- checkpoint ------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.path / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+        save_torch(self.path / CHECKPOINT, state)
 
     def load_checkpoint(self) -> dict[str, Any]:
         path = self.path / CHECKPOINT
@@ -109,6 +109,14 @@ class RunFolder:
         entry = {"run": self.name, "epochs": metrics.get("epochs_done"), "revived": revived,
                  "shift": (metrics.get("config") or {}).get("shift", 0) if metrics else None}
         return [entry, *metrics.get("started_from", [])]
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """torch.save, atomically: serialised in memory first, so a full disk is a one-line error
+    from the write and the file it replaces stays whole."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def epochs_in_all(own: int | None, chain: list[dict[str, Any]]) -> int | None:

@@ -50,6 +50,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self.started_from: list[dict] = []
+        self.replacing = False  # --force over a run: its density goes when this run first saves, not before
         # stochastic weight averaging: an equal-weight mean of the weights at the end of
         # each of the last K epochs, which sits in a flatter, better-generalising spot than
         # any one of them; it replaces the weights when the run ends
@@ -72,6 +73,9 @@ class Trainer:
         }
         if self.average is not None:
             state["average"] = {k: v.contiguous() for k, v in self.average.state_dict().items()}
+        if self.replacing:
+            self.run_folder.forget_density()
+            self.replacing = False
         self.run_folder.save_checkpoint(state)
 
     def load_checkpoint(self) -> None:
@@ -257,13 +261,13 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
         raise UsageError(f"--resume: {out_dir} holds no checkpoint to resume")
     if exists and not resume and not force:
         raise UsageError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
-    if exists and force:
-        run.forget_density()
     if config.model == "pca":
-        return train_pca(config, run, log=log)
+        return train_pca(config, run, log=log)  # replaces an old run's density only once fitted
     if stop_after is not None and stop_after < 1:
         raise UsageError(f"--stop-after must be at least 1, got {stop_after}")
-    return Trainer(config, out_dir, quiet=quiet, log=log).run(resume=resume, stop_after=stop_after)
+    trainer = Trainer(config, out_dir, quiet=quiet, log=log)
+    trainer.replacing = exists and force
+    return trainer.run(resume=resume, stop_after=stop_after)
 
 
 def train_recipe(recipe: Recipe, *, quiet: bool = False, log: Callable[[str], None] = print) -> dict:

@@ -11,7 +11,7 @@ import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -116,6 +116,14 @@ class Bundle:
             raise UsageError(f"--density {name}: bundle {self.name} has no such density (it has: {names})")
         return density_from_dict(known[kind])
 
+    def load_images(self, paths: Sequence[str | os.PathLike], invert: bool | None = None) -> np.ndarray:
+        """Picture files as this bundle's inputs (N, C, H, W), by its own preprocessing: MNIST's digit
+        normalisation for digit bundles, resized grey or RGB for bundles trained on a folder."""
+        from . import images as img
+
+        image = self.meta.image
+        return img.load_for(paths, image.channels, image.height, image.width, image.preprocessing, invert=invert)
+
     def _run(self, session, x: np.ndarray) -> np.ndarray:
         name = session.get_inputs()[0].name
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -123,7 +131,7 @@ class Bundle:
         return np.concatenate(outs) if outs else np.zeros((0, *session.get_outputs()[0].shape[1:]), np.float32)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """(N, 1, 28, 28) in [0, 1] -> latents (N, d, 1, 1)."""
+        """(N, C, H, W) in [0, 1] -> latents (N, d, 1, 1)."""
         return self._run(self.encoder, self._checked_images(images, "encode"))
 
     def _checked_images(self, images: np.ndarray, what: str) -> np.ndarray:
@@ -133,7 +141,7 @@ class Bundle:
         return images
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        """Latents (N, d) or (N, d, 1, 1) -> images (N, 1, 28, 28); not clipped."""
+        """Latents (N, d) or (N, d, 1, 1) -> images (N, C, H, W); not clipped."""
         z = np.asarray(latents, dtype=np.float32)
         if z.ndim < 2 or int(np.prod(z.shape[1:])) != self.d:
             raise AetoolError(f"decode: expected latents of size {self.d}, got shape {z.shape}")

@@ -35,6 +35,10 @@ FAMILIES = ("cnn", "pca")
 PREPROCESSING = {
     "mnist_digit": "white ink on black: a light background is inverted, the ink cropped, fitted in 20x20 "
                    "and centred by mass in 28x28, as MNIST was made",
+    "resize_pad": "converted to grey (1 channel) or RGB (3), transparency onto black, resized keeping its aspect "
+                  "to fit inside height x width, centred, the rest black; 8 bits a channel, then / 255",
+    "resize_crop": "converted to grey (1 channel) or RGB (3), transparency onto black, the largest centred square "
+                   "cropped and resized to height x width; 8 bits a channel, then / 255",
 }
 
 

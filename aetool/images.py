@@ -1,10 +1,16 @@
-"""Reading user images into MNIST-shaped tensors, and writing grids/animations.
+"""Reading user images into the tensors a bundle expects, and writing grids/animations.
 
-The model was trained on MNIST: 28x28, white digit on black, the digit scaled
-into a 20x20 box and centred by its centre of mass.  Real user files are
+The digit bundles were trained on MNIST: 28x28, white digit on black, the digit
+scaled into a 20x20 box and centred by its centre of mass.  Real user files are
 anything but: scans with a white page, RGBA exports with transparent
 backgrounds, 16-bit TIFFs, big photos.  ``load_image`` brings all of them into
 that one distribution so the autoencoder sees what it was trained on.
+
+Bundles trained on a folder of the user's own pictures (``aetool.folder``) see
+them another way: grey or RGB, resized keeping the aspect ratio into a square
+(``picture_to_uint8``: padded with black, or centre-cropped).  Training caches
+that function's bytes and the runtime calls the same function, so the two agree
+bit for bit.  ``load_for`` picks the right one from a bundle's image spec.
 
 Only numpy and Pillow are used so this stays importable without torch.
 """
@@ -30,6 +36,13 @@ from .lecture import IMAGE_SHAPE
 __all__ = [
     "load_image",
     "load_images",
+    "picture_to_uint8",
+    "load_picture",
+    "load_pictures",
+    "load_for",
+    "from_uint8",
+    "FITS",
+    "PREPROCESSINGS",
     "to_uint8",
     "make_grid",
     "stack_rows",
@@ -49,6 +62,16 @@ WORK_SIDE = 1024
 MAX_INPUT_PIXELS = 40_000_000
 # The largest picture a command writes (all frames of a GIF together); checked before any work.
 MAX_OUTPUT_PIXELS = 50_000_000
+# How a picture of another aspect ratio becomes a square: "pad" keeps all of it (black bars),
+# "crop" keeps the largest centred square.
+FITS = ("pad", "crop")
+# A bundle's image.preprocessing -> how load_for reads its inputs.
+PREPROCESSINGS = ("mnist_digit", "resize_pad", "resize_crop")
+# Pillow first shrinks by an integer box filter down to REDUCING_GAP times the target size, then
+# applies LANCZOS: several times faster on big photos, and indistinguishable from LANCZOS alone.
+REDUCING_GAP = 3.0
+# picture_to_uint8 decodes a big picture at about this many times the target size, then resamples.
+PICTURE_OVERSAMPLE = 4
 
 # Suffix -> (Pillow format, save options).  WebP is lossless because grids of
 # digits are exactly what lossy WebP smears; JPEG gets a high quality for the
@@ -89,11 +112,14 @@ def _strict_decoding() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = old
 
 
-def _read_pillow(path: Path) -> Image.Image:
+def _read_pillow(path: Path, work_side: int = WORK_SIDE, min_short_side: int | None = None) -> Image.Image:
     """Open and fully decode ``path``, turning every failure into one line.
 
     ``.load()`` is inside the try because Pillow decodes lazily: a truncated
-    file opens fine and only fails when the pixels are needed.
+    file opens fine and only fails when the pixels are needed.  A picture larger
+    than ``work_side`` is shrunk to about that on its longer side, but never its
+    shorter side below ``min_short_side`` (a wide panorama centre-cropped to a
+    square needs its height, not its width).
     """
     try:
         info = path.stat()
@@ -116,14 +142,14 @@ def _read_pillow(path: Path) -> Image.Image:
         with _strict_decoding(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as src:
-                if max(src.size) > WORK_SIDE:
-                    src.draft(src.mode, (WORK_SIDE, WORK_SIDE))  # JPEG: decode at 1/2 .. 1/8 scale
+                if max(src.size) > work_side:
+                    src.draft(src.mode, (work_side, work_side))  # JPEG: decode at 1/2 .. 1/8 scale
                 width, height = src.size
                 if width * height > MAX_INPUT_PIXELS:
                     raise AetoolError(f"{path}: {width}x{height} pixels is above aetool's input limit of "
                                       f"{MAX_INPUT_PIXELS // 1_000_000} megapixels; shrink it first")
                 src.load()
-                im = src if max(src.size) <= WORK_SIDE else _shrink(src)
+                im = src if max(src.size) <= work_side else _shrink(src, work_side, min_short_side)
                 # Phone photos store rotation in EXIF; honour it so a digit isn't
                 # fed to the model sideways.  Returns a detached copy either way.
                 return ImageOps.exif_transpose(im)
@@ -141,14 +167,19 @@ def _read_pillow(path: Path) -> Image.Image:
         raise AetoolError(f"{path}: corrupt or truncated image ({_one_line(e)})") from None
 
 
-def _shrink(im: Image.Image) -> Image.Image:
-    """The picture with its longer side WORK_SIDE pixels, by an integer box reduction where the mode
-    allows it (cheap in memory), else a resize."""
-    factor = max(1, max(im.size) // WORK_SIDE)
+def _shrink(im: Image.Image, work_side: int = WORK_SIDE, min_short_side: int | None = None) -> Image.Image:
+    """The picture with its longer side ``work_side`` pixels, by an integer box reduction where the mode
+    allows it (cheap in memory), else a resize; never its shorter side below ``min_short_side``."""
+    factor = max(1, max(im.size) // work_side)
+    scale = work_side / max(im.size)
+    if min_short_side:
+        factor = max(1, min(factor, min(im.size) // min_short_side))
+        scale = min(1.0, max(scale, min_short_side / min(im.size)))
+    if factor == 1 and scale >= 1.0:
+        return im
     try:
         return im.reduce(factor)
     except (ValueError, NotImplementedError):
-        scale = WORK_SIDE / max(im.size)
         return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
 
 
@@ -292,6 +323,135 @@ def load_images(paths: Iterable[str | os.PathLike], invert: bool | None = None) 
 
 
 # ---------------------------------------------------------------------------
+# pictures (bundles trained on a folder of images)
+
+_GREY_MODES = ("1", "L", "I", "F")  # and every "I;16..." mode: one channel, no alpha
+
+
+def _is_grey_mode(mode: str) -> bool:
+    return mode in _GREY_MODES or mode.startswith("I;16")
+
+
+def _planes(im: Image.Image, path: Path, channels: int) -> np.ndarray:
+    """``im`` as (channels, H, W) float32 in [0, 1], transparency composited onto black.
+
+    Grey goes through ``_gray_and_alpha`` (16-bit and float data rescaled, not clipped; colour to
+    ITU-R 601 luma); RGB keeps colour and replicates a grey picture.  Black under transparency,
+    not load_image's "opposite of the ink", because a photo has no ink: black is the canvas
+    the padding uses too.
+    """
+    if channels == 1 or _is_grey_mode(im.mode):
+        gray, alpha = _gray_and_alpha(im, path)
+        if alpha is not None:
+            gray = gray * alpha
+        planes = gray[None]
+        return np.repeat(planes, channels, axis=0) if channels == 3 else planes
+    if im.mode == "RGB":
+        return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+    try:
+        rgba = im.convert("RGBA")
+    except (ValueError, OSError):
+        raise AetoolError(f"{path}: unsupported image mode {im.mode}") from None
+    a = np.asarray(rgba, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+    rgb, alpha = a[:3], a[3]
+    return rgb if alpha.min() >= 1.0 else rgb * alpha
+
+
+def _fit_geometry(width: int, height: int, size: int, fit: str) -> tuple[tuple[slice, slice], tuple[int, int], int, int]:
+    """The part of the picture kept (rows, columns), its resized (width, height), and its (top, left)
+    offset in the square.  A crop is cut before resampling, so nothing outside it bleeds in."""
+    if fit == "crop":
+        side = min(width, height)
+        top, left = (height - side) // 2, (width - side) // 2
+        return (slice(top, top + side), slice(left, left + side)), (size, size), 0, 0
+    scale = size / max(width, height)
+    nw, nh = max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale)))
+    return (slice(None), slice(None)), (nw, nh), (size - nh) // 2, (size - nw) // 2
+
+
+def _check_picture_args(channels: int, size: int, fit: str) -> None:
+    if channels not in (1, 3):
+        raise AetoolError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise AetoolError(f"image size must be a whole number >= 1, got {size!r}")
+    if fit not in FITS:
+        raise AetoolError(f"unknown fit {fit!r}; use {' or '.join(FITS)}")
+
+
+def picture_to_uint8(path: str | os.PathLike, channels: int, size: int, fit: str = "pad") -> np.ndarray:
+    """Any Pillow-readable picture as a (channels, size, size) uint8 array, the way the folder
+    bundles were trained.
+
+    channels 1 is grey (luma), 3 is RGB (a grey picture replicated); transparency goes onto black.
+    The aspect ratio is kept: ``fit="pad"`` fits all of the picture in the square, centred on
+    black; ``fit="crop"`` takes the largest centred square.  Resampling is LANCZOS (after a box
+    reduction for big pictures), in float, clipped, and rounded once to 8 bits: training caches
+    these bytes and the runtime divides the same bytes by 255, so both see identical floats.
+    """
+    _check_picture_args(channels, size, fit)
+    path = Path(path)
+    # Decode no more than the resampling needs: about PICTURE_OVERSAMPLE times the target on the
+    # side that the fit scales by (JPEGs are then decoded at 1/2 .. 1/8 scale: much faster).
+    work = int(size) * PICTURE_OVERSAMPLE
+    im = _read_pillow(path, work_side=min(WORK_SIDE, work), min_short_side=work if fit == "crop" else None)
+    if im.width == 0 or im.height == 0:
+        raise AetoolError(f"{path}: image has no pixels")
+    planes = _planes(im, path, channels)
+    (rows, cols), (nw, nh), top, left = _fit_geometry(im.width, im.height, int(size), fit)
+    out = np.zeros((channels, size, size), dtype=np.float32)
+    for c in range(channels):
+        plane = Image.fromarray(np.ascontiguousarray(planes[c][rows, cols], dtype=np.float32))  # mode "F"
+        resized = plane.resize((nw, nh), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+        out[c, top : top + nh, left : left + nw] = np.asarray(resized, dtype=np.float32)
+    return to_uint8(out)  # clips LANCZOS's ringing to 0..255, rounds once
+
+
+def from_uint8(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1]: one division by 255, the conversion training and the
+    runtime must both use for their floats to be identical."""
+    return np.divide(np.asarray(images, dtype=np.uint8), np.float32(255), dtype=np.float32)
+
+
+def load_picture(path: str | os.PathLike, channels: int, size: int, fit: str = "pad") -> np.ndarray:
+    """A picture as the (channels, size, size) float32 in [0, 1] that a folder bundle takes:
+    exactly ``picture_to_uint8(...) / 255``."""
+    return from_uint8(picture_to_uint8(path, channels, size, fit))
+
+
+def load_pictures(paths: Iterable[str | os.PathLike], channels: int, size: int, fit: str = "pad") -> np.ndarray:
+    """Several pictures as one (N, channels, size, size) float32 batch."""
+    _check_picture_args(channels, size, fit)
+    arrays = [picture_to_uint8(p, channels, size, fit) for p in paths]
+    if not arrays:
+        return np.zeros((0, channels, size, size), dtype=np.float32)
+    return from_uint8(np.stack(arrays))
+
+
+def load_for(
+    paths: Iterable[str | os.PathLike],
+    channels: int,
+    height: int,
+    width: int,
+    preprocessing: str,
+    invert: bool | None = None,
+) -> np.ndarray:
+    """The (N, C, H, W) float32 input of a bundle whose image spec is (channels, height, width,
+    preprocessing): the one entry point the runtime uses, so every bundle gets its inputs the way
+    it was trained.  ``invert`` is for the digit preprocessing only; pictures are never inverted."""
+    if preprocessing == "mnist_digit":
+        if (channels, height, width) != IMAGE_SHAPE:
+            raise AetoolError(f"preprocessing 'mnist_digit' makes 1x28x28 digits, but the bundle takes "
+                              f"{channels}x{height}x{width} images")
+        return load_images(paths, invert=invert)
+    if preprocessing in ("resize_pad", "resize_crop"):
+        if height != width:
+            raise AetoolError(f"preprocessing {preprocessing!r} makes square images, but the bundle takes "
+                              f"{height}x{width}")
+        return load_pictures(paths, channels, height, fit=preprocessing[len("resize_"):])
+    raise AetoolError(f"unknown image preprocessing {preprocessing!r}; aetool knows {', '.join(PREPROCESSINGS)}")
+
+
+# ---------------------------------------------------------------------------
 # layout
 
 
@@ -324,7 +484,8 @@ def _pad_byte(pad_value: float) -> int:
 
 
 def make_grid(images: np.ndarray, ncols: int, pad: int = 2, pad_value: float = 0.25) -> np.ndarray:
-    """Tile (N, 1, H, W) images into one 2-D uint8 picture for viewing.
+    """Tile (N, 1, H, W) images into one 2-D uint8 picture for viewing, (N, 3, H, W) ones into an
+    (H', W', 3) RGB picture.
 
     The padding is grey by default so black digit backgrounds stay visibly
     separate cells.
@@ -332,9 +493,9 @@ def make_grid(images: np.ndarray, ncols: int, pad: int = 2, pad_value: float = 0
     a = np.asarray(images)
     if a.ndim == 3:  # (N, H, W) is unambiguous enough to accept
         a = a[:, None]
-    if a.ndim != 4 or a.shape[1] != 1:
-        raise ValueError(f"make_grid expects (N, 1, H, W) images, got shape {a.shape}")
-    n, _, h, w = a.shape
+    if a.ndim != 4 or a.shape[1] not in (1, 3):
+        raise ValueError(f"make_grid expects (N, 1, H, W) or (N, 3, H, W) images, got shape {a.shape}")
+    n, c, h, w = a.shape
     if n == 0:
         raise AetoolError("no images to put in a grid")
     if int(ncols) < 1:
@@ -344,30 +505,41 @@ def make_grid(images: np.ndarray, ncols: int, pad: int = 2, pad_value: float = 0
     ncols, pad = min(int(ncols), n), int(pad)
     nrows = math.ceil(n / ncols)
     cells = a if a.dtype == np.uint8 else to_uint8(a)
+    if c == 3:
+        cells = cells.transpose(0, 2, 3, 1)  # channels last, as pictures are stored
+    else:
+        cells = cells[:, 0]
     grid = np.full(
-        (nrows * (h + pad) + pad, ncols * (w + pad) + pad), _pad_byte(pad_value), dtype=np.uint8
+        (nrows * (h + pad) + pad, ncols * (w + pad) + pad) + cells.shape[3:], _pad_byte(pad_value), dtype=np.uint8
     )
     for i in range(n):
-        r, c = divmod(i, ncols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        grid[y : y + h, x : x + w] = cells[i, 0]
+        r, col = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y : y + h, x : x + w] = cells[i]
     return grid
 
 
+def _is_rgb(a: np.ndarray) -> bool:
+    return a.ndim == 3 and a.shape[2] == 3
+
+
 def stack_rows(grids: Sequence[np.ndarray], gap: int = 4, pad_value: float = 0.25) -> np.ndarray:
-    """Stack 2-D uint8 grids vertically, e.g. originals above reconstructions."""
+    """Stack uint8 grids vertically, e.g. originals above reconstructions: 2-D grey grids give a
+    2-D grid, (H, W, 3) RGB ones an RGB grid; where both meet, the grey ones become RGB."""
     if len(grids) == 0:
         raise AetoolError("no grids to stack")
     if int(gap) < 0:
         raise AetoolError(f"gap must be >= 0, got {gap}")
     gs = [np.asarray(g) for g in grids]
     for g in gs:
-        if g.ndim != 2:
-            raise ValueError(f"stack_rows expects 2-D grids, got shape {g.shape}")
+        if g.ndim != 2 and not _is_rgb(g):
+            raise ValueError(f"stack_rows expects 2-D or (H, W, 3) grids, got shape {g.shape}")
     gs = [g if g.dtype == np.uint8 else to_uint8(g) for g in gs]
+    if any(g.ndim == 3 for g in gs):
+        gs = [g if g.ndim == 3 else np.repeat(g[:, :, None], 3, axis=2) for g in gs]
     width = max(g.shape[1] for g in gs)
     height = sum(g.shape[0] for g in gs) + int(gap) * (len(gs) - 1)
-    out = np.full((height, width), _pad_byte(pad_value), dtype=np.uint8)
+    out = np.full((height, width) + gs[0].shape[2:], _pad_byte(pad_value), dtype=np.uint8)
     y = 0
     for g in gs:
         out[y : y + g.shape[0], : g.shape[1]] = g
@@ -381,8 +553,8 @@ def stack_rows(grids: Sequence[np.ndarray], gap: int = 4, pad_value: float = 0.2
 
 def _as_frame(grid: np.ndarray) -> np.ndarray:
     a = np.asarray(grid)
-    if a.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {a.shape}")
+    if a.ndim != 2 and not _is_rgb(a):
+        raise ValueError(f"expected a 2-D (grey) or (H, W, 3) (RGB) image, got shape {a.shape}")
     if a.dtype == np.uint8:
         return a
     if np.issubdtype(a.dtype, np.floating):
@@ -401,7 +573,7 @@ def _check_scale(scale: int) -> int:
 
 
 def _upscale(a: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour so each 28x28 pixel stays a crisp block when viewed."""
+    """Nearest-neighbour so each 28x28 pixel stays a crisp block when viewed (grey or RGB)."""
     if scale == 1:
         return a
     return np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
@@ -429,7 +601,7 @@ def _save_atomically(path: Path, save) -> None:
 
 
 def write_png(grid: np.ndarray, path: str | os.PathLike, scale: int = 4) -> None:
-    """Save a 2-D uint8 picture, upscaled; the format follows the suffix
+    """Save a 2-D (grey) or (H, W, 3) (RGB) uint8 picture, upscaled; the format follows the suffix
     (.png, .jpg/.jpeg, .bmp, .webp, .tif/.tiff) despite the historic name."""
     path = Path(path)
     fmt, options = _output_format(path)
@@ -446,9 +618,12 @@ def write_gif(
     loop: bool = True,
     bounce: bool = False,
 ) -> None:
-    """Save 2-D uint8 frames as an animated greyscale GIF (e.g. a latent walk).
+    """Save 2-D uint8 frames as an animated greyscale GIF (e.g. a latent walk), or (H, W, 3) frames
+    as a colour one.
 
-    ``bounce`` plays the frames back in reverse so a walk returns smoothly to
+    A GIF holds at most 256 colours a frame, so each RGB frame is quantised to its own palette
+    (median cut, no dithering: deterministic, and no dither noise crawling across a walk); grey
+    frames need no palette work and are stored exactly.  ``bounce`` plays the frames back in reverse so a walk returns smoothly to
     its start instead of jumping.  Pillow merges consecutive identical frames
     (adding their durations), so the stored frame count can be lower than
     given when frames repeat.
@@ -468,7 +643,7 @@ def write_gif(
         raise ValueError("all GIF frames must have the same shape")
     if bounce and len(seq) > 2:
         seq = seq + seq[-2:0:-1]
-    images = [Image.fromarray(np.ascontiguousarray(_upscale(f, s))) for f in seq]
+    images = [_gif_frame(np.ascontiguousarray(_upscale(f, s))) for f in seq]
     # GIF stores delays in 1/100 s and browsers slow anything under 20 ms down
     # to 100 ms, so very high fps would play slower than a moderate one.
     options: dict = {"duration": max(20, int(1000 / fps_f))}
@@ -479,3 +654,11 @@ def write_gif(
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], **options)
 
     _save_atomically(path, save)
+
+
+def _gif_frame(a: np.ndarray) -> Image.Image:
+    """A grey frame as is ("L"); an RGB frame quantised to its own 256-colour palette ("P")."""
+    im = Image.fromarray(a)
+    if im.mode == "RGB":
+        im = im.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    return im

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset
+from ..data import Dataset, is_idx_folder
 from ..errors import AetoolError, UsageError
-from ..lecture import NB_CHANNELS
+from ..lecture import IMAGE_SIZES, NB_CHANNELS
 
 MAX_SHIFT = 4  # pixels: a larger move pushes the 20x20 MNIST digit box off its 28x28 image
 MAX_D = 4096  # latent sizes beyond this are a typo, not a model
@@ -59,6 +59,13 @@ class TrainConfig:
     average_last: int = 0  # average the weights of the last K epochs (stochastic weight averaging); 0: off
     holdout: int = 0  # leave the first N training images out, so runs can be compared on images none trained on
     shift: int = 0  # move each training digit by up to this many pixels per axis, anew every epoch (augment.py)
+    # a folder of images (data = its path): the image shape (None: from the data) and how pictures are fitted
+    channels: int | None = None  # 1 (grey) or 3 (RGB)
+    image_size: int | None = None  # square side, one of lecture.IMAGE_SIZES
+    fit: str = "pad"  # keep the aspect and pad, or centre-crop
+    val_split: float = 0.1  # held out of training, seeded by seed: the folder's per-epoch validation images
+    workers: int | None = None  # processes decoding the folder the first time (None: every core)
+    strict: bool = False  # an unreadable file in the folder is an error, not a skipped file
 
     def validate(self) -> None:
         """Bad values are usage errors: the CLI answers them with exit status 2."""
@@ -76,6 +83,12 @@ class TrainConfig:
             (0 <= self.shift <= MAX_SHIFT, f"--shift must be between 0 and {MAX_SHIFT} pixels, got {self.shift}"),
             (not self.revive_dead or bool(self.init_from), "--revive-dead works on a start: pass --init-from RUN with it"),
             (self.schedule in ("constant", "cosine"), f"unknown schedule {self.schedule!r} (use constant or cosine)"),
+            (self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}"),
+            (self.image_size is None or self.image_size in IMAGE_SIZES,
+             f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}"),
+            (self.fit in ("pad", "crop"), f"--fit must be pad or crop, got {self.fit!r}"),
+            (0 < self.val_split <= 0.5, f"--val-split must be above 0 and at most 0.5, got {self.val_split}"),
+            (self.workers is None or 1 <= self.workers <= 256, f"--workers must be between 1 and 256, got {self.workers}"),
             (self.model in ("cnn", "pca"), f"unknown model family {self.model!r} (use cnn or pca)"),
         ]
         for ok, message in checks:
@@ -90,9 +103,12 @@ class TrainConfig:
         return kept if self.limit is None else kept.head(self.limit)
 
     def default_run_name(self) -> str:
-        """``cnn-d16``; a CNN wider than the lecture's 32 channels says so: ``cnn-d16-w64``."""
+        """``cnn-d16``; a CNN wider than the lecture's 32 channels says so (``cnn-d16-w64``), and a run on a
+        folder of images names it (``cnn-d32-photos``)."""
         wide = self.model == "cnn" and self.nb_channels != NB_CHANNELS
-        return f"{self.model}-d{self.d}" + (f"-w{self.nb_channels}" if wide else "")
+        folder = self.data not in (None, "hub", "download") and Path(self.data).is_dir() and not is_idx_folder(self.data)
+        return (f"{self.model}-d{self.d}" + (f"-w{self.nb_channels}" if wide else "")
+                + (f"-{Path(self.data).resolve().name}" if folder else ""))
 
 
 # options that earlier versions stored and later dropped, with the value that meant "off"
@@ -176,7 +192,7 @@ def _check_types(config: TrainConfig, where: str) -> None:
     """TOML has types; a recipe value of the wrong one is an error, not a surprise later."""
     for f in dataclasses.fields(TrainConfig):
         value = getattr(config, f.name)
-        expected = type(f.default) if f.default is not None else (int if f.name == "limit" else str)
+        expected = type(f.default) if f.default is not None else (int if f.name in ("limit", "channels", "image_size", "workers") else str)
         if value is None and f.default is None:
             continue
         if expected is float and isinstance(value, int) and not isinstance(value, bool):

@@ -3,15 +3,15 @@
 onnxruntime's CPU provider runs ``Conv`` in its blocked NCHWc layout on all
 threads and has int8 kernels for it (QLinearConv), while ``ConvTranspose``
 runs as a GEMM plus a single-threaded col2im and stays float under
-quantization.  A stride-1, unpadded transposed convolution is exactly a
-convolution with the kernel flipped, in/out channels swapped and ``k - 1``
+quantization.  A stride-1 transposed convolution with padding p is exactly a
+convolution with the kernel flipped, in/out channels swapped and ``k - 1 - p``
 zero padding, so the exported decoder uses that form where it pays.
 
 Where it does not pay, the layer stays a ConvTranspose (measured on the d=16
 decoder with onnxruntime 1.2x on 2 CPU cores):
 - the first layer: its input is 1x1, so it is one small matrix product either way;
-- a layer with one output channel (the last): NCHWc pads output channels to
-  blocks of 16, which made it 10x slower as a Conv;
+- the last layer, which writes the picture's 1 or 3 channels: NCHWc pads output
+  channels to blocks of 16, which made the one-channel layer 10x slower as a Conv;
 - the stride-2 layers: their sub-pixel form (one Conv with 4x the channels,
   then DepthToSpace) was slower in fp32 and in int8 than the ConvTranspose.
 
@@ -34,8 +34,9 @@ def _flip(w: torch.Tensor) -> torch.Tensor:
 
 
 def _as_conv(layer: nn.ConvTranspose2d) -> nn.Conv2d:
-    kh, kw = layer.kernel_size
-    conv = nn.Conv2d(layer.in_channels, layer.out_channels, (kh, kw), padding=(kh - 1, kw - 1), bias=layer.bias is not None)
+    (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
+    conv = nn.Conv2d(layer.in_channels, layer.out_channels, (kh, kw), padding=(kh - 1 - ph, kw - 1 - pw),
+                     bias=layer.bias is not None)
     with torch.no_grad():
         conv.weight.copy_(_flip(layer.weight))
         if layer.bias is not None:
@@ -46,8 +47,8 @@ def _as_conv(layer: nn.ConvTranspose2d) -> nn.Conv2d:
 def _rewritable(decoder: nn.Sequential) -> list[int]:
     """Positions of the layers worth rewriting (see the module docstring)."""
     convs = [i for i, layer in enumerate(decoder) if isinstance(layer, nn.ConvTranspose2d)]
-    return [i for i in convs[1:] if decoder[i].stride == (1, 1) and decoder[i].padding == (0, 0)
-            and decoder[i].dilation == (1, 1) and decoder[i].groups == 1 and decoder[i].out_channels > 1]
+    return [i for i in convs[1:-1] if decoder[i].stride == (1, 1) and decoder[i].dilation == (1, 1)
+            and decoder[i].groups == 1 and all(p < k for p, k in zip(decoder[i].padding, decoder[i].kernel_size))]
 
 
 def conv_form(decoder: nn.Sequential) -> nn.Sequential:

@@ -28,15 +28,15 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..bundle_format import (DECODER, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, BundleMeta, GraphInfo, ImageSpec,
-                             sha256_file, write_meta)
-from ..data import load_mnist
+from ..bundle_format import DECODER, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, BundleMeta, GraphInfo, sha256_file, write_meta
 from ..density import DiagonalGaussian, GaussianMixture, density_from_dict
 from ..errors import AetoolError
 from ..fileio import atomic_dir
 from ..runtime import make_session
+from .config import config_from_dict
 from .conv_form import conv_form
-from .model import forward_all
+from .datasets import TrainingData, load_training_data
+from .model import as_float, forward_all
 from .run import RunFolder, epochs_in_all
 
 DEFAULT_DENSITY = GaussianMixture.kind
@@ -144,10 +144,10 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
     metrics = run.read_metrics()
     diagonal = run.read_density()
     family = config.get("model", "cnn")
-    test = load_mnist("test", config.get("data"))
-    images = test.images[: max(CHECK_BATCHES)]
+    data = load_training_data(config_from_dict(config, run.path), quiet=True)  # a folder's from its cache
+    images = as_float(data.heldout[: max(CHECK_BATCHES)])
     t0 = time.perf_counter()
-    densities, test_ll = fit_densities(model, diagonal, config, test.images)
+    densities, test_ll = fit_densities(model, diagonal, data)
     log(f"fitted the latent densities in {time.perf_counter() - t0:.1f} s")
 
     encoder, decoder = autoencoder_graphs(model, family)
@@ -168,7 +168,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
             name=out_dir.name,
             family=family,
             d=int(config["d"]),
-            image=ImageSpec(),
+            image=data.image,
             encoder=GraphInfo(ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, sha256_file(staging / ENCODER)),
             decoder=GraphInfo(DECODER, ENCODER_OUTPUT, ENCODER_INPUT, sha256_file(staging / DECODER),
                               form=DECODER_FORM if family == "cnn" else "as trained"),
@@ -199,20 +199,17 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
     return meta
 
 
-def fit_densities(model: torch.nn.Module, diagonal: dict, config: dict, test_images: np.ndarray, *, components: int = 10,
+def fit_densities(model: torch.nn.Module, diagonal: dict, data: TrainingData, *, components: int = 10,
                   fit_size: int = 20_000, seed: int = 0) -> tuple[dict, dict]:
     """The run's diagonal Gaussian (the lecture's) and a Gaussian mixture fitted here on f(train).
 
-    Each is scored by the mean log-likelihood per latent dimension of f(test),
-    held-out latents, so "the mixture fits better" is a number in latent.json.
+    Each is scored by the mean log-likelihood per latent dimension of f(held out),
+    so "the mixture fits better" is a number in latent.json.
     """
-    train = load_mnist("train", config.get("data"))
-    if config.get("limit"):
-        train = train.head(int(config["limit"]))
     rng = np.random.default_rng(seed)
-    pick = rng.permutation(len(train))[:fit_size]  # EM on 20,000 latents: as good as on 60,000
-    z_train = forward_all(model.encoder, train.images[np.sort(pick)])
-    z_test = forward_all(model.encoder, test_images)
+    pick = rng.permutation(len(data.train))[:fit_size]  # EM on 20,000 latents: as good as on 60,000
+    z_train = forward_all(model.encoder, data.train[np.sort(pick)])
+    z_test = forward_all(model.encoder, data.heldout)
     fitted = {DiagonalGaussian.kind: density_from_dict(diagonal),
               GaussianMixture.kind: GaussianMixture(min(components, len(z_train))).fit(z_train, seed=seed)}
     d = z_test.reshape(len(z_test), -1).shape[1]

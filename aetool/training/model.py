@@ -1,13 +1,16 @@
-"""The models, whole in one file: the lecture's convolutional autoencoder and PCA.
+"""The models, whole in one file: the lecture's convolutional autoencoder, its other image shapes, and PCA.
 
-The CNN is layer for layer the lecture's code (EE-559, "Autoencoders"): a 28x28
-image is squeezed through four convolutions to a d x 1 x 1 latent and decoded
-by the mirror stack of transposed convolutions.  The decoder has no final
-activation, as in the lecture, so outputs can leave [0, 1] slightly; the
-runtime clips for display.
+The CNN is layer for layer the lecture's code (EE-559, "Autoencoders") at 1x28x28:
+the image is squeezed through four convolutions to a d x 1 x 1 latent and decoded
+by the mirror stack of transposed convolutions.  Other shapes (a user's folder of
+gray or colour images at 32, 64, 128 or 256 pixels) get the same design, with
+the layers derived from the size: a 3x3 convolution, stride-2 convolutions halving
+the picture down to 4x4, a 4x4 convolution to the 1x1 latent, and the mirror back.
+The decoder has no final activation, as in the lecture, so outputs can leave
+[0, 1] slightly; the runtime clips for display.
 
 PCA, the optimum of the linear autoencoder, is wrapped with the same shapes,
-(N, 1, 28, 28) <-> (N, d, 1, 1), so export, bundles and every runtime command
+(N, C, H, W) <-> (N, d, 1, 1), so export, bundles and every runtime command
 treat both families alike (training.pca fits it in closed form).
 """
 
@@ -20,53 +23,67 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..lecture import IMAGE_SHAPE, NB_CHANNELS
+from ..errors import UsageError
+from ..lecture import IMAGE_SHAPE, IMAGE_SIZES, NB_CHANNELS
 
-PIXELS = math.prod(IMAGE_SHAPE)
-
-
-# (kernel, stride) of the lecture's five convolutions, from the image down to the 1x1 latent;
+# (kernel, stride, padding) of the lecture's five convolutions, from the image down to the 1x1 latent;
 # the decoder runs the same list backwards with transposed convolutions
-LECTURE_LAYERS = ((5, 1), (5, 1), (4, 2), (3, 2), (4, 1))
+LECTURE_LAYERS = ((5, 1, 0), (5, 1, 0), (4, 2, 0), (3, 2, 0), (4, 1, 0))
 
 
-def _stack(conv: type[nn.Module], channels: list[int], layers: tuple[tuple[int, int], ...]) -> list[nn.Module]:
+def layer_plan(size: int) -> tuple[tuple[int, int, int], ...]:
+    """The (kernel, stride, padding) of each convolution for square images of ``size`` pixels."""
+    if size == IMAGE_SHAPE[-1]:
+        return LECTURE_LAYERS
+    if size not in IMAGE_SIZES:
+        raise UsageError(f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size}")
+    plan, side = [(3, 1, 1)], size
+    while side > 4:
+        plan.append((4, 2, 1))  # halves the side exactly; its transpose doubles it
+        side //= 2
+    return (*plan, (4, 1, 0))
+
+
+def _stack(conv: type[nn.Module], channels: list[int], layers: tuple[tuple[int, int, int], ...]) -> list[nn.Module]:
     """conv, ReLU, conv, ..., conv: no activation after the last (the latent, or the pixels)."""
     modules: list[nn.Module] = []
-    for i, ((kernel, stride), c_in, c_out) in enumerate(zip(layers, channels[:-1], channels[1:])):
+    for i, ((kernel, stride, padding), c_in, c_out) in enumerate(zip(layers, channels[:-1], channels[1:])):
         if i:
             modules.append(nn.ReLU(inplace=True))
-        modules.append(conv(c_in, c_out, kernel_size=kernel, stride=stride))
+        modules.append(conv(c_in, c_out, kernel_size=kernel, stride=stride, padding=padding))
     return modules
 
 
 class Encoder(nn.Sequential):
-    """f: (N, 1, 28, 28) -> (N, d, 1, 1)."""
+    """f: (N, C, S, S) -> (N, d, 1, 1); at 1x28x28 the lecture's layers."""
 
-    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS) -> None:
-        c = nb_channels
-        super().__init__(*_stack(nn.Conv2d, [IMAGE_SHAPE[0], c, c, c, c, embedding_dim], LECTURE_LAYERS))
+    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS, channels: int = 1, size: int = 28) -> None:
+        plan = layer_plan(size)
+        widths = [channels] + [nb_channels] * (len(plan) - 1) + [embedding_dim]
+        super().__init__(*_stack(nn.Conv2d, widths, plan))
 
 
 class Decoder(nn.Sequential):
-    """g: (N, d, 1, 1) -> (N, 1, 28, 28), the mirror of :class:`Encoder`."""
+    """g: (N, d, 1, 1) -> (N, C, S, S), the mirror of :class:`Encoder`."""
 
-    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS) -> None:
-        c = nb_channels
-        super().__init__(*_stack(nn.ConvTranspose2d, [embedding_dim, c, c, c, c, IMAGE_SHAPE[0]], LECTURE_LAYERS[::-1]))
+    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS, channels: int = 1, size: int = 28) -> None:
+        plan = layer_plan(size)
+        widths = [embedding_dim] + [nb_channels] * (len(plan) - 1) + [channels]
+        super().__init__(*_stack(nn.ConvTranspose2d, widths, plan[::-1]))
 
 
 class AutoEncoder(nn.Module):
     """Encoder and decoder kept as separate modules so each exports to its own ONNX graph."""
 
-    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS) -> None:
+    def __init__(self, embedding_dim: int, nb_channels: int = NB_CHANNELS, channels: int = 1, size: int = 28) -> None:
         super().__init__()
         if embedding_dim < 1:
             raise ValueError("embedding_dim must be at least 1")
         self.embedding_dim = embedding_dim
         self.nb_channels = nb_channels
-        self.encoder = Encoder(embedding_dim, nb_channels)
-        self.decoder = Decoder(embedding_dim, nb_channels)
+        self.image_shape = (channels, size, size)
+        self.encoder = Encoder(embedding_dim, nb_channels, channels, size)
+        self.decoder = Decoder(embedding_dim, nb_channels, channels, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -75,40 +92,43 @@ class AutoEncoder(nn.Module):
 class PCAEncoder(nn.Module):
     """z = (x - mean) W, reshaped to (N, d, 1, 1)."""
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
-        self.linear = nn.Linear(PIXELS, d)
+        self.pixels = math.prod(image_shape)
+        self.linear = nn.Linear(self.pixels, d)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        z = self.linear(input.reshape(input.shape[0], PIXELS))
+        z = self.linear(input.reshape(input.shape[0], self.pixels))
         return z.reshape(z.shape[0], z.shape[1], 1, 1)
 
 
 class PCADecoder(nn.Module):
-    """x = z W^T + mean, reshaped to (N, 1, 28, 28)."""
+    """x = z W^T + mean, reshaped to (N, C, H, W)."""
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
-        self.linear = nn.Linear(d, PIXELS)
+        self.image_shape = tuple(image_shape)
+        self.linear = nn.Linear(d, math.prod(image_shape))
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         x = self.linear(input.reshape(input.shape[0], -1))
-        return x.reshape(x.shape[0], *IMAGE_SHAPE)
+        return x.reshape(x.shape[0], *self.image_shape)
 
 
 class PCAAutoEncoder(nn.Module):
-    def __init__(self, embedding_dim: int) -> None:
+    def __init__(self, embedding_dim: int, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
         self.embedding_dim = embedding_dim
-        self.encoder = PCAEncoder(embedding_dim)
-        self.decoder = PCADecoder(embedding_dim)
+        self.image_shape = tuple(image_shape)
+        self.encoder = PCAEncoder(embedding_dim, image_shape)
+        self.decoder = PCADecoder(embedding_dim, image_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
     @torch.no_grad()
     def set_basis(self, mean: np.ndarray, components: np.ndarray) -> "PCAAutoEncoder":
-        """``components``: (784, d) orthonormal columns."""
+        """``components``: (pixels, d) orthonormal columns."""
         w = torch.from_numpy(components.astype(np.float32))
         mu = torch.from_numpy(mean.astype(np.float32))
         self.encoder.linear.weight.copy_(w.T)
@@ -118,11 +138,25 @@ class PCAAutoEncoder(nn.Module):
         return self
 
 
+def image_shape_of(config: dict[str, Any]) -> tuple[int, int, int]:
+    """(C, S, S) of a stored config; runs from before other shapes existed are MNIST's."""
+    channels, size = config.get("channels") or IMAGE_SHAPE[0], config.get("image_size") or IMAGE_SHAPE[-1]
+    return (int(channels), int(size), int(size))
+
+
 def build_model(config: dict[str, Any]) -> nn.Module:
-    """The model a stored config describes (``model``, ``d``, ``nb_channels``), with fresh weights."""
+    """The model a stored config describes (``model``, ``d``, ``nb_channels``, the image shape), fresh weights."""
+    channels, size, _ = image_shape_of(config)
     if config.get("model", "cnn") == "pca":
-        return PCAAutoEncoder(config["d"])
-    return AutoEncoder(config["d"], config.get("nb_channels", NB_CHANNELS))
+        return PCAAutoEncoder(config["d"], (channels, size, size))
+    return AutoEncoder(config["d"], config.get("nb_channels", NB_CHANNELS), channels, size)
+
+
+def as_float(images: np.ndarray) -> np.ndarray:
+    """A batch of images as float32 in [0, 1]: uint8 arrays (a folder's cache) are divided by 255."""
+    if images.dtype == np.uint8:
+        return np.divide(images, np.float32(255), dtype=np.float32)
+    return np.ascontiguousarray(images, dtype=np.float32)
 
 
 @torch.no_grad()
@@ -132,7 +166,7 @@ def forward_all(module: nn.Module, images: np.ndarray, device: torch.device | st
     Batched so that 60,000 images never sit in one activation tensor.
     """
     module.eval()
-    out = [module(torch.from_numpy(images[i : i + batch]).to(device)).float().cpu().numpy()
+    out = [module(torch.from_numpy(as_float(images[i : i + batch])).to(device)).float().cpu().numpy()
            for i in range(0, len(images), batch)]
     return np.concatenate(out)
 
@@ -143,14 +177,15 @@ def sse_per_image(model: nn.Module, images: np.ndarray, device: torch.device | s
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i : i + batch]).to(device)
+        x = torch.from_numpy(as_float(images[i : i + batch])).to(device)
         out.append((model(x) - x).pow(2).flatten(1).sum(1).cpu().numpy())
     return np.concatenate(out)
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """The lecture's loss: 0.5 * sum of squared errors, averaged over the batch."""
-    return 0.5 * (x_hat.float() - x.float()).pow(2).sum() / x.shape[0]
+    """The lecture's loss: 0.5 * sum of squared errors, averaged over the batch (an empty share of a
+    ragged last batch under torchrun gives 0)."""
+    return 0.5 * (x_hat.float() - x.float()).pow(2).sum() / max(x.shape[0], 1)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -13,12 +13,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..data import load_mnist
 from ..density import DiagonalGaussian
 from ..errors import UsageError
 from ..metrics import psnr_from_sse, sse_per_image
 from .config import TrainConfig
-from .model import PIXELS, PCAAutoEncoder
+from .datasets import TrainingData
+from .model import PCAAutoEncoder, as_float
 from .run import RunFolder
 
 
@@ -41,33 +41,39 @@ def reconstruct_numpy(images: np.ndarray, mean: np.ndarray, components: np.ndarr
     return ((x - mean) @ components @ components.T + mean).reshape(images.shape)
 
 
-def train_pca(config: TrainConfig, run: RunFolder, *, log: Callable[[str], None] = print) -> dict:
-    if config.d > PIXELS:
-        raise UsageError(f"--d {config.d}: PCA has at most {PIXELS} directions")
-    train = config.training_part(load_mnist("train", config.data))
-    test = load_mnist("test", config.data)
+MAX_PIXELS = 4096  # the covariance is pixels x pixels: 4096 values an image is 128 MB and seconds to decompose
+
+
+def train_pca(config: TrainConfig, run: RunFolder, data: TrainingData, *, log: Callable[[str], None] = print) -> dict:
+    pixels = data.image.pixels
+    if pixels > MAX_PIXELS:
+        raise UsageError(f"PCA in closed form takes images of at most {MAX_PIXELS} values, these have {pixels}: "
+                         f"use a smaller --image-size or --channels 1")
+    if config.d > pixels:
+        raise UsageError(f"--d {config.d}: PCA has at most {pixels} directions")
+    train, heldout = as_float(data.train[:]), as_float(data.heldout[:])
     t0 = time.perf_counter()
-    mean, components = fit_pca(train.images, config.d)
+    mean, components = fit_pca(train, config.d)
     seconds = time.perf_counter() - t0
-    sse = sse_per_image(test.images, reconstruct_numpy(test.images, mean, components))
-    train_sse = sse_per_image(train.images, reconstruct_numpy(train.images, mean, components))
-    model = PCAAutoEncoder(config.d).set_basis(mean, components)
+    sse = sse_per_image(heldout, reconstruct_numpy(heldout, mean, components))
+    train_sse = sse_per_image(train, reconstruct_numpy(train, mean, components))
+    model = PCAAutoEncoder(config.d, data.image.shape).set_basis(mean, components)
     history = [{
         "epoch": 1,
         "train_loss": float(0.5 * train_sse.mean()),
         "test_sse_per_image": float(sse.mean()),
-        "test_psnr_db": psnr_from_sse(float(sse.mean())),
+        "test_psnr_db": psnr_from_sse(float(sse.mean()), pixels),
         "seconds": seconds,
     }]
     run.forget_density()  # an old run's density, if this replaces one (--force)
     run.save_checkpoint({"config": dataclasses.asdict(config), "epoch": 1, "model": model.state_dict(), "history": history})
-    z = (train.images.reshape(len(train), -1) - mean) @ components
+    z = (train.reshape(len(train), -1) - mean) @ components
     run.write_density(DiagonalGaussian().fit(z).to_dict())
     metrics = {
         "family": "pca",
         "config": dataclasses.asdict(config),
-        "parameters": {"encoder": PIXELS * config.d + config.d, "decoder": PIXELS * config.d + PIXELS},
-        "data": {"name": "mnist", "train_images": len(train), "test_images": len(test)},
+        "parameters": {"encoder": pixels * config.d + config.d, "decoder": pixels * config.d + pixels},
+        "data": data.info,
         "epochs_done": 1,
         "started_from": [],
         "epochs_in_all": 1,
@@ -77,6 +83,6 @@ def train_pca(config: TrainConfig, run: RunFolder, *, log: Callable[[str], None]
         "history": history,
     }
     run.write_metrics(metrics)
-    log(f"PCA d={config.d} on {len(train)} images: test SSE/image {history[0]['test_sse_per_image']:.3f}  "
+    log(f"PCA d={config.d} on {len(train)} images: {data.heldout_name} SSE/image {history[0]['test_sse_per_image']:.3f}  "
         f"PSNR {history[0]['test_psnr_db']:.2f} dB ({seconds:.1f} s) -> {run}")
     return metrics

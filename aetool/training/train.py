@@ -12,20 +12,47 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from ..data import Dataset, load_mnist
 from ..density import DiagonalGaussian
 from ..errors import AetoolError, UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
+from . import distributed
 from .augment import random_shift
 from .config import Recipe, TrainConfig
+from .datasets import Rows, load_training_data
 from .device import resolve_precision, torch_device
 from .pca import train_pca
 from .model import AutoEncoder, count_parameters, forward_all, reconstruction_loss, sse_per_image
 from .run import RunFolder, epochs_in_all
+
+
+class TrainImages:
+    """The training images as the loop reads them: a tensor on the device where they are in memory
+    already (MNIST) or fit on a GPU (so it copies nothing per batch), else a folder's rows read from
+    its cache batch by batch (on a CPU that is as fast, and a folder larger than RAM still trains)."""
+
+    ON_GPU_BYTES = 2 << 30
+
+    def __init__(self, images: np.ndarray | Rows, device: torch.device) -> None:
+        self.device, self.uint8 = device, images.dtype == np.uint8
+        self.on_device = not isinstance(images, Rows) or (device.type == "cuda" and images.nbytes <= self.ON_GPU_BYTES)
+        self.images = torch.from_numpy(np.asarray(images[:])).to(device) if self.on_device else images
+        self.length = len(images)
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def index_device(self) -> torch.device:
+        return self.device if self.on_device else torch.device("cpu")
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.images[idx] if self.on_device else torch.from_numpy(self.images[idx.numpy()]).to(self.device)
+        return x.float().div_(255) if self.uint8 else x
 
 
 class Trainer:
@@ -36,16 +63,22 @@ class Trainer:
         self.config = config
         self.run_folder = RunFolder(out_dir)
         self.out_dir = self.run_folder.path
-        self.quiet = quiet
-        self.log = log
-        self.device = torch_device(config.device)
+        self.ranks, self.device = distributed.setup(torch_device(config.device))
+        self.quiet = quiet or not self.ranks.main
+        self.log = log if self.ranks.main else (lambda s: None)
         self.precision = resolve_precision(config.precision, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: time the conv algorithms once, keep the fastest
+        if not self.ranks.main:
+            self.ranks.barrier()  # rank 0 decodes a folder into its cache first; the others then read the cache
+        self.data = load_training_data(config, quiet=self.quiet, log=self.log)  # fills in a folder's image shape
+        if self.ranks.main:
+            self.ranks.barrier()
         torch.manual_seed(config.seed)
-        self.model = AutoEncoder(config.d, config.nb_channels).to(self.device)
+        self.model = AutoEncoder(config.d, config.nb_channels, config.channels, config.image_size).to(self.device)
         if self.precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.step_model = self.ranks.wrap(self.model, self.device)  # what the training step calls
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.epoch = 0
         self.history: list[dict] = []
@@ -55,12 +88,6 @@ class Trainer:
         # each of the last K epochs, which sits in a flatter, better-generalising spot than
         # any one of them; it replaces the weights when the run ends
         self.average = AveragedModel(self.model) if config.average_last else None
-
-    # ---- data -----------------------------------------------------------
-    def load_data(self) -> tuple[Dataset, Dataset]:
-        train = load_mnist("train", self.config.data)
-        test = load_mnist("test", self.config.data)
-        return self.config.training_part(train), test
 
     # ---- checkpoints ----------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -73,6 +100,8 @@ class Trainer:
         }
         if self.average is not None:
             state["average"] = {k: v.contiguous() for k, v in self.average.state_dict().items()}
+        if not self.ranks.main:
+            return
         if self.replacing:
             self.run_folder.forget_density()
             self.replacing = False
@@ -114,31 +143,32 @@ class Trainer:
         if bf16:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            x_hat = self.model(x)
+            x_hat = self.step_model(x)
         loss = reconstruction_loss(x, x_hat)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
 
-    def train_epoch(self, x_train: torch.Tensor) -> tuple[float, float]:
+    def train_epoch(self, x_train: TrainImages) -> tuple[float, float]:
         c = self.config
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.epoch)
         g = torch.Generator().manual_seed(c.seed * 100_003 + self.epoch)
-        order = torch.randperm(len(x_train), generator=g).to(x_train.device)  # the same order on every device
+        order = torch.randperm(len(x_train), generator=g).to(x_train.index_device)  # the same order on every device
         batches = range(0, len(x_train), c.batch_size)
         bar = progress(batches, quiet=self.quiet, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="batch")
         # the loss is summed where it is computed: reading it every step would make a GPU wait for the host
         total, seen, t0 = torch.zeros((), dtype=torch.float64, device=self.device), 0, time.perf_counter()
         for i, start in enumerate(bar):
-            x = random_shift(x_train[order[start : start + c.batch_size]], c.shift, g)
+            x = random_shift(x_train.batch(self.ranks.my_part(order[start : start + c.batch_size])), c.shift, g)
             total += self.step(x) * len(x)
             seen += len(x)
             if hasattr(bar, "set_postfix") and i % 50 == 0:
                 bar.set_postfix(loss=f"{total.item() / seen:.3f}", refresh=False)
-        return total.item() / seen, time.perf_counter() - t0
+        sums = self.ranks.sum(torch.stack([total, torch.tensor(float(seen), dtype=torch.float64, device=self.device)]))
+        return sums[0].item() / sums[1].item(), time.perf_counter() - t0
 
     def run(self, resume: bool = False, stop_after: int | None = None) -> dict:
         """Train to ``config.epochs``, or pause after epoch ``stop_after`` of that schedule
@@ -147,24 +177,28 @@ class Trainer:
         last_epoch = c.epochs if stop_after is None else min(stop_after, c.epochs)
         if resume:
             self.load_checkpoint()
-        train, test = self.load_data()
-        x_train = torch.from_numpy(train.images).to(self.device)  # 188 MB: on a GPU, no copy per batch
+        train, heldout = self.data.train, self.data.heldout
+        x_train = TrainImages(train, self.device)
         if c.init_from and not resume:
             from .warm_start import start_from_run
 
-            start, revived = start_from_run(RunFolder(c.init_from), c.d, c.nb_channels, train.images, revive=c.revive_dead)
+            start, revived = start_from_run(RunFolder(c.init_from), c.d, c.nb_channels, train, revive=c.revive_dead,
+                                            model_shape=self.data.image.shape)
             self.model.load_state_dict(start.state_dict())
             self.started_from = RunFolder(c.init_from).chain_as_start(c.revive_dead)
             self.log(f"starting from {c.init_from} (latent projected on its top {c.d} principal directions where smaller, "
                      f"{c.nb_channels} channels, {revived} dead channels revived)")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.ranks.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
-            f"training {c.model} d={c.d} on {len(train)} images ({self.device.type}, {self.precision}), "
-            f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}, lr {c.lr} ({c.schedule}) -> {self.out_dir}"
+            f"training {c.model} d={c.d} on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}), "
+            f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}"
+            + (f" over {self.ranks.world} processes" if self.ranks.world > 1 else "")
+            + f", lr {c.lr} ({c.schedule}) -> {self.out_dir}"
         )
         while self.epoch < last_epoch:
             train_loss, seconds = self.train_epoch(x_train)
-            sse = sse_per_image(self.model, test.images, self.device)
+            sse = sse_per_image(self.model, heldout, self.device)
             self.epoch += 1
             row = {
                 "epoch": self.epoch,
@@ -172,31 +206,36 @@ class Trainer:
                 "batch_size": self.config.batch_size,
                 "train_loss": train_loss,
                 "test_sse_per_image": float(sse.mean()),
-                "test_psnr_db": psnr_from_sse(float(sse.mean())),
+                "test_psnr_db": psnr_from_sse(float(sse.mean()), self.data.image.pixels),
                 "seconds": seconds,
                 "train_images_per_s": len(train) / seconds,
             }
             if self.average is not None and self.in_average_window(self.epoch):
                 self.average.update_parameters(self.model)
-                average_sse = sse_per_image(self.average.module, test.images, self.device)
+                average_sse = sse_per_image(self.average.module, heldout, self.device)
                 row["averaged_epochs"] = int(self.average.n_averaged)
                 row["average_test_sse_per_image"] = float(average_sse.mean())
             self.history.append(row)
             self.save_checkpoint()
-            self.write_metrics(train, test, final=False)
+            self.write_metrics(final=False)
             self.log(
-                f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  test SSE/image {row['test_sse_per_image']:.3f}  "
+                f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  {self.data.heldout_name} SSE/image "
+                f"{row['test_sse_per_image']:.3f}  "
                 f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s)"
-                + (f"  average of {row['averaged_epochs']}: test SSE/image {row['average_test_sse_per_image']:.3f}"
+                + (f"  average of {row['averaged_epochs']}: {self.data.heldout_name} SSE/image "
+                   f"{row['average_test_sse_per_image']:.3f}"
                    if "averaged_epochs" in row else "")
             )
         if self.epoch < c.epochs:
-            return self.write_metrics(train, test, final=False)
+            return self.write_metrics(final=False)
         if self.average is not None:  # the run has ended, so its last epoch was averaged
             self.adopt_average()
-        density = DiagonalGaussian().fit(forward_all(self.model.encoder, train.images, self.device))
-        self.run_folder.write_density(density.to_dict())
-        return self.write_metrics(train, test, final=True)
+        if self.ranks.main:
+            density = DiagonalGaussian().fit(forward_all(self.model.encoder, train, self.device))
+            self.run_folder.write_density(density.to_dict())
+        metrics = self.write_metrics(final=True)
+        self.ranks.barrier()
+        return metrics
 
     def adopt_average(self) -> None:
         """The averaged weights become the run's weights (checkpoint, export, density)."""
@@ -204,7 +243,7 @@ class Trainer:
         self.save_checkpoint()
         self.log(f"weights: the average of the last {int(self.average.n_averaged)} epochs")
 
-    def write_metrics(self, train: Dataset, test: Dataset, final: bool) -> dict:
+    def write_metrics(self, final: bool) -> dict:
         last = self.history[-1]
         # once the average is adopted it is what the run's weights score
         sse = last["average_test_sse_per_image"] if final and "average_test_sse_per_image" in last else last["test_sse_per_image"]
@@ -215,16 +254,17 @@ class Trainer:
             "device": self.device.type,
             "torch": torch.__version__,
             "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
-            "data": {"name": "mnist", "train_images": len(train), "test_images": len(test)},
+            "data": self.data.info,
             "epochs_done": self.epoch,
             "started_from": self.started_from,
             "epochs_in_all": epochs_in_all(self.epoch, self.started_from),
             "complete": final,
             "test_sse_per_image": sse,
-            "test_psnr_db": psnr_from_sse(sse),
+            "test_psnr_db": psnr_from_sse(sse, self.data.image.pixels),
             "history": self.history,
         }
-        self.run_folder.write_metrics(metrics)
+        if self.ranks.main:
+            self.run_folder.write_metrics(metrics)
         return metrics
 
 
@@ -262,7 +302,8 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
     if exists and not resume and not force:
         raise UsageError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
     if config.model == "pca":
-        return train_pca(config, run, log=log)  # replaces an old run's density only once fitted
+        return train_pca(config, run, load_training_data(config, quiet=quiet, log=log), log=log)  # replaces an old
+        # run's density only once fitted
     if stop_after is not None and stop_after < 1:
         raise UsageError(f"--stop-after must be at least 1, got {stop_after}")
     trainer = Trainer(config, out_dir, quiet=quiet, log=log)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..bundle import Bundle, load_bundle
 from ..bundle_format import DECODER, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, BundleMeta, read_meta, sha256_file, write_meta
-from ..data import load_mnist
+from ..data import Dataset, load_mnist
 from ..errors import AetoolError
 from ..fileio import atomic_dir
 from ..metrics import psnr_from_sse, sse_per_image
@@ -65,10 +65,13 @@ def _node_names(path: Path, op_types: Sequence[str]) -> list[str]:
     return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in op_types]
 
 
-def _identity_scorer(labels: np.ndarray) -> Callable[[np.ndarray], float | None]:
-    """Identity kept of reconstructions by the digit classifier (loaded once), or None where there is none."""
+def _identity_scorer(labels: np.ndarray | None) -> Callable[[np.ndarray], float | None]:
+    """Identity kept of reconstructions by the digit classifier (loaded once), or None where there is none
+    (no classifier, or images that are no MNIST digits)."""
     from ..classify import DigitClassifier, identity_kept
 
+    if labels is None:
+        return lambda recon: None
     try:
         classifier = DigitClassifier(device="cpu")
     except AetoolError:
@@ -92,7 +95,7 @@ def _finish_variant(src: BundleMeta, staging: Path, out_dir: Path, variant: dict
                                     what=f"{precision} round trip", checker=False),
     }
     variant["tolerance"] = TOLERANCE[precision]
-    identity = _identity_scorer(test.labels)
+    identity = _identity_scorer(test.labels if (test.labels >= 0).all() else None)
     fp32_recon = fp32.reconstruct(test.images)
     variant["fp32_test_sse_per_image"] = float(sse_per_image(test.images, fp32_recon).mean())
     variant["fp32_identity_kept"] = identity(fp32_recon)
@@ -110,6 +113,20 @@ def _finish_variant(src: BundleMeta, staging: Path, out_dir: Path, variant: dict
     return meta
 
 
+def _data(meta: BundleMeta, bundle_dir: Path, calibration_images: int, eval_images: int) -> tuple[np.ndarray, Dataset]:
+    """Calibration images (training) and evaluation images with their labels (held out; MNIST's test digits
+    have labels, a folder's validation images are scored without) of the bundle's own training data."""
+    from .config import config_from_dict
+    from .datasets import load_training_data
+    from .model import as_float
+
+    data = load_training_data(config_from_dict(meta.training_config, bundle_dir), quiet=True)
+    heldout = as_float(data.heldout[:eval_images])
+    labels = load_mnist("test", meta.training_config.get("data")).labels[:eval_images] \
+        if data.info.get("name") == "mnist" else np.full(len(heldout), -1)
+    return as_float(data.train[:calibration_images]), Dataset(heldout, labels)
+
+
 def quantize_int8(bundle_dir: Path, out_dir: Path, *, calibration_images: int = 1000, keep_float: Sequence[str] = ("decoder:last",),
                   eval_images: int = 10_000, log: Callable[[str], None] = print) -> BundleMeta:
     """Static int8 (QDQ, per-channel weights) variant of a bundle, calibrated on training images.
@@ -121,8 +138,7 @@ def quantize_int8(bundle_dir: Path, out_dir: Path, *, calibration_images: int = 
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
     src = read_meta(bundle_dir)
     fp32 = load_bundle(bundle_dir, device="cpu")
-    calib = load_mnist("train").images[:calibration_images]
-    test = load_mnist("test").head(eval_images)
+    calib, test = _data(src, bundle_dir, calibration_images, eval_images)
     with atomic_dir(out_dir) as staging:
         _quantize_graph(bundle_dir / ENCODER, staging / ENCODER, ENCODER_INPUT, calib, [])
         dec_convs = _node_names(bundle_dir / DECODER, ("Conv", "ConvTranspose", "Gemm", "MatMul"))
@@ -153,7 +169,7 @@ def convert_fp16(bundle_dir: Path, out_dir: Path, *, eval_images: int = 10_000,
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
     src = read_meta(bundle_dir)
     fp32 = load_bundle(bundle_dir, device="cpu")
-    test = load_mnist("test").head(eval_images)
+    _, test = _data(src, bundle_dir, 0, eval_images)
     with atomic_dir(out_dir) as staging:
         for name in (ENCODER, DECODER):
             model = convert_float_to_float16(onnx.load(str(bundle_dir / name)), keep_io_types=True)

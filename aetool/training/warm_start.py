@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from .model import AutoEncoder, forward_all
+from .model import AutoEncoder, as_float, forward_all
 from .run import RunFolder
 
 
@@ -56,11 +56,13 @@ def shrink_latent(big: AutoEncoder, d: int, latents: np.ndarray) -> AutoEncoder:
     """
     if not 1 <= d < big.embedding_dim:
         raise ValueError(f"shrink_latent needs 1 <= d < {big.embedding_dim}, got {d}")
-    small = AutoEncoder(d, big.nb_channels)
-    small.load_state_dict({k: v for k, v in big.state_dict().items() if not k.startswith(("encoder.8.", "decoder.0."))},
+    channels, size, _ = big.image_shape
+    small = AutoEncoder(d, big.nb_channels, channels, size)
+    last = len(big.encoder) - 1
+    small.load_state_dict({k: v for k, v in big.state_dict().items() if not k.startswith((f"encoder.{last}.", "decoder.0."))},
                           strict=False)
     p = torch.from_numpy(principal_directions(latents, d)).float()  # (D, d)
-    enc, small_enc = big.encoder[8], small.encoder[8]  # Conv2d(c -> D, k4): z = W*h + b
+    enc, small_enc = big.encoder[last], small.encoder[last]  # Conv2d(c -> D, k4): z = W*h + b
     small_enc.weight.copy_(torch.einsum("Dk,Dchw->kchw", p, enc.weight))
     small_enc.bias.copy_(p.T @ enc.bias)
     dec, small_dec = big.decoder[0], small.decoder[0]  # ConvTranspose2d(D -> c, k4): y = sum_D z_D V_D + bias
@@ -86,7 +88,8 @@ def widen_channels(narrow: AutoEncoder, nb_channels: int, seed: int = 0) -> Auto
     if nb_channels < narrow.nb_channels:
         raise ValueError(f"widen_channels needs nb_channels >= {narrow.nb_channels}, got {nb_channels}")
     torch.manual_seed(seed)
-    wide = AutoEncoder(narrow.embedding_dim, nb_channels)
+    channels, size, _ = narrow.image_shape
+    wide = AutoEncoder(narrow.embedding_dim, nb_channels, channels, size)
     c = narrow.nb_channels
     for old, new in zip(list(narrow.encoder) + list(narrow.decoder), list(wide.encoder) + list(wide.decoder)):
         if not isinstance(old, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
@@ -116,7 +119,7 @@ def dead_channels(model: AutoEncoder, images: np.ndarray, batch: int = 1000) -> 
                 hooks.append(layer.register_forward_hook(record))
     try:
         for start in range(0, len(images), batch):
-            model(torch.from_numpy(images[start : start + batch]))
+            model(torch.from_numpy(as_float(images[start : start + batch])))
     finally:
         for h in hooks:
             h.remove()
@@ -138,7 +141,8 @@ def revive_dead_channels(model: AutoEncoder, images: np.ndarray, seed: int = 0) 
             continue
         stack = getattr(model, name)
         layer, reader = stack[i], stack[i + 2]
-        fresh = type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride)
+        fresh = type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                            padding=layer.padding)
         out_dim = _conv_out_dim(layer)
         idx = dead.nonzero().flatten()
         layer.weight.index_copy_(out_dim, idx, fresh.weight.index_select(out_dim, idx))
@@ -149,7 +153,7 @@ def revive_dead_channels(model: AutoEncoder, images: np.ndarray, seed: int = 0) 
 
 
 def start_from_run(run: RunFolder, d: int, nb_channels: int, images: np.ndarray,
-                   revive: bool = False) -> tuple[AutoEncoder, int]:
+                   revive: bool = False, model_shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[AutoEncoder, int]:
     """A trained CNN run as the start of a new one, computing what the run computes (its latent
     squeezed to ``d`` where smaller): latent shrunk (:func:`shrink_latent`, latents taken on
     ``images``, the training set), layers widened to ``nb_channels``, dead channels revived if
@@ -159,6 +163,8 @@ def start_from_run(run: RunFolder, d: int, nb_channels: int, images: np.ndarray,
         raise UsageError(f"--init-from: {run} is not a CNN run")
     if big.embedding_dim < d:
         raise UsageError(f"--init-from: {run} has d={big.embedding_dim}; starting d={d} needs a run with a larger latent")
+    if big.image_shape != model_shape:
+        raise UsageError(f"--init-from: {run} takes images of shape {big.image_shape}, this run {model_shape}")
     if big.nb_channels > nb_channels:
         raise UsageError(f"--init-from: {run} has {big.nb_channels} channels; starting {nb_channels} needs a run "
                           f"at most as wide")

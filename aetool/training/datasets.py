@@ -1,0 +1,137 @@
+"""What a run trains and is measured on: MNIST (the offline copy, IDX files, a download) or a folder of images.
+
+One function, :func:`load_training_data`, used by training and by export, so both
+see the same images: MNIST keeps its own test set as the held-out images; a folder
+is decoded once into a uint8 memory map (aetool.folder) and split into training
+and validation images by a seeded permutation.  A folder's images stay in the
+memory map: :class:`Rows` reads the rows a batch asks for, so a data set larger
+than RAM trains without loading it whole.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..bundle_format import ImageSpec
+from ..data import is_idx_folder, load_mnist
+from ..errors import UsageError
+from ..lecture import IMAGE_SHAPE
+from .config import TrainConfig
+
+
+class Rows:
+    """Rows ``index`` of an image array, read only when asked for.
+
+    From a memory-mapped cache the rows are read with ``pread`` into a fresh array rather than
+    through the map: pages read that way stay in the page cache instead of the process's resident
+    memory, so an epoch over a cache larger than RAM does not grow the process.
+    """
+
+    def __init__(self, images: np.ndarray, index: np.ndarray | None = None) -> None:
+        self.images = images
+        self.index = np.arange(len(images)) if index is None else np.asarray(index, dtype=np.int64)
+        self.file = getattr(images, "filename", None) if isinstance(images, np.memmap) else None
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = np.atleast_1d(self.index[key])
+        out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
+        if self.file is None:
+            out[:] = self.images[rows]
+        else:
+            self._pread(rows, out)
+        return out if np.ndim(self.index[key]) else out[0]
+
+    def _pread(self, rows: np.ndarray, out: np.ndarray) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.file, os.O_RDONLY)
+        row_bytes = out[0].nbytes if len(out) else 0
+        flat = out.reshape(len(out), -1).view(np.uint8)
+        # runs of consecutive rows are read in one call (a slice is one run)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            view = memoryview(flat[start:stop]).cast("B")
+            offset, done = self.images.offset + int(rows[start]) * row_bytes, 0
+            while done < len(view):
+                n = os.preadv(self._fd, [view[done:]], offset + done)
+                if n <= 0:
+                    raise OSError(f"{self.file}: the image cache is shorter than its header says")
+                done += n
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.images.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.images.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * int(np.prod(self.images.shape[1:])) * self.images.dtype.itemsize
+
+
+@dataclass
+class TrainingData:
+    train: np.ndarray | Rows  # float32 in [0, 1] (MNIST) or uint8 rows of a folder's memory map
+    heldout: np.ndarray | Rows
+    heldout_name: str  # "test" (MNIST) or "validation" (a folder's split)
+    image: ImageSpec
+    info: dict[str, Any] = field(default_factory=dict)  # for metrics.json's "data"
+
+
+def is_image_folder(source: str | None) -> bool:
+    """A --data folder that is not MNIST's IDX files: a user's images."""
+    if source in (None, "hub", "download"):
+        return False
+    folder = Path(source).expanduser()
+    return folder.is_dir() and not is_idx_folder(folder)
+
+
+def load_training_data(config: TrainConfig, *, quiet: bool = True, log: Callable[[str], None] = print) -> TrainingData:
+    """The run's training and held-out images; fills in ``config.channels`` and ``config.image_size``
+    where they were left to the data."""
+    if is_image_folder(config.data):
+        return _folder_data(config, quiet, log)
+    if (config.channels or 1) != 1 or (config.image_size or 28) != 28:
+        raise UsageError("--channels and --image-size are for folders of images; MNIST is 1x28x28")
+    config.channels, config.image_size = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
+    train = config.training_part(load_mnist("train", config.data))
+    test = load_mnist("test", config.data)
+    return TrainingData(train.images, test.images, "test", ImageSpec(),
+                        {"name": "mnist", "train_images": len(train), "test_images": len(test), "heldout": "test"})
+
+
+def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -> TrainingData:
+    from ..folder import load_folder, skipped_summary, split
+
+    data = load_folder(config.data, channels=config.channels, size=config.image_size, fit=config.fit,
+                       workers=config.workers, strict=config.strict, quiet=quiet)
+    summary = skipped_summary(data)
+    if summary:
+        log(summary)
+    config.channels, config.image_size = data.channels, data.size
+    train_idx, val_idx = split(len(data), config.val_split, config.seed)
+    train_idx = train_idx[config.holdout :]
+    if config.limit is not None:
+        train_idx = train_idx[: config.limit]
+    if len(train_idx) == 0:
+        raise UsageError(f"--holdout {config.holdout} leaves none of the folder's training images")
+    info = {"name": "folder", "root": str(Path(config.data).resolve()), "train_images": len(train_idx),
+            "test_images": len(val_idx), "heldout": "validation", "val_split": config.val_split,
+            "classes": data.class_names, "skipped": len(data.skipped), "fit": data.fit}
+    return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",
+                        ImageSpec(channels=data.channels, height=data.size, width=data.size,
+                                  preprocessing=f"resize_{data.fit}"), info)

@@ -278,10 +278,11 @@ def train(ctx, recipe_path, d, model, epochs, data_source, image_size, out, devi
     if launched_rank() != 0:  # under torchrun rank 0 alone reports
         return
     if not metrics["complete"]:
-        click.echo(f"paused: {out} after epoch {metrics['epochs_done']} of {metrics['config']['epochs']}, test SSE/image "
+        click.echo(f"paused: {out} after epoch {metrics['epochs_done']} of {metrics['config']['epochs']}, held-out SSE/image "
                    f"{metrics['test_sse_per_image']:.3f}; continue with: aetool train --out {out} --resume")
         return
-    click.echo(f"done: {out}  test SSE/image {metrics['test_sse_per_image']:.3f}, PSNR {metrics['test_psnr_db']:.2f} dB "
+    heldout = (metrics.get("data") or {}).get("heldout", "test")
+    click.echo(f"done: {out}  {heldout} SSE/image {metrics['test_sse_per_image']:.3f}, PSNR {metrics['test_psnr_db']:.2f} dB "
                f"after {metrics['epochs_done']} epoch(s); next: aetool export {out}")
 
 
@@ -541,6 +542,9 @@ def evaluate(n_images, bundle, echo, quiet):
     from .compare import evaluate as evaluate_bundle
     from .data import mnist_test_head
 
+    if bundle.meta.image.preprocessing != "mnist_digit":
+        raise UsageError(f"evaluate scores MNIST digits; bundle {bundle.name} was trained on other images "
+                         f"(its validation numbers are in aetool info)")
     test = mnist_test_head(n_images)
     row, _ = evaluate_bundle(bundle, test.images, test.labels, DigitClassifier(device="cpu"), n_show=min(36, n_images))
     echo(f"{bundle.name} on {n_images} test digits: SSE/image {row['test_sse_per_image']:.3f}, "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Your own images, end to end, on a stand-in for a folder of photos: 10,000 MNIST digits drawn in
 # colour on coloured backgrounds (32x32 PNGs, one sub-folder per digit). Everything goes to ./demo/.
-#   bash scripts/demo_colour.sh        # about 5 minutes on 2 CPU cores
+#   bash scripts/demo_colour.sh        # about 2 minutes on 2 CPU cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -11,9 +11,8 @@ cd demo
 [ -d photos ] || python -c "from aetool.data import write_coloured_digits; write_coloured_digits('photos', n=10000)"
 aetool train --data photos --d 16 --epochs "$EPOCHS" --schedule cosine --force
 aetool export models/cnn-d16-photos
-ls photos/digit-3 | head -n 2 | sed 's|^|photos/digit-3/|' > two.txt
-aetool reconstruct $(ls photos/digit-*/0000*.png | head -n 12) -o recon.png
-aetool interpolate $(sed -n 1p two.txt) photos/digit-8/00017.png -o walk.gif --steps 12
+aetool reconstruct photos/digit-*/0000?.png -o recon.png     # the first ten images
+aetool interpolate photos/digit-3/00007.png photos/digit-8/00017.png -o walk.gif --steps 12
 aetool sample -n 64 --seed 0 -o samples.png
 aetool encode photos -o latents.npy
 aetool decode latents.npy -o decoded.png --ncols 100 --scale 1 -q

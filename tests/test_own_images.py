@@ -64,6 +64,9 @@ def test_runtime_commands_write_colour_pictures(colour_ws, tmp_path):
     run_cli("sample", "-n", "9", "-o", str(tmp_path / "s.png"), "--seed", "0", cwd=colour_ws)
     assert Image.open(tmp_path / "s.png").mode == "RGB"
     usage_error(run_cli("reconstruct", "--mnist-test", "4", cwd=colour_ws, check=False), "not trained on MNIST")
+    usage_error(run_cli("evaluate", cwd=colour_ws, check=False), "evaluate scores MNIST digits")
+    info = run_cli("info", cwd=colour_ws).stdout
+    assert "cnn, d=8, fp32, image 3x32x32" in info and "preprocessing resize_pad" in info
 
 
 def test_encode_a_folder_and_decode_the_latents(colour_ws, tmp_path):

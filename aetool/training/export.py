@@ -183,6 +183,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
                 "epochs_in_all": epochs_in_all(metrics.get("epochs_done"), metrics.get("started_from", [])),
                 "config": config,
                 "parameters": metrics.get("parameters"),
+                "layers": metrics.get("layers"),
                 "test_sse_per_image": metrics.get("test_sse_per_image"),
                 "test_psnr_db": metrics.get("test_psnr_db"),
             },

@@ -16,8 +16,9 @@ treat both families alike (training.pca fits it in closed form).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -159,26 +160,51 @@ def as_float(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images, dtype=np.float32)
 
 
+@contextlib.contextmanager
+def _plain_layout(module: nn.Module) -> Iterator[None]:
+    """Evaluate a channels_last model (bf16 training) in the plain NCHW layout: on CPUs its
+    reorders, call after call, held hundreds of MB that the plain layout does not need."""
+    w = next((p for p in module.parameters() if p.dim() == 4), None)
+    channels_last = w is not None and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
+    if channels_last:
+        module.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+
+
+def eval_batch(images: np.ndarray) -> int:
+    """Images per batch when only evaluating: 1,000 MNIST digits, fewer large pictures (about 4 MB of
+    input a batch), so the activations of a batch stay well under the size of a large data set."""
+    return max(8, min(1000, (1 << 20) // max(1, int(np.prod(images.shape[1:])))))
+
+
 @torch.no_grad()
-def forward_all(module: nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch: int = 1000) -> np.ndarray:
+def forward_all(module: nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch: int | None = None) -> np.ndarray:
     """``module`` (an encoder, or a whole autoencoder) over ``images`` in batches, as float32 numpy.
 
     Batched so that 60,000 images never sit in one activation tensor.
     """
+    batch = batch or eval_batch(images)
     module.eval()
-    out = [module(torch.from_numpy(as_float(images[i : i + batch])).to(device)).float().cpu().numpy()
-           for i in range(0, len(images), batch)]
+    with _plain_layout(module):
+        out = [module(torch.from_numpy(as_float(images[i : i + batch])).to(device)).float().cpu().numpy()
+               for i in range(0, len(images), batch)]
     return np.concatenate(out)
 
 
 @torch.no_grad()
-def sse_per_image(model: nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch: int = 1000) -> np.ndarray:
+def sse_per_image(model: nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch: int | None = None) -> np.ndarray:
     """Sum of squared errors of each image's reconstruction, in exact fp32."""
+    batch = batch or eval_batch(images)
     model.eval()
     out = []
-    for i in range(0, len(images), batch):
-        x = torch.from_numpy(as_float(images[i : i + batch])).to(device)
-        out.append((model(x) - x).pow(2).flatten(1).sum(1).cpu().numpy())
+    with _plain_layout(model):
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(as_float(images[i : i + batch])).to(device)
+            out.append((model(x) - x).pow(2).flatten(1).sum(1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -186,6 +212,15 @@ def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """The lecture's loss: 0.5 * sum of squared errors, averaged over the batch (an empty share of a
     ragged last batch under torchrun gives 0)."""
     return 0.5 * (x_hat.float() - x.float()).pow(2).sum() / max(x.shape[0], 1)
+
+
+def describe_layers(model: AutoEncoder) -> dict[str, list[str]]:
+    """The convolutions of both stacks in words, for the run's record and the bundle's."""
+    def words(layer: nn.Module) -> str:
+        (k, _), (st, _), (p, _) = layer.kernel_size, layer.stride, layer.padding
+        return f"{type(layer).__name__}({layer.in_channels}->{layer.out_channels}, k{k}, s{st}, p{p})"
+
+    return {part: [words(m) for m in getattr(model, part) if not isinstance(m, nn.ReLU)] for part in ("encoder", "decoder")}
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -26,7 +26,7 @@ from .config import Recipe, TrainConfig
 from .datasets import Rows, load_training_data
 from .device import resolve_precision, torch_device
 from .pca import train_pca
-from .model import AutoEncoder, count_parameters, forward_all, reconstruction_loss, sse_per_image
+from .model import AutoEncoder, count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
 from .run import RunFolder, epochs_in_all
 
 
@@ -254,6 +254,7 @@ class Trainer:
             "device": self.device.type,
             "torch": torch.__version__,
             "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
+            "layers": describe_layers(self.model),
             "data": self.data.info,
             "epochs_done": self.epoch,
             "started_from": self.started_from,

@@ -147,6 +147,51 @@ class GraphInfo:
 
 
 @dataclass
+class AnomalyCalibration:
+    """How ``aetool score`` turns a picture into one anomaly score, fitted on held-out normal images.
+
+    score = (log SSE - log_sse_mean) / log_sse_std + (NLL - nll_mean) / nll_std, where SSE is the
+    reconstruction's sum of squared errors and NLL the latent's negative log-likelihood per dimension
+    under the default density; a picture is flagged above ``threshold``, the score's (1 - fpr)
+    quantile on the calibration images.  ``heldout_fpr`` is the rate measured on a second, fresh
+    half of the held-out images.
+    """
+
+    log_sse_mean: float
+    log_sse_std: float
+    nll_mean: float
+    nll_std: float
+    threshold: float
+    fpr: float
+    images: int
+    quantiles: dict[str, float]
+    source: str
+    heldout_fpr: float | None = None
+    heldout_images: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str) -> "AnomalyCalibration":
+        r = _Reader(obj, where)
+        numbers = {}
+        for key in ("log_sse_mean", "log_sse_std", "nll_mean", "nll_std", "threshold", "fpr"):
+            v = r._get(key, False)
+            if not _finite(v) or (key.endswith("_std") and v <= 0) or (key == "fpr" and not 0 < v <= 0.5):
+                raise r._bad(key, "a finite number" + (" > 0" if key.endswith("_std") else "")
+                             + (" in (0, 0.5]" if key == "fpr" else ""))
+            numbers[key] = float(v)
+        quantiles = r.mapping("quantiles")
+        if not all(_finite(v) for v in quantiles.values()):
+            raise r._bad("quantiles", "finite numbers")
+        fresh = r._get("heldout_fpr", True)
+        return cls(**numbers, images=r.int("images", 1), quantiles={k: float(v) for k, v in quantiles.items()},
+                   source=r.str("source"), heldout_fpr=float(fresh) if _finite(fresh) else None,
+                   heldout_images=r.obj.get("heldout_images") if isinstance(r.obj.get("heldout_images"), int) else None)
+
+
+@dataclass
 class BundleMeta:
     """Everything ``latent.json`` holds.  ``training``, ``export`` and ``variant`` are records
     for people and tables (their keys are listed in docs/bundle-format.md); the runtime reads
@@ -165,6 +210,7 @@ class BundleMeta:
     training: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
     variant: dict[str, Any] | None = None
+    anomaly: AnomalyCalibration | None = None  # set by aetool calibrate (and export)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -183,6 +229,8 @@ class BundleMeta:
         }
         if self.variant is not None:
             out["variant"] = self.variant
+        if self.anomaly is not None:
+            out["anomaly"] = self.anomaly.to_dict()
         return out
 
     @classmethod
@@ -203,6 +251,7 @@ class BundleMeta:
         scores = r.mapping("density_test_log_likelihood_per_dim", optional=True) or {}
         opset = graphs.obj.get("opset")
         variant = r.mapping("variant", optional=True)
+        anomaly = r.mapping("anomaly", optional=True)
         return cls(name=r.str("name"), family=r.str("family", FAMILIES), d=d,
                    image=ImageSpec.from_dict(r.mapping("image"), f"{where}.image"),
                    encoder=GraphInfo.from_dict(graphs.mapping("encoder"), f"{where}.graphs.encoder"),
@@ -211,7 +260,8 @@ class BundleMeta:
                    density_test_log_likelihood_per_dim={k: float(v) for k, v in scores.items() if _finite(v)},
                    opset=opset if isinstance(opset, int) else None,
                    training=r.mapping("training", optional=True) or {}, export=r.mapping("export", optional=True) or {},
-                   variant=variant)
+                   variant=variant,
+                   anomaly=None if anomaly is None else AnomalyCalibration.from_dict(anomaly, f"{where}.anomaly"))
 
     # ---- the training record, read defensively: it is for people, not for the runtime
     @property

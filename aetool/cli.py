@@ -71,6 +71,9 @@ def examples(*lines: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
+EXIT_CODE = "_exit_code"  # a runtime command's report may ask for a non-zero exit after it is printed
+
+
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2))
 
@@ -99,12 +102,15 @@ def bundle_options(f: Callable) -> Callable:
                              note=None if quiet else lambda line: click.echo(line, err=True))
         echo = (lambda *a, **k: None) if quiet or as_json else click.echo
         report = f(*args, bundle=bundle, echo=echo, quiet=quiet or as_json, **kwargs)
+        exit_code = report.pop(EXIT_CODE, 0)
         if as_json:
             emit_json({**report, "bundle": str(bundle.path), "provider": bundle.provider})
         # after the work, so a failure prints its one error line alone; on stderr, so stdout
         # stays clean for --json and pipes
         if not quiet:
             click.echo(f"bundle {bundle.path} ({bundle.family}, d={bundle.d}) ran on {bundle.provider}", err=True)
+        if exit_code:
+            sys.exit(exit_code)
 
     return wrapper
 
@@ -302,8 +308,10 @@ def train(ctx, recipe_path, d, model, epochs, data_source, image_size, out, devi
 @click.option("--fp16", is_flag=True, help="Also write an fp16 variant for GPUs, <out>-fp16 (checked at fp16 tolerance).")
 @click.option("--eval-images", type=click.IntRange(min=1, max=10_000), default=10_000, show_default=True,
               help="Test images on which the variants' error is measured.")
+@click.option("--fpr", type=click.FloatRange(min=0, max=0.5), default=0.01, show_default=True,
+              help="Calibrate the anomaly threshold for this false-positive rate on held-out images (0: none).")
 @quiet_option
-def export(run, models_dir, out, tolerance, int8, fp16, eval_images, quiet):
+def export(run, models_dir, out, tolerance, int8, fp16, eval_images, fpr, quiet):
     """Export a run (RUN: a folder or a name in models/; default the newest) to an ONNX bundle.
 
     The bundle is checked against PyTorch before it replaces anything at --out.
@@ -314,7 +322,7 @@ def export(run, models_dir, out, tolerance, int8, fp16, eval_images, quiet):
     log = logger(quiet)
     run_dir = find_run(models_dir, run)
     out = out or Path("export") / run_dir.name
-    export_run(run_dir.path, out, tolerance=tolerance, log=log)
+    export_run(run_dir.path, out, tolerance=tolerance, fpr=fpr, log=log)
     if int8:
         from .training.variants import quantize_int8
 
@@ -489,6 +497,96 @@ def decode(latents, output, ncols, scale, bundle, echo, quiet):
 
 
 @main.command(epilog=examples(
+    "aetool score part1.png part2.png       # SSE, latent NLL, anomaly score, flagged or not",
+    "aetool score line-camera/ --csv scores.csv --fail-on-anomaly   # exit 3 when any image is flagged",
+))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="IMAGES_OR_FOLDERS...")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write path, sse, nll, score, anomalous a row per image, in input order.")
+@click.option("--fail-on-anomaly", is_flag=True, help="Exit with status 3 when any image is over the threshold.")
+@invert_option
+@bundle_options
+def score(inputs, csv_path, fail_on_anomaly, invert, bundle, echo, quiet):
+    """Anomaly scores of pictures (files, or folders searched recursively) against the bundle's threshold.
+
+    The score adds the standardised log reconstruction error and latent negative log-likelihood;
+    `aetool calibrate` sets its threshold for a false-positive rate on held-out normal images.
+    """
+    import csv
+
+    from .anomaly import score_files
+    from .embed import expand_inputs
+    from .fileio import atomic_path
+    from .progress import progress
+
+    cal = bundle.meta.anomaly
+    if cal is None:
+        click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
+    paths = expand_inputs(inputs)
+    rows = []
+    for batch, sse, nll, scores in progress(score_files(bundle, paths, invert), quiet=quiet, desc="scoring",
+                                            total=-(-len(paths) // 256)):
+        for i, path in enumerate(batch):
+            value = None if scores is None else float(scores[i])
+            rows.append({"path": path, "sse": float(sse[i]), "nll": float(nll[i]), "score": value,
+                         "anomalous": None if value is None else bool(value > cal.threshold)})
+    if csv_path is not None:
+        with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["path", "sse", "nll", "score", "anomalous"])
+            writer.writeheader()
+            writer.writerows(rows)
+    flagged = sum(1 for r in rows if r["anomalous"])
+    echo(f"{'path':<40} {'sse':>9} {'nll':>8} {'score':>8}  anomalous")
+    for r in rows[:1000]:
+        echo(f"{r['path'][-40:]:<40} {r['sse']:>9.3f} {r['nll']:>8.3f} "
+             f"{'-' if r['score'] is None else format(r['score'], '8.3f'):>8}  {'' if r['anomalous'] is None else r['anomalous']}")
+    if cal is not None:
+        echo(f"{flagged} of {len(rows)} flagged (threshold {cal.threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
+             f"false positives on {cal.images} {cal.source})")
+    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": rows}
+    if fail_on_anomaly and flagged:
+        report[EXIT_CODE] = 3  # after the report is printed
+    return report
+
+
+@main.command(epilog=examples(
+    "aetool calibrate --bundle export/cnn-d8 --fpr 0.01",
+    "aetool calibrate --bundle cnn-d16 --out export/cnn-d16-calibrated   # a copy of a shipped bundle",
+))
+@click.option("--fpr", type=click.FloatRange(min=0, max=0.5, min_open=True), default=0.01, show_default=True,
+              help="False-positive rate the threshold is set for, on held-out normal images.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the calibrated bundle here (a copy); default: the bundle in place (not a shipped one).")
+@bundle_options
+def calibrate(fpr, out, bundle, echo, quiet):
+    """Set the anomaly threshold of a bundle on held-out normal images (MNIST's test set, or the
+    validation split of the folder it was trained on); stored in its latent.json."""
+    import shutil
+
+    from .anomaly import calibrate as fit_calibration, heldout_images, write_calibration
+    from .bundle import shipped_root
+
+    target = out or bundle.path
+    if out is None and bundle.path.resolve().is_relative_to(shipped_root().resolve()):
+        raise UsageError(f"{bundle.path} ships with aetool: write a calibrated copy with --out DIR")
+    images, source = heldout_images(bundle)
+    cal = fit_calibration(bundle, images, fpr, source)
+    if out is not None and Path(out).resolve() != bundle.path.resolve():
+        from .fileio import atomic_dir
+
+        with atomic_dir(out) as staging:
+            for f in bundle.path.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, staging / f.name)
+            write_calibration(staging, cal)
+    else:
+        write_calibration(target, cal)
+    echo(f"calibrated {target}: threshold {cal.threshold:.3f} at {100 * fpr:g} % false positives on {cal.images} "
+         f"{source}; measured on {cal.heldout_images} fresh ones: {100 * cal.heldout_fpr:.2f} %")
+    return {"output": str(target), **cal.to_dict()}
+
+
+@main.command(epilog=examples(
     "aetool bench",
     "aetool bench --batch-sizes 1,64,1024 --seconds 2 --json > bench.json",
     "aetool bench --bundle cnn-d16-int8 --threads 1 --no-torch",
@@ -564,7 +662,7 @@ def info(bundle_arg, as_json):
     m = read_meta(path)
     if as_json:
         emit_json({"path": str(path), **m.summary(), "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
-                   "training": m.training, "variant": m.variant})
+                   "training": m.training, "variant": m.variant, "anomaly": None if m.anomaly is None else m.anomaly.to_dict()})
         return
     click.echo(f"{path}: {m.family}, d={m.d}, {m.precision}, image {'x'.join(map(str, m.image.shape))} in "
                f"{list(m.image.range)}, preprocessing {m.image.preprocessing}")
@@ -580,6 +678,10 @@ def info(bundle_arg, as_json):
                + (f"; started from {chain}: {_fmt(m.training_number('epochs_in_all'), 'd')} epochs in all" if chain else "")
                + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
                + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else ""))
+    a = m.anomaly
+    click.echo("anomaly threshold: none (aetool calibrate sets one)" if a is None else
+               f"anomaly threshold {a.threshold:.3f} for {100 * a.fpr:g} % false positives on {a.images} {a.source}"
+               + ("" if a.heldout_fpr is None else f"; {100 * a.heldout_fpr:.2f} % on {a.heldout_images} fresh ones"))
     if m.variant:
         v = m.variant
         click.echo(f"variant of {v.get('source')}: test SSE/image {_fmt(v.get('test_sse_per_image'))} "

@@ -24,6 +24,13 @@ from ..lecture import IMAGE_SHAPE
 from .config import TrainConfig
 
 
+def as_float(images: np.ndarray) -> np.ndarray:
+    """A batch of images as float32 in [0, 1]: uint8 arrays (a folder's cache) are divided by 255."""
+    if images.dtype == np.uint8:
+        return np.divide(images, np.float32(255), dtype=np.float32)
+    return np.ascontiguousarray(images, dtype=np.float32)
+
+
 class Rows:
     """Rows ``index`` of an image array, read only when asked for.
 

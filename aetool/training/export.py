@@ -136,7 +136,8 @@ def autoencoder_graphs(model: torch.nn.Module, family: str) -> tuple[GraphConfig
             GraphConfig(decoder, DECODER, ENCODER_OUTPUT, ENCODER_INPUT, checked_against=model.decoder))
 
 
-def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, log: Callable[[str], None] = print) -> BundleMeta:
+def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fpr: float = 0.01,
+               log: Callable[[str], None] = print) -> BundleMeta:
     """Export the run in ``run_dir`` to the bundle folder ``out_dir``, replaced only once fully checked."""
     run, out_dir = RunFolder(run_dir), Path(out_dir)
     model, state = run.load_model()
@@ -195,8 +196,17 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, lo
             },
         )
         write_meta(staging, meta)
+        if fpr:  # the anomaly threshold, on the held-out images (aetool calibrate does it again later)
+            from ..anomaly import calibrate
+            from ..bundle import load_bundle
+
+            meta.anomaly = calibrate(load_bundle(staging, device="cpu"), as_float(data.heldout[:]), fpr,
+                                     f"{data.heldout_name} images ({data.info.get('name')})")
+            write_meta(staging, meta)
     log(f"exported {run} -> {out_dir}  ({family}, d={meta.d}, "
-        f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})")
+        f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})"
+        + ("" if meta.anomaly is None else f"; anomaly threshold at {100 * fpr:g} % false positives "
+           f"({100 * meta.anomaly.heldout_fpr:.2f} % on fresh held-out images)"))
     return meta
 
 

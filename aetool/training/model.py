@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..lecture import IMAGE_SHAPE, IMAGE_SIZES, NB_CHANNELS
+from .datasets import as_float
 
 # (kernel, stride, padding) of the lecture's five convolutions, from the image down to the 1x1 latent;
 # the decoder runs the same list backwards with transposed convolutions
@@ -151,13 +152,6 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     if config.get("model", "cnn") == "pca":
         return PCAAutoEncoder(config["d"], (channels, size, size))
     return AutoEncoder(config["d"], config.get("nb_channels", NB_CHANNELS), channels, size)
-
-
-def as_float(images: np.ndarray) -> np.ndarray:
-    """A batch of images as float32 in [0, 1]: uint8 arrays (a folder's cache) are divided by 255."""
-    if images.dtype == np.uint8:
-        return np.divide(images, np.float32(255), dtype=np.float32)
-    return np.ascontiguousarray(images, dtype=np.float32)
 
 
 @contextlib.contextmanager

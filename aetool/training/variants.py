@@ -109,6 +109,10 @@ def _finish_variant(src: BundleMeta, staging: Path, out_dir: Path, variant: dict
     sse = float(sse_per_image(test.images, recon).mean())
     variant.update(test_sse_per_image=sse, identity_kept=identity(recon), test_images=len(test.images),
                    test_psnr_db=psnr_from_sse(sse))
+    if src.anomaly is not None:  # the variant's own scores differ a little: its own threshold
+        from ..anomaly import calibrate
+
+        meta.anomaly = calibrate(load_bundle(staging, device="cpu"), test.images, src.anomaly.fpr, src.anomaly.source)
     write_meta(staging, meta)
     return meta
 

@@ -1,0 +1,88 @@
+"""Anomaly scores with a calibrated threshold (``aetool score``, ``aetool calibrate``), torch-free.
+
+An autoencoder says a picture is unusual in two ways: it reconstructs it badly (a high SSE), or
+it maps it where the latent density puts little mass (a high negative log-likelihood).  The score
+adds the two after standardising each on held-out normal images (log SSE, because reconstruction
+errors are skewed), so neither dominates by its units.  The threshold is the score's (1 - fpr)
+quantile on those images: the false-positive rate a user asks for, measured rather than assumed,
+and checked on a second, fresh half of the held-out images.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .bundle import Bundle
+from .bundle_format import AnomalyCalibration, read_meta, write_meta
+from .errors import AetoolError, UsageError
+from .metrics import sse_per_image
+
+BATCH = 256
+QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+def parts(bundle: Bundle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: reconstruction SSE, and latent NLL per dimension under the bundle's default density."""
+    z = bundle.encode(images)
+    sse = sse_per_image(images, bundle.decode(z))
+    nll = -bundle.density.log_prob(z.reshape(len(z), -1)) / bundle.d
+    return sse, nll
+
+
+def combine(sse: np.ndarray, nll: np.ndarray, cal: AnomalyCalibration) -> np.ndarray:
+    """The anomaly score (see AnomalyCalibration)."""
+    return (np.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std + (nll - cal.nll_mean) / cal.nll_std
+
+
+def calibrate(bundle: Bundle, images: np.ndarray, fpr: float = 0.01, source: str = "held-out images") -> AnomalyCalibration:
+    """Fit the score's standardisation and threshold on the first half of ``images`` (normal, unseen in
+    training) and measure the false-positive rate on the second half."""
+    if not 0 < fpr <= 0.5:
+        raise UsageError(f"--fpr must be above 0 and at most 0.5, got {fpr}")
+    if len(images) < 4:
+        raise AetoolError(f"calibration needs at least 4 held-out images, got {len(images)}")
+    half = (len(images) + 1) // 2
+    sse, nll = parts(bundle, images[:half])
+    log_sse = np.log(sse + 1e-12)
+    if not (np.all(np.isfinite(log_sse)) and np.all(np.isfinite(nll))):
+        raise AetoolError("calibration: the scores of some held-out images are not finite")
+    cal = AnomalyCalibration(float(log_sse.mean()), float(max(log_sse.std(), 1e-9)), float(nll.mean()),
+                             float(max(nll.std(), 1e-9)), 0.0, float(fpr), half, {}, source)
+    scores = combine(sse, nll, cal)
+    cal.threshold = float(np.quantile(scores, 1 - fpr))
+    cal.quantiles = {str(q): float(np.quantile(scores, q)) for q in QUANTILES}
+    fresh_sse, fresh_nll = parts(bundle, images[half:])
+    cal.heldout_fpr = float(np.mean(combine(fresh_sse, fresh_nll, cal) > cal.threshold))
+    cal.heldout_images = len(images) - half
+    return cal
+
+
+def heldout_images(bundle: Bundle) -> tuple[np.ndarray, str]:
+    """Normal images the bundle's model did not train on: MNIST's test set for MNIST runs, a folder's
+    validation split for folder runs (the same seeded split training used)."""
+    from .training.config import config_from_dict  # numpy only: no torch in these modules
+    from .training.datasets import as_float, load_training_data
+
+    data = load_training_data(config_from_dict(bundle.meta.training_config, bundle.path), quiet=True)
+    return as_float(data.heldout[:]), f"{data.heldout_name} images ({data.info.get('name')})"
+
+
+def write_calibration(folder: Path, cal: AnomalyCalibration) -> None:
+    """latent.json with the calibration, atomically; the graphs (and so their hashes) are untouched."""
+    meta = read_meta(folder)
+    meta.anomaly = cal
+    write_meta(folder, meta)
+
+
+def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool | None = None
+                ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(paths, sse, nll, score or None without a calibration) a batch at a time."""
+    cal = bundle.meta.anomaly
+    for start in range(0, len(paths), BATCH):
+        batch = [str(p) for p in paths[start : start + BATCH]]
+        sse, nll = parts(bundle, bundle.load_images(batch, invert=invert))
+        yield batch, sse, nll, None if cal is None else combine(sse, nll, cal)

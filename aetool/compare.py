@@ -11,7 +11,6 @@ classifier reads confidently as some digit.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 

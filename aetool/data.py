@@ -371,6 +371,14 @@ def is_idx_folder(folder: str | Path) -> bool:
         return False
 
 
+def is_image_folder(source: str | Path | None) -> bool:
+    """A --data value naming a folder of a user's images: a folder that holds no IDX files."""
+    if source in (None, "hub", "download"):
+        return False
+    folder = Path(source).expanduser()
+    return folder.is_dir() and not is_idx_folder(folder)
+
+
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """Parse an IDX file (big-endian header: 0, 0, type, ndim, then dims)."""
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,20 +27,12 @@ LATENT_FORMATS = (".npy", ".csv")
 
 
 def expand_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the picture files inside folders (recursive, sorted, hidden ones skipped)."""
-    from .folder import SUFFIXES
+    """Files as given, and the picture files inside folders, found as training finds them (folder.scan)."""
+    from .folder import scan
 
     paths: list[Path] = []
-    for item in items:
-        item = Path(item)
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(item).parts))
-            if not found:
-                raise AetoolError(f"{item}: no picture files in this folder")
-            paths += found
-        else:
-            paths.append(item)
+    for item in map(Path, items):
+        paths += scan(item)[0] if item.is_dir() else [item]
     return paths
 
 

@@ -41,10 +41,8 @@ def _stderr_to_devnull():
 def _ort():
     # onnxruntime logs at import, before any setting can reach it (a coloured telemetry warning where
     # HOME is read-only): its own lines stay off the user's terminal; aetool reports problems itself
-    if "onnxruntime" not in sys.modules:
-        with _stderr_to_devnull():
-            import onnxruntime
-    import onnxruntime
+    with contextlib.nullcontext() if "onnxruntime" in sys.modules else _stderr_to_devnull():
+        import onnxruntime
 
     onnxruntime.set_default_logger_severity(3)  # errors only
     return onnxruntime

@@ -10,7 +10,7 @@ from PIL import Image
 
 from aetool.data import load_mnist
 from aetool.training.pca import fit_pca, reconstruct_numpy
-from conftest import TINY, run_cli
+from conftest import run_cli
 
 
 def test_pca_reaches_the_svd_optimum():

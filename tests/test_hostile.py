@@ -10,7 +10,6 @@ a file-size limit standing in for a full disk, and signals sent to a training ru
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import gzip
 import json

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset, is_idx_folder
+from ..data import Dataset, is_image_folder
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES, NB_CHANNELS
 
@@ -106,9 +106,8 @@ class TrainConfig:
         """``cnn-d16``; a CNN wider than the lecture's 32 channels says so (``cnn-d16-w64``), and a run on a
         folder of images names it (``cnn-d32-photos``)."""
         wide = self.model == "cnn" and self.nb_channels != NB_CHANNELS
-        folder = self.data not in (None, "hub", "download") and Path(self.data).is_dir() and not is_idx_folder(self.data)
         return (f"{self.model}-d{self.d}" + (f"-w{self.nb_channels}" if wide else "")
-                + (f"-{Path(self.data).resolve().name}" if folder else ""))
+                + (f"-{Path(self.data).resolve().name}" if is_image_folder(self.data) else ""))
 
 
 # options that earlier versions stored and later dropped, with the value that meant "off"

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..bundle_format import ImageSpec
-from ..data import is_idx_folder, load_mnist
+from ..data import is_image_folder, load_mnist
 from ..errors import UsageError
 from ..lecture import IMAGE_SHAPE
 from .config import TrainConfig
@@ -97,14 +97,6 @@ class TrainingData:
     heldout_name: str  # "test" (MNIST) or "validation" (a folder's split)
     image: ImageSpec
     info: dict[str, Any] = field(default_factory=dict)  # for metrics.json's "data"
-
-
-def is_image_folder(source: str | None) -> bool:
-    """A --data folder that is not MNIST's IDX files: a user's images."""
-    if source in (None, "hub", "download"):
-        return False
-    folder = Path(source).expanduser()
-    return folder.is_dir() and not is_idx_folder(folder)
 
 
 def load_training_data(config: TrainConfig, *, quiet: bool = True, log: Callable[[str], None] = print) -> TrainingData:

@@ -23,6 +23,7 @@ from .metrics import sse_per_image
 
 BATCH = 256
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
+HISTOGRAM_BINS = 40
 
 
 def parts(bundle: Bundle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,6 +32,12 @@ def parts(bundle: Bundle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sse = sse_per_image(images, bundle.decode(z))
     nll = -bundle.density.log_prob(z.reshape(len(z), -1)) / bundle.d
     return sse, nll
+
+
+def is_anomalous(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Over the threshold, or not a number at all: a score that cannot be computed is not evidence
+    that the picture is normal."""
+    return ~(np.asarray(scores) <= threshold)
 
 
 def combine(sse: np.ndarray, nll: np.ndarray, cal: AnomalyCalibration) -> np.ndarray:
@@ -55,6 +62,8 @@ def calibrate(bundle: Bundle, images: np.ndarray, fpr: float = 0.01, source: str
     scores = combine(sse, nll, cal)
     cal.threshold = float(np.quantile(scores, 1 - fpr))
     cal.quantiles = {str(q): float(np.quantile(scores, q)) for q in QUANTILES}
+    counts, edges = np.histogram(scores, bins=HISTOGRAM_BINS)
+    cal.histogram = {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
     fresh_sse, fresh_nll = parts(bundle, images[half:])
     cal.heldout_fpr = float(np.mean(combine(fresh_sse, fresh_nll, cal) > cal.threshold))
     cal.heldout_images = len(images) - half
@@ -86,3 +95,15 @@ def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool
         batch = [str(p) for p in paths[start : start + BATCH]]
         sse, nll = parts(bundle, bundle.load_images(batch, invert=invert))
         yield batch, sse, nll, None if cal is None else combine(sse, nll, cal)
+
+
+def flagged_examples(bundle: Bundle, paths: Sequence[str], scores: Sequence[float],
+                     invert: bool | None = None) -> list:
+    """The flagged pictures with their reconstructions, for ``aetool score --figure``."""
+    from .anomaly_figure import Flagged
+
+    if not paths:
+        return []
+    images = bundle.load_images(list(paths), invert=invert)
+    recon = bundle.decode(bundle.encode(images))
+    return [Flagged(str(p), float(s), images[i], recon[i]) for i, (p, s) in enumerate(zip(paths, scores))]

@@ -154,7 +154,8 @@ class AnomalyCalibration:
     reconstruction's sum of squared errors and NLL the latent's negative log-likelihood per dimension
     under the default density; a picture is flagged above ``threshold``, the score's (1 - fpr)
     quantile on the calibration images.  ``heldout_fpr`` is the rate measured on a second, fresh
-    half of the held-out images.
+    half of the held-out images.  ``histogram`` (``edges``, ``counts``) keeps the calibration scores'
+    shape, so ``aetool score --figure`` can draw new scores against it without the training data.
     """
 
     log_sse_mean: float
@@ -168,9 +169,13 @@ class AnomalyCalibration:
     source: str
     heldout_fpr: float | None = None
     heldout_images: int | None = None
+    histogram: dict[str, list] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["histogram"] is None:
+            del out["histogram"]
+        return out
 
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> "AnomalyCalibration":
@@ -188,7 +193,20 @@ class AnomalyCalibration:
         fresh = r._get("heldout_fpr", True)
         return cls(**numbers, images=r.int("images", 1), quantiles={k: float(v) for k, v in quantiles.items()},
                    source=r.str("source"), heldout_fpr=float(fresh) if _finite(fresh) else None,
-                   heldout_images=r.obj.get("heldout_images") if isinstance(r.obj.get("heldout_images"), int) else None)
+                   heldout_images=r.obj.get("heldout_images") if isinstance(r.obj.get("heldout_images"), int) else None,
+                   histogram=cls._histogram(r))
+
+    @staticmethod
+    def _histogram(r: "_Reader") -> dict[str, list] | None:
+        h = r._get("histogram", True)
+        if h is None:
+            return None
+        edges, counts = (h.get("edges"), h.get("counts")) if isinstance(h, dict) else (None, None)
+        if not (isinstance(edges, list) and isinstance(counts, list) and len(edges) == len(counts) + 1 >= 2
+                and all(_finite(e) for e in edges) and all(a < b for a, b in zip(edges, edges[1:]))
+                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
+            raise r._bad("histogram", "{edges: increasing finite numbers, counts: one count >= 0 per bin}")
+        return {"edges": [float(e) for e in edges], "counts": list(counts)}
 
 
 @dataclass

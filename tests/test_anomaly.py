@@ -28,6 +28,9 @@ def test_calibration_on_fresh_held_out_images_meets_its_false_positive_rate():
     assert np.mean(combine(sse, nll, cal) > cal.threshold) == pytest.approx(0.01, abs=0.0005)
     q = [cal.quantiles[k] for k in ("0.5", "0.9", "0.99", "0.999")]
     assert q == sorted(q) and cal.quantiles["0.99"] == pytest.approx(cal.threshold)
+    h = cal.histogram  # the calibration scores' shape, for score --figure
+    assert sum(h["counts"]) == 5_000 and len(h["edges"]) == len(h["counts"]) + 1
+    assert h["edges"][0] == pytest.approx(combine(sse, nll, cal).min())
 
 
 def test_export_calibrates_and_info_shows_it(workspace, bundle_dir):
@@ -75,3 +78,56 @@ def test_a_bundle_without_a_threshold_still_scores(ws_copy, digit_pngs):
     (bundle / "latent.json").write_text(json.dumps(meta))
     proc = run_cli("score", str(digit_pngs[0]), "--bundle", str(bundle), cwd=ws_copy)
     assert "has no threshold" in proc.stderr and proc.stdout.splitlines()[1].split()[-1] == "-"
+
+
+def test_score_figure_shows_the_histogram_and_the_flagged_images(ws_copy, digit_pngs, tmp_path):
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8)).save(noise)
+    figure = tmp_path / "why.png"
+    report = json.loads(run_cli("score", str(digit_pngs[0]), str(noise), "--figure", str(figure), "--json",
+                                cwd=ws_copy).stdout)
+    assert report["figure"] == str(figure) and report["images"][1]["anomalous"]
+    with Image.open(figure) as im:
+        a = np.asarray(im.convert("RGB")).astype(int)
+    assert im.width == 640 and im.height > 300
+    red = (a[..., 0] > 180) & (a[..., 1] < 80) & (a[..., 2] < 80)
+    grey_bars = (np.abs(a - 170).max(axis=2) <= 2)
+    assert red.sum() > 100 and grey_bars.sum() > 500  # the threshold line and the calibration histogram
+    # the flagged noise image appears as original | reconstruction | difference tiles of 84 x 84
+    assert (np.abs(a[300:, 48:132] - 255).sum(axis=2) > 0).any()
+    usage_error(run_cli("score", str(noise), "--figure", str(tmp_path / "why.txt"), cwd=ws_copy, check=False),
+                "'--figure'")
+    bundle = ws_copy / "export" / "cnn-d4"
+    meta = json.loads((bundle / "latent.json").read_text())
+    meta.pop("anomaly")
+    (bundle / "latent.json").write_text(json.dumps(meta))
+    usage_error(run_cli("score", str(noise), "--bundle", str(bundle), "--figure", str(figure), cwd=ws_copy,
+                        check=False), "has none")
+
+
+def test_normal_class_trains_a_one_class_detector(tmp_path):
+    proc = run_cli("train", "--normal-class", "3", "--d", "2", "--limit", "150", "--epochs", "1", "--quiet", cwd=tmp_path)
+    run = tmp_path / "models" / "cnn-d2-class-3"
+    data = json.loads((run / "metrics.json").read_text())["data"]
+    assert "done: models/cnn-d2-class-3" in proc.stdout
+    assert data["normal_class"] == "3" and data["train_images"] == 150 and data["test_images"] == 1010  # 3s only
+    run_cli("export", str(run), "--quiet", cwd=tmp_path)
+    meta = json.loads((tmp_path / "export" / "cnn-d2-class-3" / "latent.json").read_text())
+    assert meta["anomaly"]["images"] == 505  # calibrated on half of the test set's 3s
+    usage_error(run_cli("train", "--normal-class", "12", "--epochs", "1", cwd=tmp_path, check=False),
+                "not a label of this data set (labels: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)")
+    usage_error(run_cli("train", "--normal-class", "", "--epochs", "1", cwd=tmp_path, check=False), "must name a class")
+
+
+def test_normal_class_of_a_folder_is_a_sub_folder(tmp_path):
+    from aetool.data import write_coloured_digits
+
+    write_coloured_digits(tmp_path / "photos", n=120)
+    env = {"AETOOL_CACHE": str(tmp_path / "cache")}
+    run_cli("train", "--data", "photos", "--normal-class", "digit-1", "--val-split", "0.3", "--d", "2", "--epochs", "1",
+            "--quiet", "--out", "m", cwd=tmp_path, env=env)
+    data = json.loads((tmp_path / "m" / "metrics.json").read_text())["data"]
+    ones = len(list((tmp_path / "photos" / "digit-1").glob("*.png")))
+    assert data["normal_class"] == "digit-1" and data["train_images"] + data["test_images"] == ones
+    usage_error(run_cli("train", "--data", "photos", "--normal-class", "cats", "--epochs", "1", "--out", "n",
+                        cwd=tmp_path, env=env, check=False), "classes: digit-0, digit-1")

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..data import Dataset, is_image_folder
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES, NB_CHANNELS
@@ -66,6 +68,7 @@ class TrainConfig:
     val_split: float = 0.1  # held out of training, seeded by seed: the folder's per-epoch validation images
     workers: int | None = None  # processes decoding the folder the first time (None: every core)
     strict: bool = False  # an unreadable file in the folder is an error, not a skipped file
+    normal_class: str | None = None  # train (and validate) on one class only: an MNIST digit or a sub-folder's name
 
     def validate(self) -> None:
         """Bad values are usage errors: the CLI answers them with exit status 2."""
@@ -90,24 +93,43 @@ class TrainConfig:
             (0 < self.val_split <= 0.5, f"--val-split must be above 0 and at most 0.5, got {self.val_split}"),
             (self.workers is None or 1 <= self.workers <= 256, f"--workers must be between 1 and 256, got {self.workers}"),
             (self.model in ("cnn", "pca"), f"unknown model family {self.model!r} (use cnn or pca)"),
+            (self.normal_class is None or self.normal_class.strip() != "", "--normal-class must name a class, got ''"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
 
     def training_part(self, train: Dataset) -> Dataset:
-        """What this run trains on: the training set without its held-out head, then the first --limit."""
+        """What this run trains on: the training set (of --normal-class alone, if given) without its
+        held-out head, then the first --limit."""
+        train = self.of_normal_class(train)
         if self.holdout >= len(train):
             raise UsageError(f"--holdout {self.holdout} leaves none of the {len(train)} training images")
         kept = Dataset(train.images[self.holdout :], train.labels[self.holdout :])
         return kept if self.limit is None else kept.head(self.limit)
+
+    def of_normal_class(self, data: Dataset) -> Dataset:
+        """The images of --normal-class (all of them without it): the one class a one-class detector learns."""
+        if self.normal_class is None:
+            return data
+        present = sorted({int(v) for v in np.unique(data.labels)})
+        try:
+            label = int(self.normal_class)
+        except ValueError:
+            label = None
+        if label not in present:
+            raise UsageError(f"--normal-class {self.normal_class!r} is not a label of this data set "
+                             f"(labels: {', '.join(map(str, present))})")
+        keep = np.flatnonzero(data.labels == label)
+        return Dataset(data.images[keep], data.labels[keep])
 
     def default_run_name(self) -> str:
         """``cnn-d16``; a CNN wider than the lecture's 32 channels says so (``cnn-d16-w64``), and a run on a
         folder of images names it (``cnn-d32-photos``)."""
         wide = self.model == "cnn" and self.nb_channels != NB_CHANNELS
         return (f"{self.model}-d{self.d}" + (f"-w{self.nb_channels}" if wide else "")
-                + (f"-{Path(self.data).resolve().name}" if is_image_folder(self.data) else ""))
+                + (f"-{Path(self.data).resolve().name}" if is_image_folder(self.data) else "")
+                + (f"-class-{self.normal_class}" if self.normal_class is not None else ""))
 
 
 # options that earlier versions stored and later dropped, with the value that meant "off"

@@ -108,9 +108,11 @@ def load_training_data(config: TrainConfig, *, quiet: bool = True, log: Callable
         raise UsageError("--channels and --image-size are for folders of images; MNIST is 1x28x28")
     config.channels, config.image_size = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
     train = config.training_part(load_mnist("train", config.data))
-    test = load_mnist("test", config.data)
-    return TrainingData(train.images, test.images, "test", ImageSpec(),
-                        {"name": "mnist", "train_images": len(train), "test_images": len(test), "heldout": "test"})
+    test = config.of_normal_class(load_mnist("test", config.data))
+    info = {"name": "mnist", "train_images": len(train), "test_images": len(test), "heldout": "test"}
+    if config.normal_class is not None:
+        info["normal_class"] = config.normal_class
+    return TrainingData(train.images, test.images, "test", ImageSpec(), info)
 
 
 def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -> TrainingData:
@@ -123,6 +125,15 @@ def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -
         log(summary)
     config.channels, config.image_size = data.channels, data.size
     train_idx, val_idx = split(len(data), config.val_split, config.seed)
+    if config.normal_class is not None:
+        if config.normal_class not in data.class_names:
+            raise UsageError(f"--normal-class {config.normal_class!r} is not a sub-folder of {config.data} with images "
+                             f"(classes: {', '.join(data.class_names) or 'none'})")
+        label = data.class_names.index(config.normal_class)
+        train_idx, val_idx = train_idx[data.labels[train_idx] == label], val_idx[data.labels[val_idx] == label]
+        if len(val_idx) == 0:
+            raise UsageError(f"--normal-class {config.normal_class!r}: none of its images fell in the validation "
+                             f"split; raise --val-split or add images")
     train_idx = train_idx[config.holdout :]
     if config.limit is not None:
         train_idx = train_idx[: config.limit]
@@ -131,6 +142,8 @@ def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -
     info = {"name": "folder", "root": str(Path(config.data).resolve()), "train_images": len(train_idx),
             "test_images": len(val_idx), "heldout": "validation", "val_split": config.val_split,
             "classes": data.class_names, "skipped": len(data.skipped), "fit": data.fit}
+    if config.normal_class is not None:
+        info["normal_class"] = config.normal_class
     return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",
                         ImageSpec(channels=data.channels, height=data.size, width=data.size,
                                   preprocessing=f"resize_{data.fit}"), info)

@@ -124,9 +124,10 @@ def _data(meta: BundleMeta, bundle_dir: Path, calibration_images: int, eval_imag
     from .datasets import load_training_data
     from .model import as_float
 
-    data = load_training_data(config_from_dict(meta.training_config, bundle_dir), quiet=True)
+    config = config_from_dict(meta.training_config, bundle_dir)
+    data = load_training_data(config, quiet=True)
     heldout = as_float(data.heldout[:eval_images])
-    labels = load_mnist("test", meta.training_config.get("data")).labels[:eval_images] \
+    labels = config.of_normal_class(load_mnist("test", config.data)).labels[:eval_images] \
         if data.info.get("name") == "mnist" else np.full(len(heldout), -1)
     return as_float(data.train[:calibration_images]), Dataset(heldout, labels)
 

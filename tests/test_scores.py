@@ -1,0 +1,56 @@
+"""The numbers behind anomaly scoring: AUROC, the flagging rule, the calibration histogram's checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aetool.anomaly import is_anomalous
+from aetool.bundle_format import AnomalyCalibration
+from aetool.errors import AetoolError
+from aetool.metrics import auroc
+
+
+def test_auroc_is_the_chance_a_positive_outscores_a_negative():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        s = rng.integers(0, 6, 40).astype(float)  # many ties
+        pos = rng.random(40) < 0.3
+        if pos.all() or not pos.any():
+            continue
+        brute = np.mean([(a > b) + 0.5 * (a == b) for a in s[pos] for b in s[~pos]])
+        assert auroc(s, pos) == pytest.approx(brute, abs=1e-12)
+    assert auroc([1, 2, 3, 4], [False, False, True, True]) == 1.0
+    assert auroc([np.nan, 0.0], [True, False]) == 1.0  # a score that cannot be computed ranks highest
+    with pytest.raises(ValueError):
+        auroc([1, 2], [True, True])
+
+
+def test_a_score_that_is_not_a_number_is_flagged():
+    assert is_anomalous(np.array([np.nan, 1.0, 5.0, np.inf, -np.inf]), 3.0).tolist() == [True, False, True, True, False]
+
+
+CAL = {"log_sse_mean": 1.0, "log_sse_std": 0.5, "nll_mean": 0.2, "nll_std": 0.3, "threshold": 3.0, "fpr": 0.01,
+       "images": 10, "quantiles": {"0.5": 0.1}, "source": "test"}
+
+
+@pytest.mark.parametrize("histogram", [
+    {"edges": [0, 1], "counts": [1, 2]},  # one edge too few
+    {"edges": [1, 0, 2], "counts": [1, 2]},  # not increasing
+    {"edges": [0, 1, float("nan")], "counts": [1, 2]},
+    {"edges": [0, 1, 2], "counts": [1, -2]},
+    {"edges": [0, 1, 2], "counts": [1, 2.5]},
+    [0, 1],
+])
+def test_a_bad_calibration_histogram_is_one_clear_error(histogram):
+    with pytest.raises(AetoolError, match="'histogram' must be"):
+        AnomalyCalibration.from_dict(json.loads(json.dumps({**CAL, "histogram": histogram})), "latent.json: anomaly")
+
+
+def test_the_calibration_histogram_is_optional_and_round_trips():
+    assert AnomalyCalibration.from_dict(CAL, "x").histogram is None and "histogram" not in \
+        AnomalyCalibration.from_dict(CAL, "x").to_dict()
+    with_h = {**CAL, "histogram": {"edges": [0.0, 1.5, 2.0], "counts": [3, 7]}}
+    assert AnomalyCalibration.from_dict(with_h, "x").to_dict()["histogram"] == with_h["histogram"]

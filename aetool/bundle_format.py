@@ -146,13 +146,18 @@ class GraphInfo:
                    form=r.str("form", optional=True) or "as trained")
 
 
+SCORE_RULES = ("max", "sum")
+
+
 @dataclass
 class AnomalyCalibration:
     """How ``aetool score`` turns a picture into one anomaly score, fitted on held-out normal images.
 
-    score = (log SSE - log_sse_mean) / log_sse_std + (NLL - nll_mean) / nll_std, where SSE is the
-    reconstruction's sum of squared errors and NLL the latent's negative log-likelihood per dimension
-    under the default density; a picture is flagged above ``threshold``, the score's (1 - fpr)
+    Two standardised parts, a = (log SSE - log_sse_mean) / log_sse_std and b = (NLL - nll_mean) /
+    nll_std, where SSE is the reconstruction's sum of squared errors and NLL the latent's negative
+    log-likelihood per dimension under the default density; ``rule`` "max" (score = max(a, b):
+    unusual in either way) or "sum" (a + b, the first calibrations').  A picture is flagged above
+    ``threshold``, the score's (1 - fpr)
     quantile on the calibration images.  ``heldout_fpr`` is the rate measured on a second, fresh
     half of the held-out images.  ``histogram`` (``edges``, ``counts``) keeps the calibration scores'
     shape, so ``aetool score --figure`` can draw new scores against it without the training data.
@@ -170,6 +175,7 @@ class AnomalyCalibration:
     heldout_fpr: float | None = None
     heldout_images: int | None = None
     histogram: dict[str, list] | None = None
+    rule: str = "sum"  # files without the key were calibrated for the sum
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -194,7 +200,16 @@ class AnomalyCalibration:
         return cls(**numbers, images=r.int("images", 1), quantiles={k: float(v) for k, v in quantiles.items()},
                    source=r.str("source"), heldout_fpr=float(fresh) if _finite(fresh) else None,
                    heldout_images=r.obj.get("heldout_images") if isinstance(r.obj.get("heldout_images"), int) else None,
-                   histogram=cls._histogram(r))
+                   histogram=cls._histogram(r), rule=cls._rule(r))
+
+    @staticmethod
+    def _rule(r: "_Reader") -> str:
+        rule = r._get("rule", True)
+        if rule is None:
+            return "sum"
+        if rule not in SCORE_RULES:
+            raise r._bad("rule", " or ".join(f'"{k}"' for k in SCORE_RULES))
+        return rule
 
     @staticmethod
     def _histogram(r: "_Reader") -> dict[str, list] | None:

@@ -186,7 +186,7 @@ def advanced(*args, **kwargs):
 
 # the TrainConfig fields a recipe sets; with --config none of them may be given on the command line
 CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed", "nb_channels", "precision", "limit",
-                  "holdout", "data_source", "out", "init_from", "revive_dead", "average_last", "shift", "resume",
+                  "holdout", "data_source", "out", "init_from", "revive_dead", "average_last", "shift", "denoise", "resume",
                   "stop_after", "force", "channels", "image_size", "fit", "val_split", "workers", "strict",
                   "normal_class")
 
@@ -251,6 +251,8 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
           help="Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging).")
 @advanced("--shift", type=click.IntRange(min=0, max=4), default=0, show_default=True, metavar="PIXELS",
           help="Move each training digit by a random offset of up to PIXELS per axis, anew every epoch.")
+@advanced("--denoise", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True, metavar="SIGMA",
+          help="Train to reconstruct each image from a copy with Gaussian noise of this level (one-class detectors).")
 @advanced("--holdout", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
           help="Leave training images 0..N-1 out, to compare runs on images none of them trained on.")
 @advanced("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
@@ -258,7 +260,7 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
 @click.pass_context
 def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_class, out, device, resume, quiet, lr, channels, fit,
           val_split, workers, strict, batch_size, schedule, seed, nb_channels, precision, limit, force, init_from,
-          revive_dead, average_last, shift, holdout, stop_after):
+          revive_dead, average_last, shift, denoise, holdout, stop_after):
     """Train an autoencoder on MNIST or a folder of your images into a run folder (models/<model>-d<d>/).
 
     Each epoch prints its test SSE per image and PSNR and rewrites the checkpoint,
@@ -284,7 +286,7 @@ def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_cl
                              seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
                              holdout=holdout, data=data_source,
                              init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
-                             average_last=average_last, shift=shift,
+                             average_last=average_last, shift=shift, denoise=denoise,
                              channels=None if channels is None else int(channels),
                              image_size=None if image_size is None else int(image_size), fit=fit, val_split=val_split,
                              workers=workers, strict=strict, normal_class=normal_class)
@@ -754,7 +756,9 @@ def info(bundle_arg, as_json):
                f"PSNR {_fmt(m.training_number('test_psnr_db'))} dB"
                + (f"; started from {chain}: {_fmt(m.training_number('epochs_in_all'), 'd')} epochs in all" if chain else "")
                + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
-               + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else ""))
+               + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else "")
+               + (f"; denoising, input noise {noise:g}" if (noise := config.get("denoise")) else "")
+               + (f"; normal class {normal!r} only" if (normal := config.get("normal_class")) is not None else ""))
     a = m.anomaly
     click.echo("anomaly threshold: none (aetool calibrate sets one)" if a is None else
                f"anomaly threshold {a.threshold:.3f} for {100 * a.fpr:g} % false positives on {a.images} {a.source}"

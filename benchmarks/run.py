@@ -12,7 +12,10 @@ Measures, on the shipped d=16 bundle and the same weights in PyTorch:
     peak that each engine reaches;
   * training throughput: aetool's training step (bf16 autocast + channels_last)
     against the lecture's plain fp32 loop, batch 100;
-  * `aetool sample -n 64` as a whole process, start to PNG written.
+  * `aetool sample -n 64` as a whole process, start to PNG written;
+  * the decoder's export forms side by side (stride-2 layers as ConvTranspose, or the
+    last one in sub-pixel form as shipped), fp32 and int8: decode vs encode images/s at
+    batch 1024, round-trip latency at batch 1 (bench_decoder_forms).
 Claims are ratios between rows of the same run: the machines are shared.
 """
 
@@ -134,6 +137,65 @@ def bench_training(steps: int, batch: int = 100) -> dict:
     return out
 
 
+def bench_decoder_forms(model: AutoEncoder, repeats: int, batches=(1024, 1)) -> dict:
+    """The decoder exported in its earlier form (stride-2 layers as ConvTranspose) and in the shipped one
+    (the last stride-2 layer in sub-pixel form, conv_form.py), fp32 and int8, timed interleaved with the
+    encoder: encode and decode images/s, and decode / encode, at batch 1024; round-trip latency at batch 1.
+
+    Both int8 decoders are quantized here the same way (variants.py: static QDQ, 1000 training images,
+    last layer kept float), so the forms differ in nothing else.  Medians of interleaved single calls.
+    """
+    from aetool.data import load_mnist
+    from aetool.runtime import make_session
+    from aetool.training.conv_form import conv_form, depth_to_space_dcr
+    from aetool.training.export import GraphConfig, export_graph
+    from aetool.training.variants import _node_names, _quantize_graph
+
+    calib_images = load_mnist("train").images[:1000]
+    tmp = Path(tempfile.mkdtemp())
+    enc = {"fp32": load_bundle("cnn-d16", device="cpu").path / "encoder.onnx",
+           "int8": load_bundle("cnn-d16-int8", device="cpu").path / "encoder.onnx"}
+    enc_fp32, _ = make_session(enc["fp32"], "cpu")
+    calib = enc_fp32.run(None, {"image": calib_images})[0]
+    graphs = {}
+    for form, sub_pixel in (("convtranspose", False), ("subpixel", True)):
+        fp32 = export_graph(GraphConfig(conv_form(model.decoder, sub_pixel=sub_pixel), f"{form}.onnx", "latent", "image",
+                                        rewrite=depth_to_space_dcr), tmp, calib)
+        int8 = tmp / f"{form}-int8.onnx"
+        _quantize_graph(fp32, int8, "latent", calib, _node_names(fp32, ("Conv", "ConvTranspose", "Gemm", "MatMul"))[-1:])
+        graphs[form] = {"fp32": fp32, "int8": int8}
+    out: dict = {"repeats": repeats, "rows": []}
+    rng = np.random.default_rng(0)
+    for precision in ("fp32", "int8"):
+        e, _ = make_session(enc[precision], "cpu")
+        d = {form: make_session(g[precision], "cpu")[0] for form, g in graphs.items()}
+        for batch in batches:
+            x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+            z = e.run(None, {"image": x})[0]
+            calls = {"encode": lambda: e.run(None, {"image": x})}
+            for form, s in d.items():
+                calls[f"decode-{form}"] = lambda s=s: s.run(None, {"latent": z})
+                calls[f"roundtrip-{form}"] = lambda s=s: s.run(None, {"latent": e.run(None, {"image": x})[0]})
+            n = repeats if batch > 64 else repeats * 50
+            times = {k: [] for k in calls}
+            for f in calls.values():
+                f()
+            for _ in range(n):
+                for k, f in calls.items():
+                    t0 = time.perf_counter()
+                    f()
+                    times[k].append(time.perf_counter() - t0)
+            for k, ts in times.items():
+                ts = np.asarray(ts)
+                row = {"precision": precision, "batch": batch, "op": k, "p50_ms": float(np.median(ts) * 1e3),
+                       "images_per_s": float(batch / np.median(ts)),
+                       "time_over_encode": float(np.median(ts / np.asarray(times["encode"])))}
+                out["rows"].append(row)
+                print(f"  {precision} batch {batch:>4} {k:<24} p50 {row['p50_ms']:9.3f} ms {row['images_per_s']:8.0f} img/s "
+                      f"(time / encode {row['time_over_encode']:.2f})", flush=True)
+    return out
+
+
 def bench_sample_process(repeats: int) -> dict:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,6 +254,12 @@ def markdown(report) -> str:
               f"lecture loop fp32: {tr['lecture_fp32']['images_per_s']:.0f} img/s; aetool's training step ({tr['aetool_mode']}): "
               f"{tr['lecture_fp32']['images_per_s'] * tr['speedup']:.0f} img/s; speed-up {tr['speedup']:.2f}x.", "",
               f"`aetool sample -n 64` as a process: median {report['sample_process']['median_s']:.2f} s over {report['sample_process']['runs']} runs."]
+    if report.get("decoder_forms"):
+        lines += ["", "## Decoder forms (interleaved; time / encode is the median of paired ratios)", "",
+                  "| precision | batch | op | p50 ms | images/s | time / encode |", "|---|---:|---|---:|---:|---:|"]
+        for r in report["decoder_forms"]["rows"]:
+            lines.append(f"| {r['precision']} | {r['batch']} | {r['op']} | {r['p50_ms']:.3f} | {r['images_per_s']:.0f} | "
+                         f"{r['time_over_encode']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -243,13 +311,42 @@ def write_report(report: dict, stem: Path) -> None:
     plot(report, stem.with_suffix(".png"))
 
 
+def forms_only(out: Path, quick: bool) -> None:
+    """The decoder-form rows alone (minutes, not the whole suite), with the machine they ran on."""
+    import onnxruntime
+
+    model, _ = model_from_bundle(load_bundle("cnn-d16", device="cpu"))
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+              "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
+                          "torch": torch.__version__},
+              "decoder_forms": bench_decoder_forms(model, repeats=3 if quick else 9)}
+    stem = out / f"decoder-forms-{report['date']}"
+    out.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Decoder export forms, {report['date']}", "",
+             f"CPU: {report['machine']['cpu']}, {report['machine']['cores']} cores (shared with other jobs: read the ratios); "
+             f"onnxruntime {report['machine']['onnxruntime']}, default threads. cnn-d16's weights; `convtranspose` is the "
+             "earlier export form, `subpixel` the shipped one (aetool/training/conv_form.py).", "",
+             "| precision | batch | op | p50 ms | images/s | time / encode |", "|---|---:|---|---:|---:|---:|"]
+    for r in report["decoder_forms"]["rows"]:
+        lines.append(f"| {r['precision']} | {r['batch']} | {r['op']} | {r['p50_ms']:.3f} | {r['images_per_s']:.0f} | "
+                     f"{r['time_over_encode']:.2f} |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(stem.with_suffix(".md").read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short timings, for a smoke test")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--retarget", type=Path, metavar="JSON",
                    help="recompute the targets and tables of a saved run (no new measurements)")
+    p.add_argument("--decoder-forms", action="store_true",
+                   help="only the decoder-form comparison, into results/decoder-forms-DATE.{json,md}")
     args = p.parse_args()
+    if args.decoder_forms:
+        forms_only(args.out, args.quick)
+        return
     if args.retarget:
         report = json.loads(args.retarget.read_text())
         report["targets"] = targets(report["inference"], report["training"], report["sample_process"])
@@ -281,6 +378,8 @@ def main() -> None:
     print("training...", flush=True)
     training = bench_training(train_steps)
     sample = bench_sample_process(sample_runs)
+    print("decoder forms...", flush=True)
+    forms = bench_decoder_forms(model, repeats=3 if args.quick else 9)
     now = datetime.datetime.now(datetime.timezone.utc)
     report = {
         "date": now.strftime("%Y-%m-%d"),
@@ -293,6 +392,7 @@ def main() -> None:
         "inference": rows,
         "training": training,
         "sample_process": sample,
+        "decoder_forms": forms,
     }
     report["targets"] = targets(rows, training, sample)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""``aetool train --shift``: random whole-pixel moves of the training digits."""
+"""``aetool train --shift``: random whole-pixel moves of the training digits; ``--denoise``: input noise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aetool.training.augment import random_shift, shift_images
+from aetool.training.augment import random_noise, random_shift, shift_images
 from conftest import run_cli, usage_error
 
 
@@ -72,3 +72,22 @@ def test_shift_past_the_digit_box_is_refused_in_a_recipe_too():
 
     with pytest.raises(UsageError, match="--shift must be between 0 and 4 pixels, got 5"):
         TrainConfig(shift=5).validate()
+
+
+def test_random_noise_has_its_level_stays_in_range_and_repeats_with_the_generator():
+    x = torch.full((200, 1, 28, 28), 0.5)
+    noisy = random_noise(x, 0.1, torch.Generator().manual_seed(3))
+    assert noisy.min() >= 0 and noisy.max() <= 1 and abs(float((noisy - x).std()) - 0.1) < 0.005
+    assert torch.equal(noisy, random_noise(x, 0.1, torch.Generator().manual_seed(3)))
+    assert random_noise(x, 0.0, torch.Generator()) is x
+    edge = random_noise(torch.ones(10, 1, 4, 4), 0.5, torch.Generator().manual_seed(0))
+    assert edge.max() == 1 and edge.min() >= 0  # clipped to the pixels' range
+
+
+def test_denoising_training_differs_from_plain_and_is_recorded(tmp_path):
+    args = ["train", "--d", "2", "--limit", "200", "--epochs", "1", "--batch-size", "50", "--quiet"]
+    run_cli(*args, "--out", "plain", cwd=tmp_path)
+    run_cli(*args, "--out", "noisy", "--denoise", "0.3", cwd=tmp_path)
+    plain, noisy = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("plain", "noisy"))
+    assert noisy["config"]["denoise"] == 0.3 and noisy["history"][0]["train_loss"] != plain["history"][0]["train_loss"]
+    usage_error(run_cli(*args, "--out", "x", "--denoise", "1.5", cwd=tmp_path, check=False), "'--denoise'")

@@ -228,7 +228,7 @@ def test_every_command_shows_examples_and_train_hides_its_advanced_options(tmp_p
         assert "  Examples:\n    aetool " in run_cli(command, "--help", cwd=tmp_path).stdout, command
     short = run_cli("train", "--help", cwd=tmp_path).stdout
     options = [line for line in short.split("Options:")[1].split("Examples:")[0].splitlines() if line.startswith("  -")]
-    assert len(options) <= 12 and "--init-from" not in short
+    assert len(options) <= 13 and "--init-from" not in short
     full = run_cli("train", "--help-all", cwd=tmp_path).stdout
     for option in ("--init-from", "--revive-dead", "--average-last", "--shift", "--holdout", "--stop-after", "--seed"):
         assert option in full

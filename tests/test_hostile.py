@@ -59,27 +59,49 @@ def run(*args: str, cwd: Path, env: dict | None = None, fsize: int | None = None
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
     with tempfile.TemporaryDirectory() as tmp:
-        out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
+        out_path, err_path, rss_path = Path(tmp) / "out", Path(tmp) / "err", Path(tmp) / "rss"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "aetool", *args], cwd=cwd, stdout=out, stderr=err,
-                                    stdin=subprocess.DEVNULL, preexec_fn=limits,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-            killer = threading.Timer(timeout, proc.kill)
+            proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, str(rss_path), "-m", "aetool", *args],
+                                    cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=limits,
+                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+            killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
             killer.start()
             helper = threading.Thread(target=on_start, args=(proc, err_path)) if on_start else None
             if helper:
                 helper.start()
             try:
-                _, status, usage = os.wait4(proc.pid, 0)
+                proc.wait()
             finally:
                 killer.cancel()
                 if helper:
                     helper.join()
-            proc.returncode = os.waitstatus_to_exitcode(status)
             seconds = time.perf_counter() - t0
+        peak = int(rss_path.read_text()) / 1024 if rss_path.exists() else float("nan")
         return Result(proc.returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
-                      usage.ru_maxrss / 1024, seconds)
+                      peak, seconds)
+
+
+# The command runs as the grandchild of a small launcher: a process's peak RSS (ru_maxrss) includes
+# the memory of the process it was forked from, so a child forked straight from a large pytest
+# process would report pytest's size, not its own.  The launcher passes on SIGINT/SIGTERM, writes
+# the command's own peak RSS (KiB) to a file and ends the way the command ended.
+LAUNCHER = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable] + sys.argv[2:])
+for s in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, lambda n, _f: os.kill(pid, n))
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
 
 
 def one_line_error(r: Result, *fragments: str) -> None:

@@ -54,3 +54,16 @@ def test_the_calibration_histogram_is_optional_and_round_trips():
         AnomalyCalibration.from_dict(CAL, "x").to_dict()
     with_h = {**CAL, "histogram": {"edges": [0.0, 1.5, 2.0], "counts": [3, 7]}}
     assert AnomalyCalibration.from_dict(with_h, "x").to_dict()["histogram"] == with_h["histogram"]
+
+
+def test_the_score_is_the_larger_standardised_part_and_old_files_keep_the_sum():
+    from aetool.anomaly import combine
+
+    sse, nll = np.exp(np.array([1.0, 2.0])), np.array([0.5, 0.2])  # a = (log sse - 1) / 0.5, b = (nll - 0.2) / 0.3
+    a, b = np.array([0.0, 2.0]), np.array([1.0, 0.0])
+    old = AnomalyCalibration.from_dict(CAL, "x")
+    assert old.rule == "sum" and np.allclose(combine(sse, nll, old), a + b)
+    new = AnomalyCalibration.from_dict({**CAL, "rule": "max"}, "x")
+    assert np.allclose(combine(sse, nll, new), np.maximum(a, b)) and new.to_dict()["rule"] == "max"
+    with pytest.raises(AetoolError, match="'rule' must be"):
+        AnomalyCalibration.from_dict({**CAL, "rule": "mean"}, "x")

@@ -84,7 +84,8 @@ def test_decoder_ships_in_conv_form_and_torch_gets_the_weights_back(workspace, b
     from aetool.training.torch_from_onnx import model_from_bundle
 
     ops = [n.op_type for n in onnx.load(str(bundle_dir / "decoder.onnx")).graph.node]
-    assert ops.count("Conv") == 1 and ops.count("ConvTranspose") == 4
+    # the stride-1 layer as a Conv, the last stride-2 one as Conv + DepthToSpace (sub-pixel form)
+    assert ops.count("Conv") == 2 and ops.count("ConvTranspose") == 3 and ops.count("DepthToSpace") == 1
     assert "Conv" in json.loads((bundle_dir / "latent.json").read_text())["graphs"]["decoder"]["form"]
     rebuilt, source = model_from_bundle(load_bundle(bundle_dir, device="cpu"))
     trained, _ = load_run_model(workspace / "models" / "cnn-d4")
@@ -394,11 +395,11 @@ def test_int8_and_fp16_variants_are_bundles(ws_copy, tmp_path):
         assert 0 <= v["identity_kept"] <= 1 and abs(v["identity_kept"] - v["fp32_identity_kept"]) < 0.1
     ops = {n.op_type for n in onnx.load(str(ws_copy / "export" / "cnn-d4-int8" / "encoder.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    # the decoder's conv-form layer is quantized (its weight is int8, dequantized in the QDQ graph)
+    # the decoder's conv-form and sub-pixel layers are quantized (int8 weights, dequantized in the QDQ graph)
     decoder = onnx.load(str(ws_copy / "export" / "cnn-d4-int8" / "decoder.onnx")).graph.node
     producer = {out: n.op_type for n in decoder for out in n.output}
     convs = [n for n in decoder if n.op_type == "Conv"]
-    assert len(convs) == 1 and producer[convs[0].input[1]] == "DequantizeLinear"
+    assert len(convs) == 2 and all(producer[c.input[1]] == "DequantizeLinear" for c in convs)
 
 
 def test_holdout_leaves_the_head_of_the_training_set_out(tmp_path):

@@ -1,4 +1,5 @@
-"""Random whole-pixel shifts of training digits (``aetool train --shift K``).
+"""Random whole-pixel shifts of training digits (``aetool train --shift K``), and input noise for
+denoising training (``--denoise SIGMA``).
 
 Why: the 64-channel runs fit their training digits far better than unseen ones
 (d=16 after 166 epochs: training SSE/image 2.95 against 4.21 on the test set;
@@ -6,6 +7,10 @@ d=8: 6.91 against 10.16, and its test SSE rose from epoch 51 on).  A digit
 moved by a pixel or two is a new image for the network but the same digit, so
 the shifted copies regularise without touching the lecture's architecture or
 loss: the network still reconstructs exactly what it was given.
+
+Denoising: the network sees x + noise and is asked for the clean x, so it learns to pull a picture
+back onto what it was trained on instead of copying whatever it is shown.  That is what a one-class
+detector wants: a picture of another kind comes back as the normal kind, with a large error.
 """
 
 from __future__ import annotations
@@ -38,3 +43,13 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
         return x
     offsets = torch.randint(-max_shift, max_shift + 1, (len(x), 2), generator=generator)
     return shift_images(x, offsets)
+
+
+def random_noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """``x`` plus Gaussian noise of standard deviation ``sigma``, clipped to the pixels' [0, 1].
+
+    Drawn on the CPU from the epoch's generator, so a resumed run sees the same noise."""
+    if sigma == 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    return (x + sigma * noise).clamp_(0, 1)

@@ -61,6 +61,7 @@ class TrainConfig:
     average_last: int = 0  # average the weights of the last K epochs (stochastic weight averaging); 0: off
     holdout: int = 0  # leave the first N training images out, so runs can be compared on images none trained on
     shift: int = 0  # move each training digit by up to this many pixels per axis, anew every epoch (augment.py)
+    denoise: float = 0.0  # train on x + N(0, denoise^2) noise to reconstruct the clean x (augment.py); 0: off
     # a folder of images (data = its path): the image shape (None: from the data) and how pictures are fitted
     channels: int | None = None  # 1 (grey) or 3 (RGB)
     image_size: int | None = None  # square side, one of lecture.IMAGE_SIZES
@@ -84,6 +85,7 @@ class TrainConfig:
              f"--average-last must be between 0 and --epochs ({self.epochs}), got {self.average_last}"),
             (self.holdout >= 0, f"--holdout must be at least 0, got {self.holdout}"),
             (0 <= self.shift <= MAX_SHIFT, f"--shift must be between 0 and {MAX_SHIFT} pixels, got {self.shift}"),
+            (0 <= self.denoise <= 1, f"--denoise must be a noise level between 0 and 1, got {self.denoise}"),
             (not self.revive_dead or bool(self.init_from), "--revive-dead works on a start: pass --init-from RUN with it"),
             (self.schedule in ("constant", "cosine"), f"unknown schedule {self.schedule!r} (use constant or cosine)"),
             (self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}"),

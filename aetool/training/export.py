@@ -34,7 +34,7 @@ from ..errors import AetoolError
 from ..fileio import atomic_dir
 from ..runtime import make_session
 from .config import config_from_dict
-from .conv_form import conv_form
+from .conv_form import conv_form, depth_to_space_dcr
 from .datasets import TrainingData, load_training_data
 from .model import as_float, forward_all
 from .run import RunFolder, epochs_in_all
@@ -42,7 +42,8 @@ from .run import RunFolder, epochs_in_all
 DEFAULT_DENSITY = GaussianMixture.kind
 CHECK_BATCHES = (1, 7, 256)
 TOLERANCE = 1e-4
-DECODER_FORM = "stride-1 ConvTranspose layers between feature maps exported as the equivalent Conv (aetool.training.conv_form)"
+DECODER_FORM = ("stride-1 ConvTranspose layers between feature maps exported as the equivalent Conv, the last stride-2 one "
+                "as Conv + DepthToSpace (sub-pixel form; aetool.training.conv_form)")
 
 
 @dataclass
@@ -50,7 +51,9 @@ class GraphConfig:
     """One graph to export: the module, the file, and its single input and output.
 
     ``checked_against`` is the module the graph must match where the exported
-    one is a rewrite of it (the decoder's conv form against the lecture's decoder).
+    one is a rewrite of it (the decoder's conv form against the lecture's decoder);
+    ``rewrite`` edits the written file in place before it is validated (the
+    decoder's DepthToSpace order, which PyTorch cannot express).
     """
 
     module: torch.nn.Module
@@ -58,6 +61,7 @@ class GraphConfig:
     input_name: str
     output_name: str
     checked_against: torch.nn.Module | None = None
+    rewrite: Callable[[Path], object] | None = None
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -95,6 +99,8 @@ def export_graph(graph: GraphConfig, folder: Path, example: np.ndarray) -> Path:
             output_names=[graph.output_name],
             dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1)}},
         )
+    if graph.rewrite is not None:
+        graph.rewrite(path)
     return path
 
 
@@ -131,9 +137,10 @@ def validate_graph(path: Path, input_name: str, reference: Callable[[np.ndarray]
 def autoencoder_graphs(model: torch.nn.Module, family: str) -> tuple[GraphConfig, GraphConfig]:
     """The bundle's two graphs; the CNN decoder ships in its conv form (same function, faster and
     quantizable in onnxruntime: see conv_form.py)."""
-    decoder = conv_form(model.decoder) if family == "cnn" else model.decoder
+    cnn = family == "cnn"
     return (GraphConfig(model.encoder, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT),
-            GraphConfig(decoder, DECODER, ENCODER_OUTPUT, ENCODER_INPUT, checked_against=model.decoder))
+            GraphConfig(conv_form(model.decoder) if cnn else model.decoder, DECODER, ENCODER_OUTPUT, ENCODER_INPUT,
+                        checked_against=model.decoder, rewrite=depth_to_space_dcr if cnn else None))
 
 
 def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fpr: float = 0.01,

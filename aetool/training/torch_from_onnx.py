@@ -23,6 +23,13 @@ def _initializers(path) -> tuple[dict[str, torch.Tensor], set[str]]:
     return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}, {n.op_type for n in graph.node}
 
 
+def _depth_to_space_mode(path) -> str:
+    """DCR where the graph's sub-pixel layer was exported in that order (conv_form.depth_to_space_dcr)."""
+    modes = {a.s.decode() for n in onnx.load(str(path)).graph.node if n.op_type == "DepthToSpace"
+             for a in n.attribute if a.name == "mode"}
+    return "DCR" if "DCR" in modes else "CRD"
+
+
 def model_from_bundle(bundle: Bundle) -> tuple[torch.nn.Module, str]:
     """The model with the bundle's weights, and where the weights came from."""
     encoder_weights = _initializers(bundle.path / ENCODER)[0]
@@ -33,7 +40,7 @@ def model_from_bundle(bundle: Bundle) -> tuple[torch.nn.Module, str]:
         model.encoder.load_state_dict(encoder_weights)
         weights, ops = _initializers(bundle.path / DECODER)
         if bundle.family == "cnn" and "Conv" in ops:  # exported in conv form: flip those kernels back
-            weights = lecture_state(model.decoder, weights)
+            weights = lecture_state(model.decoder, weights, _depth_to_space_mode(bundle.path / DECODER))
         model.decoder.load_state_dict(weights)
         return model, "bundle"
     except RuntimeError:

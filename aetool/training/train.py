@@ -21,7 +21,7 @@ from ..errors import AetoolError, UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from . import distributed
-from .augment import random_shift
+from .augment import random_noise, random_shift
 from .config import Recipe, TrainConfig
 from .datasets import Rows, load_training_data
 from .device import resolve_precision, torch_device
@@ -134,16 +134,18 @@ class Trainer:
             return c.lr
         return c.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * epoch / c.epochs)))
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        """One optimiser step on a batch; returns the loss.  The speed-ups live here
-        (bf16 autocast and channels_last where the hardware has BF16), so the
-        benchmark times exactly what training runs."""
+    def step(self, x: torch.Tensor, x_in: torch.Tensor | None = None) -> torch.Tensor:
+        """One optimiser step on a batch: reconstruct ``x`` from ``x_in`` (default: ``x`` itself;
+        a noisy copy for denoising); returns the loss.  The speed-ups live here (bf16 autocast
+        and channels_last where the hardware has BF16), so the benchmark times exactly what
+        training runs."""
         x = x.to(self.device, non_blocking=True)
+        x_in = x if x_in is None else x_in.to(self.device, non_blocking=True)
         bf16 = self.precision == "bf16"
         if bf16:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x_in = x_in.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            x_hat = self.step_model(x)
+            x_hat = self.step_model(x_in)
         loss = reconstruction_loss(x, x_hat)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,7 +165,7 @@ class Trainer:
         total, seen, t0 = torch.zeros((), dtype=torch.float64, device=self.device), 0, time.perf_counter()
         for i, start in enumerate(bar):
             x = random_shift(x_train.batch(self.ranks.my_part(order[start : start + c.batch_size])), c.shift, g)
-            total += self.step(x) * len(x)
+            total += self.step(x, random_noise(x, c.denoise, g) if c.denoise else None) * len(x)
             seen += len(x)
             if hasattr(bar, "set_postfix") and i % 50 == 0:
                 bar.set_postfix(loss=f"{total.item() / seen:.3f}", refresh=False)

@@ -336,7 +336,8 @@
       let sse = 0;
       for (let i = 0; i < x.length; i++) sse += (x[i] - recon[i]) ** 2;
       const nll = -this.density.logProb(z) / this.d, cal = this.meta.anomaly;
-      const score = cal ? (Math.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std + (nll - cal.nll_mean) / cal.nll_std : null;
+      const parts = cal ? [(Math.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std, (nll - cal.nll_mean) / cal.nll_std] : null;
+      const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
       return { sse, nll, score, threshold: cal ? cal.threshold : null, flagged: cal ? score > cal.threshold : null };
     }
     /** A point of the map's plane -> a latent: mean + a * axis1 + b * axis2. */

@@ -15,14 +15,13 @@ and its ``density`` (a copy of the default) becomes ``default_density``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import AetoolError
-from .fileio import read_json, write_json
+from .fileio import read_json, sha256_file, write_json  # noqa: F401 (sha256_file: part of the contract)
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -40,14 +39,6 @@ PREPROCESSING = {
     "resize_crop": "converted to grey (1 channel) or RGB (3), transparency onto black, the largest centred square "
                    "cropped and resized to height x width; 8 bits a channel, then / 255",
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Reader:

@@ -4,6 +4,7 @@ never destroys what was on disk before."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import os
@@ -171,3 +172,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read a megabyte at a time (graphs and runtimes can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -37,7 +37,7 @@ import numpy as np
 from .bundle import Bundle, load_bundle
 from .bundle_format import DECODER, ENCODER, LATENT
 from .errors import AetoolError, UsageError
-from .fileio import atomic_dir, write_json
+from .fileio import atomic_dir, sha256_file, write_json
 
 RUNTIME_VERSION = "1.30.0"
 RUNTIME_PACKAGE = "onnxruntime-web"
@@ -69,14 +69,6 @@ def runtime_cache_dir() -> Path:
     return default_cache_dir() / f"{RUNTIME_PACKAGE}-{RUNTIME_VERSION}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _runtime_folder(folder: Path) -> Path | None:
     """``folder`` itself, its ``dist/`` or ``package/dist/`` (an unpacked npm package): the first that
     holds all the runtime files."""
@@ -87,7 +79,7 @@ def _runtime_folder(folder: Path) -> Path | None:
 
 
 def _cache_is_whole(folder: Path) -> bool:
-    return all((folder / name).is_file() and _sha256(folder / name) == digest for name, digest in RUNTIME_FILES.items())
+    return all((folder / name).is_file() and sha256_file(folder / name) == digest for name, digest in RUNTIME_FILES.items())
 
 
 def install_runtime(tarball: str | os.PathLike, cache: Path | None = None) -> Path:

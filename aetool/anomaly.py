@@ -27,6 +27,7 @@ from .metrics import sse_per_image
 BATCH = 256
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 HISTOGRAM_BINS = 40
+MIN_IMAGES = 4  # two to set the threshold, two to measure it: the least that means anything
 
 
 def parts(bundle: Bundle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +57,9 @@ def calibrate(bundle: Bundle, images: np.ndarray, fpr: float = 0.01, source: str
     training) and measure the false-positive rate on the second half."""
     if not 0 < fpr <= 0.5:
         raise UsageError(f"--fpr must be above 0 and at most 0.5, got {fpr}")
-    if len(images) < 4:
-        raise AetoolError(f"calibration needs at least 4 held-out images, got {len(images)}")
+    if len(images) < MIN_IMAGES:
+        raise AetoolError(f"calibration needs at least {MIN_IMAGES} held-out normal images, got {len(images)} "
+                          f"(raise --val-split or add images)")
     half = (len(images) + 1) // 2
     sse, nll = parts(bundle, images[:half])
     log_sse = np.log(sse + 1e-12)

@@ -761,7 +761,8 @@ def info(bundle_arg, as_json):
                + (f"; normal class {normal!r} only" if (normal := config.get("normal_class")) is not None else ""))
     a = m.anomaly
     click.echo("anomaly threshold: none (aetool calibrate sets one)" if a is None else
-               f"anomaly threshold {a.threshold:.3f} for {100 * a.fpr:g} % false positives on {a.images} {a.source}"
+               f"anomaly threshold {a.threshold:.3f} ({a.rule} of the two parts) for {100 * a.fpr:g} % false positives "
+               f"on {a.images} {a.source}"
                + ("" if a.heldout_fpr is None else f"; {100 * a.heldout_fpr:.2f} % on {a.heldout_images} fresh ones"))
     if m.variant:
         v = m.variant

@@ -131,3 +131,21 @@ def test_normal_class_of_a_folder_is_a_sub_folder(tmp_path):
     assert data["normal_class"] == "digit-1" and data["train_images"] + data["test_images"] == ones
     usage_error(run_cli("train", "--data", "photos", "--normal-class", "cats", "--epochs", "1", "--out", "n",
                         cwd=tmp_path, env=env, check=False), "classes: digit-0, digit-1")
+
+
+def test_a_too_small_validation_split_exports_without_a_threshold(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("good", "bad"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / "data" / cls / f"{i}.png")
+    env = {"AETOOL_CACHE": str(tmp_path / "cache")}
+    run_cli("train", "--data", "data", "--normal-class", "good", "--d", "2", "--epochs", "1", "--out", "m", "--quiet",
+            cwd=tmp_path, env=env)
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["data"]["test_images"] == 1
+    proc = run_cli("export", "m", "--out", "b", cwd=tmp_path, env=env)
+    assert "not calibrated for anomaly scores: 1 held-out images, 4 needed" in proc.stdout
+    assert "anomaly" not in json.loads((tmp_path / "b" / "latent.json").read_text())
+    proc = run_cli("calibrate", "--bundle", "b", cwd=tmp_path, env=env, check=False)
+    assert proc.returncode == 1 and "at least 4 held-out normal images, got 1" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -67,3 +67,24 @@ def test_the_score_is_the_larger_standardised_part_and_old_files_keep_the_sum():
     assert np.allclose(combine(sse, nll, new), np.maximum(a, b)) and new.to_dict()["rule"] == "max"
     with pytest.raises(AetoolError, match="'rule' must be"):
         AnomalyCalibration.from_dict({**CAL, "rule": "mean"}, "x")
+
+
+def test_calibration_needs_held_out_images_and_finite_scores():
+    from aetool import load_bundle
+    from aetool.anomaly import calibrate
+    from aetool.data import mnist_test_head
+
+    b = load_bundle("pca-d2", device="cpu")
+    images = mnist_test_head(40).images
+    with pytest.raises(AetoolError, match="at least 4 held-out normal images, got 0"):
+        calibrate(b, images[:0])
+    with pytest.raises(AetoolError, match="got 3"):
+        calibrate(b, images[:3])
+    cal = calibrate(b, images, 0.5)
+    assert cal.images == 20 and cal.heldout_images == 20 and cal.rule == "max"
+    with pytest.raises(Exception, match="--fpr must be above 0 and at most 0.5"):
+        calibrate(b, images, 0.6)
+    bad = images.copy()
+    bad[0] = np.nan  # a picture that cannot be scored cannot set a threshold
+    with pytest.raises(AetoolError, match="not finite"):
+        calibrate(b, bad)

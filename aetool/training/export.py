@@ -203,7 +203,11 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             },
         )
         write_meta(staging, meta)
-        if fpr:  # the anomaly threshold, on the held-out images (aetool calibrate does it again later)
+        from ..anomaly import MIN_IMAGES
+
+        if fpr and len(data.heldout) < MIN_IMAGES:
+            log(f"note: not calibrated for anomaly scores: {len(data.heldout)} held-out images, {MIN_IMAGES} needed")
+        elif fpr:  # the anomaly threshold, on the held-out images (aetool calibrate does it again later)
             from ..anomaly import calibrate
             from ..bundle import load_bundle
 

@@ -530,12 +530,16 @@ def decode(latents, output, ncols, scale, bundle, echo, quiet):
 def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, quiet):
     """Anomaly scores of pictures (files, or folders searched recursively) against the bundle's threshold.
 
-    The score adds the standardised log reconstruction error and latent negative log-likelihood;
-    `aetool calibrate` sets its threshold for a false-positive rate on held-out normal images.
-    A score that is not a finite number counts as anomalous.
+    The score is the larger of the standardised log reconstruction error and latent negative
+    log-likelihood; `aetool calibrate` sets its threshold for a false-positive rate on held-out
+    normal images. A score that is not a finite number counts as anomalous. Rows stream to
+    --csv, so a folder of any size is scored in the memory of one batch.
     """
+    import contextlib
     import csv
     import heapq
+
+    import numpy as np
 
     from .anomaly import is_anomalous, score_files
     from .anomaly_figure import MAX_SHOWN
@@ -550,38 +554,50 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
                              f"(run aetool calibrate)")
         click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
     paths = expand_inputs(inputs)
-    rows, worst = [], []  # worst: a heap of the highest flagged (score, index) for the figure
-    for batch, sse, nll, scores in progress(score_files(bundle, paths, invert), quiet=quiet, desc="scoring",
-                                            total=-(-len(paths) // 256)):
-        flags = None if scores is None else is_anomalous(scores, cal.threshold)
-        for i, path in enumerate(batch):
-            value = None if scores is None or not math.isfinite(scores[i]) else float(scores[i])
-            rows.append({"path": path, "sse": float(sse[i]), "nll": float(nll[i]), "score": value,
-                         "anomalous": None if flags is None else bool(flags[i])})
-            if figure_path is not None and flags[i]:
-                key = (math.inf if value is None else value, len(rows) - 1)
-                (heapq.heappush if len(worst) < MAX_SHOWN else heapq.heappushpop)(worst, key)
-    if csv_path is not None:
-        with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    keep_all = click.get_current_context().params.get("as_json")  # the JSON report lists every image
+    shown, listed, scores_seen, flagged, seen = [], [], [], 0, 0
+    worst = []  # a heap of the highest flagged (score, path) for the figure
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if csv_path is not None:
+            f = stack.enter_context(open(stack.enter_context(atomic_path(csv_path)), "w", newline="", encoding="utf-8"))
             writer = csv.DictWriter(f, fieldnames=["path", "sse", "nll", "score", "anomalous"])
             writer.writeheader()
-            writer.writerows(rows)
-    flagged = sum(1 for r in rows if r["anomalous"])
+        for batch, sse, nll, scores in progress(score_files(bundle, paths, invert), quiet=quiet, desc="scoring",
+                                                total=-(-len(paths) // 256)):
+            flags = None if scores is None else is_anomalous(scores, cal.threshold)
+            rows = [{"path": path, "sse": float(sse[i]), "nll": float(nll[i]),
+                     "score": None if scores is None or not math.isfinite(scores[i]) else float(scores[i]),
+                     "anomalous": None if flags is None else bool(flags[i])} for i, path in enumerate(batch)]
+            seen += len(rows)
+            flagged += 0 if flags is None else int(flags.sum())
+            shown += rows[: max(0, 1000 - len(shown))]
+            if keep_all:
+                listed += rows
+            if writer is not None:
+                writer.writerows(rows)
+            if figure_path is not None:
+                scores_seen.append(np.where(np.isfinite(scores), scores, np.inf))
+                for r in rows:
+                    if r["anomalous"]:
+                        key = (math.inf if r["score"] is None else r["score"], r["path"])
+                        (heapq.heappush if len(worst) < MAX_SHOWN else heapq.heappushpop)(worst, key)
     echo(f"{'path':<40} {'sse':>9} {'nll':>8} {'score':>8}  anomalous")
-    for r in rows[:1000]:
+    for r in shown:
         echo(f"{r['path'][-40:]:<40} {r['sse']:>9.3f} {r['nll']:>8.3f} "
              f"{'-' if r['score'] is None else format(r['score'], '8.3f'):>8}  {'' if r['anomalous'] is None else r['anomalous']}")
+    if seen > len(shown):
+        echo(f"... {seen - len(shown)} more" + (f" in {csv_path}" if csv_path is not None else " (--csv FILE lists all)"))
     if cal is not None:
-        echo(f"{flagged} of {len(rows)} flagged (threshold {cal.threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
+        echo(f"{flagged} of {seen} flagged (threshold {cal.threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
              f"false positives on {cal.images} {cal.source})")
-    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": rows}
+    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": listed}
     if figure_path is not None:
         from .anomaly import flagged_examples
         from .anomaly_figure import write_score_figure
 
-        all_scores = [math.inf if r["score"] is None else r["score"] for r in rows]
-        write_score_figure(figure_path, all_scores, cal, flagged_examples(bundle, [rows[i]["path"] for _, i in worst],
-                                                                      [v for v, _ in worst], invert), flagged)
+        write_score_figure(figure_path, np.concatenate(scores_seen) if scores_seen else np.zeros(0), cal,
+                           flagged_examples(bundle, [p for _, p in worst], [v for v, _ in worst], invert), flagged)
         echo(f"wrote {figure_path}")
         report["figure"] = str(figure_path)
     if fail_on_anomaly and flagged:

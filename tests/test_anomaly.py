@@ -149,3 +149,18 @@ def test_a_too_small_validation_split_exports_without_a_threshold(tmp_path):
     proc = run_cli("calibrate", "--bundle", "b", cwd=tmp_path, env=env, check=False)
     assert proc.returncode == 1 and "at least 4 held-out normal images, got 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_score_streams_a_large_folder_to_csv_and_shows_the_first_thousand(tmp_path):
+    from aetool.data import mnist_test_head
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i, x in enumerate(mnist_test_head(1005).images):
+        Image.fromarray((x[0] * 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
+    out = tmp_path / "s.csv"
+    proc = run_cli("score", str(folder), "--csv", str(out), "--bundle", "pca-d8", cwd=tmp_path)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1005 and rows[-1]["path"].endswith("1004.png")
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 + 1000 + 1 and lines[-1] == f"... 5 more in {out}"

@@ -195,6 +195,12 @@ def _browser_or_skip() -> tuple[str, Path]:
 page_colour: list[Path] = []  # the colour bundle and its pictures, once the page fixture made them
 
 
+# the page is all the browser may reach: no update checks, sync, QUIC or other background traffic
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-default-apps", "--disable-extensions"]
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -215,7 +221,7 @@ def page(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     messages: list[tuple[str, str]] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             pg = browser.new_page(viewport={"width": 1500, "height": 1000})
             pg.on("console", lambda m: messages.append((m.type, m.text)))

@@ -13,6 +13,7 @@ and checked on a second, fresh half of the held-out images.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -76,6 +77,14 @@ def calibrate(bundle: Bundle, images: np.ndarray, fpr: float = 0.01, source: str
     cal.heldout_fpr = float(np.mean(combine(fresh_sse, fresh_nll, cal) > cal.threshold))
     cal.heldout_images = len(images) - half
     return cal
+
+
+def calibration_note(cal: AnomalyCalibration) -> str | None:
+    """A warning where too few images set the threshold: at a 1 % rate, 10 images put none above it."""
+    if cal.images * cal.fpr >= 5:
+        return None
+    return (f"note: {cal.images} held-out images set this threshold, so fewer than 5 of them lie above it and the "
+            f"rate is rough; {math.ceil(10 / cal.fpr)} or more normal images set a {100 * cal.fpr:g} % threshold well")
 
 
 def heldout_images(bundle: Bundle) -> tuple[np.ndarray, str]:

@@ -63,8 +63,12 @@ def _histogram(draw: ImageDraw.ImageDraw, top: int, scores: np.ndarray, cal: Ano
     if edges_cal is not None:
         lo_hi += [edges_cal[0], edges_cal[-1]]
     lo, hi = min(lo_hi), max(lo_hi)
+    if edges_cal is not None:  # at most twice the calibration's width past it: the normal scores stay readable
+        width = edges_cal[-1] - edges_cal[0]
+        lo, hi = max(lo, edges_cal[0] - 2 * width), min(hi, max(edges_cal[-1], cal.threshold) + 2 * width)
     pad = 0.05 * (hi - lo or 1.0)
     lo, hi = lo - pad, hi + pad
+    beyond = int(np.sum(scores > hi))
     px = lambda v: x0 + (np.clip(v, lo, hi) - lo) / (hi - lo) * (x1 - x0)  # noqa: E731
 
     bins = np.linspace(lo, hi, 61)
@@ -84,22 +88,22 @@ def _histogram(draw: ImageDraw.ImageDraw, top: int, scores: np.ndarray, cal: Ano
     draw.line([x0, y1, x1, y1], fill=INK)
     for t in _ticks(lo, hi):
         draw.line([px(t), y1, px(t), y1 + 4], fill=INK)
-        draw.text((px(t), y1 + 6), f"{t:g}", fill=INK, font=font, anchor="mt")
+        draw.text((px(t), y1 + 6), f"{t + 0.0:g}", fill=INK, font=font, anchor="mt")
     draw.text(((x0 + x1) / 2, y1 + 22), "anomaly score", fill=INK, font=font, anchor="mt")
     tx = px(cal.threshold)
     draw.line([tx, y0, tx, y1], fill=RED, width=2)
     draw.text((tx + 4, y0), f"threshold {cal.threshold:.3f}", fill=RED, font=font)
-    legend_y = y0 + 18
-    if edges_cal is not None:
-        draw.rectangle([x0 + 4, legend_y, x0 + 16, legend_y + 10], fill=GREY)
-        draw.text((x0 + 22, legend_y - 2), f"calibration: {cal.images} normal images", fill=INK, font=font)
-        legend_y += 16
-    else:
-        draw.text((x0 + 4, legend_y - 2), "(this bundle keeps no calibration histogram: recalibrate to see it)",
-                  fill=INK, font=font)
-        legend_y += 16
-    draw.rectangle([x0 + 4, legend_y, x0 + 16, legend_y + 10], outline=BLUE, width=2)
-    draw.text((x0 + 22, legend_y - 2), f"scored: {len(scores)} images", fill=INK, font=font)
+    legend = ([(GREY, None, f"calibration: {cal.images} normal images")] if edges_cal is not None else
+              [(None, None, "(this bundle keeps no calibration histogram: recalibrate to see it)")])
+    legend.append((None, BLUE, f"scored: {len(scores)} images"
+                   + (f" ({beyond} beyond {hi:.3g}, counted in the last bin)" if beyond else "")))
+    for i, (fill, outline, text) in enumerate(legend):  # on white, over whatever bars lie beneath
+        y = y0 + 18 + 16 * i
+        tx0 = x0 + 22 if (fill or outline) else x0 + 4
+        draw.rectangle(draw.textbbox((tx0, y - 2), text, font=font), fill="white")
+        if fill or outline:
+            draw.rectangle([x0 + 4, y, x0 + 16, y + 10], fill=fill, outline=outline, width=2)
+        draw.text((tx0, y - 2), text, fill=INK, font=font)
 
 
 def write_score_figure(path: str | os.PathLike, scores: "np.ndarray | list[float]", cal: AnomalyCalibration,

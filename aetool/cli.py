@@ -619,7 +619,7 @@ def calibrate(fpr, out, bundle, echo, quiet):
     validation split of the folder it was trained on); stored in its latent.json."""
     import shutil
 
-    from .anomaly import calibrate as fit_calibration, heldout_images, write_calibration
+    from .anomaly import calibrate as fit_calibration, calibration_note, heldout_images, write_calibration
     from .bundle import shipped_root
 
     target = out or bundle.path
@@ -639,6 +639,8 @@ def calibrate(fpr, out, bundle, echo, quiet):
         write_calibration(target, cal)
     echo(f"calibrated {target}: threshold {cal.threshold:.3f} at {100 * fpr:g} % false positives on {cal.images} "
          f"{source}; measured on {cal.heldout_images} fresh ones: {100 * cal.heldout_fpr:.2f} %")
+    if (note := calibration_note(cal)) is not None and not quiet:
+        click.echo(note, err=True)
     return {"output": str(target), **cal.to_dict()}
 
 

@@ -88,3 +88,12 @@ def test_calibration_needs_held_out_images_and_finite_scores():
     bad[0] = np.nan  # a picture that cannot be scored cannot set a threshold
     with pytest.raises(AetoolError, match="not finite"):
         calibrate(b, bad)
+
+
+def test_too_few_calibration_images_for_the_rate_get_a_note():
+    from aetool.anomaly import calibration_note
+
+    few = AnomalyCalibration.from_dict({**CAL, "images": 10, "fpr": 0.01}, "x")
+    assert "10 held-out images set this threshold" in calibration_note(few) and "1000 or more" in calibration_note(few)
+    assert calibration_note(AnomalyCalibration.from_dict({**CAL, "images": 5000, "fpr": 0.01}, "x")) is None
+    assert calibration_note(AnomalyCalibration.from_dict({**CAL, "images": 10, "fpr": 0.5}, "x")) is None

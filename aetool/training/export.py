@@ -203,7 +203,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             },
         )
         write_meta(staging, meta)
-        from ..anomaly import MIN_IMAGES
+        from ..anomaly import MIN_IMAGES, calibration_note
 
         if fpr and len(data.heldout) < MIN_IMAGES:
             log(f"note: not calibrated for anomaly scores: {len(data.heldout)} held-out images, {MIN_IMAGES} needed")
@@ -214,6 +214,8 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             meta.anomaly = calibrate(load_bundle(staging, device="cpu"), as_float(data.heldout[:]), fpr,
                                      f"{data.heldout_name} images ({data.info.get('name')})")
             write_meta(staging, meta)
+            if (note := calibration_note(meta.anomaly)) is not None:
+                log(note)
     log(f"exported {run} -> {out_dir}  ({family}, d={meta.d}, "
         f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})"
         + ("" if meta.anomaly is None else f"; anomaly threshold at {100 * fpr:g} % false positives "

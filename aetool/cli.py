@@ -100,7 +100,7 @@ def bundle_options(f: Callable) -> Callable:
 
         bundle = load_bundle(bundle_path, device=device, threads=threads or None,
                              note=None if quiet else lambda line: click.echo(line, err=True))
-        echo = (lambda *a, **k: None) if quiet or as_json else click.echo
+        echo = text_echo(quiet, as_json)
         report = f(*args, bundle=bundle, echo=echo, quiet=quiet or as_json, **kwargs)
         exit_code = report.pop(EXIT_CODE, 0)
         if as_json:
@@ -149,6 +149,11 @@ scale_option = click.option("--scale", type=click.IntRange(min=1, max=64), defau
 invert_option = click.option("--invert/--no-invert", default=None,
                              help="Force inverting input images (default: invert when the background is light).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or progress lines.")
+
+
+def text_echo(quiet: bool, as_json: bool) -> Callable[..., None]:
+    """``click.echo`` for a command's text, silent under --quiet and under --json (stdout is the report)."""
+    return (lambda *a, **k: None) if quiet or as_json else click.echo
 
 
 def logger(quiet: bool) -> Callable[[str], None]:
@@ -693,7 +698,7 @@ def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, a
     drawing, interpolation and sampling.  Serve the folder with any static server; it works offline."""
     from .web import build_site, find_runtime
 
-    echo = (lambda *a, **k: None) if quiet or as_json else click.echo
+    echo = text_echo(quiet, as_json)
     runtime = find_runtime(runtime_dir, runtime_url, log=echo)
     report = build_site(bundle_args, out, runtime, images=images_dir, points=points, force=force, log=echo,
                         note=None if quiet else lambda line: click.echo(line, err=True))

@@ -37,7 +37,7 @@ import numpy as np
 from .bundle import Bundle, load_bundle
 from .bundle_format import DECODER, ENCODER, LATENT
 from .errors import AetoolError, UsageError
-from .fileio import atomic_dir, sha256_file, write_json
+from .fileio import atomic_dir, read_json, sha256_file, write_json
 
 RUNTIME_VERSION = "1.30.0"
 RUNTIME_PACKAGE = "onnxruntime-web"
@@ -267,8 +267,6 @@ def _check_target(out: Path, force: bool) -> bool:
     site = out / SITE_FILE
     previous = False
     if site.is_file():
-        from .fileio import read_json
-
         try:
             previous = read_json(site).get("generator") == GENERATOR
         except (AetoolError, AttributeError):

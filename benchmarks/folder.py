@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,13 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from aetool.data import write_coloured_digits  # noqa: E402
 from aetool.folder import load_folder  # noqa: E402
-
-
-def cpu_name() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), platform.processor())
-    extras = [f for f in ("avx512_bf16", "avx512_vnni") if f in flags]
-    return f"{model}, {os.cpu_count()} cores" + (f" ({', '.join(extras)})" if extras else " (AVX2 only)")
+from machine import cpu_name  # noqa: E402
 
 
 def loading(folder: Path, cache: Path, workers: int) -> float:

@@ -39,7 +39,7 @@ from aetool.metrics import auroc, sse_per_image  # noqa: E402
 from aetool.training.config import TrainConfig  # noqa: E402
 from aetool.training.export import export_run  # noqa: E402
 from aetool.training.train import train  # noqa: E402
-from folder import cpu_name  # noqa: E402
+from machine import cpu_name  # noqa: E402
 
 SCORES = ("pca_sse", "cnn_sse", "cnn_nll", "sum", "combined")
 

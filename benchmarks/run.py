@@ -39,21 +39,12 @@ from aetool import load_bundle
 from aetool.bench import measure, onnx_ops, torch_ops
 from aetool.training.model import AutoEncoder, reconstruction_loss
 from aetool.training.torch_from_onnx import model_from_bundle
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 
 
 # ------------------------------------------------------------------ machine
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, seconds: float = 2.0) -> float:
     """The best FLOP rate of a large square matmul: a practical ceiling for this CPU and library."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
@@ -256,11 +247,15 @@ def markdown(report) -> str:
               f"`aetool sample -n 64` as a process: median {report['sample_process']['median_s']:.2f} s over {report['sample_process']['runs']} runs."]
     if report.get("decoder_forms"):
         lines += ["", "## Decoder forms (interleaved; time / encode is the median of paired ratios)", "",
-                  "| precision | batch | op | p50 ms | images/s | time / encode |", "|---|---:|---|---:|---:|---:|"]
-        for r in report["decoder_forms"]["rows"]:
-            lines.append(f"| {r['precision']} | {r['batch']} | {r['op']} | {r['p50_ms']:.3f} | {r['images_per_s']:.0f} | "
-                         f"{r['time_over_encode']:.2f} |")
+                  *forms_table(report["decoder_forms"]["rows"])]
     return "\n".join(lines) + "\n"
+
+
+def forms_table(rows: list[dict]) -> list[str]:
+    """The decoder-form rows as a markdown table (the suite's report and --decoder-forms share it)."""
+    return ["| precision | batch | op | p50 ms | images/s | time / encode |", "|---|---:|---|---:|---:|---:|",
+            *(f"| {r['precision']} | {r['batch']} | {r['op']} | {r['p50_ms']:.3f} | {r['images_per_s']:.0f} | "
+              f"{r['time_over_encode']:.2f} |" for r in rows)]
 
 
 def plot(report, path: Path) -> None:
@@ -327,10 +322,7 @@ def forms_only(out: Path, quick: bool) -> None:
              f"CPU: {report['machine']['cpu']}, {report['machine']['cores']} cores (shared with other jobs: read the ratios); "
              f"onnxruntime {report['machine']['onnxruntime']}, default threads. cnn-d16's weights; `convtranspose` is the "
              "earlier export form, `subpixel` the shipped one (aetool/training/conv_form.py).", "",
-             "| precision | batch | op | p50 ms | images/s | time / encode |", "|---|---:|---|---:|---:|---:|"]
-    for r in report["decoder_forms"]["rows"]:
-        lines.append(f"| {r['precision']} | {r['batch']} | {r['op']} | {r['p50_ms']:.3f} | {r['images_per_s']:.0f} | "
-                     f"{r['time_over_encode']:.2f} |")
+             *forms_table(report["decoder_forms"]["rows"])]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(stem.with_suffix(".md").read_text())
 

@@ -102,17 +102,20 @@ class TrainingData:
 def load_training_data(config: TrainConfig, *, quiet: bool = True, log: Callable[[str], None] = print) -> TrainingData:
     """The run's training and held-out images; fills in ``config.channels`` and ``config.image_size``
     where they were left to the data."""
-    if is_image_folder(config.data):
-        return _folder_data(config, quiet, log)
+    data = _folder_data(config, quiet, log) if is_image_folder(config.data) else _mnist_data(config)
+    if config.normal_class is not None:
+        data.info["normal_class"] = config.normal_class
+    return data
+
+
+def _mnist_data(config: TrainConfig) -> TrainingData:
     if (config.channels or 1) != 1 or (config.image_size or 28) != 28:
         raise UsageError("--channels and --image-size are for folders of images; MNIST is 1x28x28")
     config.channels, config.image_size = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
     train = config.training_part(load_mnist("train", config.data))
     test = config.of_normal_class(load_mnist("test", config.data))
-    info = {"name": "mnist", "train_images": len(train), "test_images": len(test), "heldout": "test"}
-    if config.normal_class is not None:
-        info["normal_class"] = config.normal_class
-    return TrainingData(train.images, test.images, "test", ImageSpec(), info)
+    return TrainingData(train.images, test.images, "test", ImageSpec(),
+                        {"name": "mnist", "train_images": len(train), "test_images": len(test), "heldout": "test"})
 
 
 def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -> TrainingData:
@@ -142,8 +145,6 @@ def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -
     info = {"name": "folder", "root": str(Path(config.data).resolve()), "train_images": len(train_idx),
             "test_images": len(val_idx), "heldout": "validation", "val_split": config.val_split,
             "classes": data.class_names, "skipped": len(data.skipped), "fit": data.fit}
-    if config.normal_class is not None:
-        info["normal_class"] = config.normal_class
     return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",
                         ImageSpec(channels=data.channels, height=data.size, width=data.size,
                                   preprocessing=f"resize_{data.fit}"), info)

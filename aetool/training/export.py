@@ -203,14 +203,12 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             },
         )
         write_meta(staging, meta)
-        from ..anomaly import MIN_IMAGES, calibration_note
+        from ..anomaly import MIN_IMAGES, calibrate, calibration_note
+        from ..bundle import load_bundle
 
         if fpr and len(data.heldout) < MIN_IMAGES:
             log(f"note: not calibrated for anomaly scores: {len(data.heldout)} held-out images, {MIN_IMAGES} needed")
         elif fpr:  # the anomaly threshold, on the held-out images (aetool calibrate does it again later)
-            from ..anomaly import calibrate
-            from ..bundle import load_bundle
-
             meta.anomaly = calibrate(load_bundle(staging, device="cpu"), as_float(data.heldout[:]), fpr,
                                      f"{data.heldout_name} images ({data.info.get('name')})")
             write_meta(staging, meta)

@@ -17,30 +17,33 @@ from .conv_form import lecture_state
 from .model import build_model
 
 
-def _initializers(path) -> tuple[dict[str, torch.Tensor], set[str]]:
-    """The graph's weights by name, and the op types it uses."""
-    graph = onnx.load(str(path)).graph
-    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}, {n.op_type for n in graph.node}
+def _graph(path) -> onnx.GraphProto:
+    return onnx.load(str(path)).graph
 
 
-def _depth_to_space_mode(path) -> str:
+def _weights(graph: onnx.GraphProto) -> dict[str, torch.Tensor]:
+    """The graph's weights by name."""
+    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+
+
+def _depth_to_space_mode(graph: onnx.GraphProto) -> str:
     """DCR where the graph's sub-pixel layer was exported in that order (conv_form.depth_to_space_dcr)."""
-    modes = {a.s.decode() for n in onnx.load(str(path)).graph.node if n.op_type == "DepthToSpace"
-             for a in n.attribute if a.name == "mode"}
+    modes = {a.s.decode() for n in graph.node if n.op_type == "DepthToSpace" for a in n.attribute if a.name == "mode"}
     return "DCR" if "DCR" in modes else "CRD"
 
 
 def model_from_bundle(bundle: Bundle) -> tuple[torch.nn.Module, str]:
     """The model with the bundle's weights, and where the weights came from."""
-    encoder_weights = _initializers(bundle.path / ENCODER)[0]
+    encoder_weights = _weights(_graph(bundle.path / ENCODER))
     first = encoder_weights.get("0.weight")  # the CNN's first convolution: (nb_channels, 1, 5, 5)
     width = int(first.shape[0]) if first is not None and first.dim() == 4 else NB_CHANNELS
     model = build_model({"model": bundle.family, "d": bundle.d, "nb_channels": width}).eval()
     try:
         model.encoder.load_state_dict(encoder_weights)
-        weights, ops = _initializers(bundle.path / DECODER)
-        if bundle.family == "cnn" and "Conv" in ops:  # exported in conv form: flip those kernels back
-            weights = lecture_state(model.decoder, weights, _depth_to_space_mode(bundle.path / DECODER))
+        decoder = _graph(bundle.path / DECODER)
+        weights = _weights(decoder)
+        if bundle.family == "cnn" and any(n.op_type == "Conv" for n in decoder.node):  # conv form: flip kernels back
+            weights = lecture_state(model.decoder, weights, _depth_to_space_mode(decoder))
         model.decoder.load_state_dict(weights)
         return model, "bundle"
     except RuntimeError:

@@ -246,6 +246,8 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
           help="Channels of every hidden layer (the lecture's nb_channels); cost grows with its square.")
 @advanced("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
           help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
+@advanced("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
+          help="On one GPU, replay each training step as a CUDA graph: the same math, launched at once.")
 @advanced("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N training images only.")
 @advanced("--force", is_flag=True, help="Replace an existing run in --out.")
 @advanced("--init-from", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
@@ -264,8 +266,8 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
           help="Pause after this epoch of the schedule (continue later with --resume).")
 @click.pass_context
 def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_class, out, device, resume, quiet, lr, channels, fit,
-          val_split, workers, strict, batch_size, schedule, seed, nb_channels, precision, limit, force, init_from,
-          revive_dead, average_last, shift, denoise, holdout, stop_after):
+          val_split, workers, strict, batch_size, schedule, seed, nb_channels, precision, cuda_graph, limit, force,
+          init_from, revive_dead, average_last, shift, denoise, holdout, stop_after):
     """Train an autoencoder on MNIST or a folder of your images into a run folder (models/<model>-d<d>/).
 
     Each epoch prints its test SSE per image and PSNR and rewrites the checkpoint,
@@ -281,8 +283,8 @@ def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_cl
         if given:
             raise UsageError(f"--config sets every training option itself; drop {', '.join(given)}")
         recipe = load_recipe(recipe_path)
-        for stage in recipe.stages:
-            stage.config.device = device
+        for stage in recipe.stages:  # where and how to run is this machine's choice, not the recipe's
+            stage.config.device, stage.config.cuda_graph = device, cuda_graph
         metrics = train_recipe(recipe, quiet=quiet, log=log)
         out = recipe.final.out
     else:
@@ -294,11 +296,11 @@ def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_cl
                              average_last=average_last, shift=shift, denoise=denoise,
                              channels=None if channels is None else int(channels),
                              image_size=None if image_size is None else int(image_size), fit=fit, val_split=val_split,
-                             workers=workers, strict=strict, normal_class=normal_class)
+                             workers=workers, strict=strict, normal_class=normal_class, cuda_graph=cuda_graph)
         config.validate()
         out = out or Path("models") / config.default_run_name()
         if resume:
-            config = resume_config(out, epochs, batch_size, device)  # the device is this machine's, not the run's
+            config = resume_config(out, epochs, batch_size, device, cuda_graph)  # the device is this machine's, not the run's
         metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     from .training.distributed import launched_rank
 

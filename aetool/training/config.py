@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 (autocast + channels_last)
+    cuda_graph: bool = True  # on one GPU, replay each training step as a CUDA graph (graph_step.py)
     limit: int | None = None  # train on the first N training images only
     nb_channels: int = NB_CHANNELS
     data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"

@@ -25,11 +25,16 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` picks bf16 autocast where the hardware runs it natively, else exact fp32."""
+def resolve_precision(precision: str, device: torch.device, graphed: bool = False) -> str:
+    """``auto`` picks what measured faster on that device and path.
+
+    On a GPU: bf16 autocast (with channels_last) for a step replayed as a CUDA graph, exact fp32 for
+    eager steps, whose time goes into launching kernels, which bf16 only adds to (both measured on an
+    H200: ``benchmarks/gpu_train.py``).  On a CPU: bf16 where it has native BF16 dot products.
+    """
     if precision == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+            return "bf16" if graphed and torch.cuda.is_bf16_supported() else "fp32"
         return "bf16" if cpu_has_bf16() else "fp32"
     if precision not in ("fp32", "bf16"):
         raise AetoolError(f"unknown precision {precision!r} (use auto, fp32 or bf16)")

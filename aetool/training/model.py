@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..lecture import IMAGE_SHAPE, IMAGE_SIZES, NB_CHANNELS
-from .datasets import as_float
+from .datasets import as_float  # noqa: F401  (re-exported: pca, export, warm_start, variants)
 
 # (kernel, stride, padding) of the lecture's five convolutions, from the image down to the 1x1 latent;
 # the decoder runs the same list backwards with transposed convolutions
@@ -157,9 +157,11 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 @contextlib.contextmanager
 def _plain_layout(module: nn.Module) -> Iterator[None]:
     """Evaluate a channels_last model (bf16 training) in the plain NCHW layout: on CPUs its
-    reorders, call after call, held hundreds of MB that the plain layout does not need."""
+    reorders, call after call, held hundreds of MB that the plain layout does not need.  Not on a
+    GPU: there the conversion would move the weights a captured training step (CUDA graph) updates."""
     w = next((p for p in module.parameters() if p.dim() == 4), None)
-    channels_last = w is not None and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
+    channels_last = (w is not None and w.device.type == "cpu" and not w.is_contiguous()
+                     and w.is_contiguous(memory_format=torch.channels_last))
     if channels_last:
         module.to(memory_format=torch.contiguous_format)
     try:
@@ -175,6 +177,13 @@ def eval_batch(images: np.ndarray) -> int:
     return max(8, min(1000, (1 << 20) // max(1, int(np.prod(images.shape[1:])))))
 
 
+def batch_on(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """A batch as float32 on ``device``: uint8 pixels travel as bytes (a quarter of the floats) and
+    are divided by 255 where they land, the same float32 division ``as_float`` makes."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
 @torch.no_grad()
 def forward_all(module: nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch: int | None = None) -> np.ndarray:
     """``module`` (an encoder, or a whole autoencoder) over ``images`` in batches, as float32 numpy.
@@ -184,7 +193,7 @@ def forward_all(module: nn.Module, images: np.ndarray, device: torch.device | st
     batch = batch or eval_batch(images)
     module.eval()
     with _plain_layout(module):
-        out = [module(torch.from_numpy(as_float(images[i : i + batch])).to(device)).float().cpu().numpy()
+        out = [module(batch_on(images[i : i + batch], device)).float().cpu().numpy()
                for i in range(0, len(images), batch)]
     return np.concatenate(out)
 
@@ -197,7 +206,7 @@ def sse_per_image(model: nn.Module, images: np.ndarray, device: torch.device | s
     out = []
     with _plain_layout(model):
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(as_float(images[i : i + batch])).to(device)
+            x = batch_on(images[i : i + batch], device)
             out.append((model(x) - x).pow(2).flatten(1).sum(1).cpu().numpy())
     return np.concatenate(out)
 

@@ -25,6 +25,7 @@ from .augment import random_noise, random_shift
 from .config import Recipe, TrainConfig
 from .datasets import Rows, load_training_data
 from .device import resolve_precision, torch_device
+from .graph_step import GraphStep
 from .pca import train_pca
 from .model import AutoEncoder, count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
 from .run import RunFolder, epochs_in_all
@@ -58,6 +59,8 @@ class TrainImages:
 class Trainer:
     """One training run: builds the model, loops over epochs, checkpoints, fits the density."""
 
+    GRAPH_DEVICES = ("cuda",)  # where the step is replayed as a CUDA graph (graph_step.py; a CPU re-runs it)
+
     def __init__(self, config: TrainConfig, out_dir: Path, *, quiet: bool = False, log: Callable[[str], None] = print) -> None:
         config.validate()
         self.config = config
@@ -66,7 +69,9 @@ class Trainer:
         self.ranks, self.device = distributed.setup(torch_device(config.device))
         self.quiet = quiet or not self.ranks.main
         self.log = log if self.ranks.main else (lambda s: None)
-        self.precision = resolve_precision(config.precision, self.device)
+        # one process on a GPU: the step becomes a CUDA graph (under torchrun DDP's hooks stay eager)
+        self.graphed = config.cuda_graph and self.device.type in self.GRAPH_DEVICES and self.ranks.world == 1
+        self.precision = resolve_precision(config.precision, self.device, graphed=self.graphed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: time the conv algorithms once, keep the fastest
         if not self.ranks.main:
@@ -79,7 +84,13 @@ class Trainer:
         if self.precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = self.ranks.wrap(self.model, self.device)  # what the training step calls
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        # a captured step reads its learning rate from a device tensor, and Adam keeps its step count there
+        self.capturable = self.graphed and self.device.type == "cuda"
+        self.lr_tensor = torch.tensor(config.lr, device=self.device) if self.graphed else None
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr if self.lr_tensor is None else self.lr_tensor,
+                                          capturable=self.capturable)
+        self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.device.type == "cuda",
+                                    log=self.log) if self.graphed else None
         self.epoch = 0
         self.history: list[dict] = []
         self.started_from: list[dict] = []
@@ -95,7 +106,7 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
             "epoch": self.epoch,
             "model": {k: v.contiguous() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.portable_optimizer_state(),
             "history": self.history,
         }
         if self.average is not None:
@@ -111,6 +122,7 @@ class Trainer:
         state = self.run_folder.load_checkpoint()
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.own_optimizer_settings()
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.started_from = self.run_folder.started_from()
@@ -134,20 +146,58 @@ class Trainer:
             return c.lr
         return c.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * epoch / c.epochs)))
 
+    def portable_optimizer_state(self) -> dict:
+        """Adam's state with a plain learning rate and no capture flag, so the checkpoint resumes on any device."""
+        state = self.optimizer.state_dict()
+        state["param_groups"] = [{**g, "lr": float(g["lr"]), "capturable": False} for g in state["param_groups"]]
+        return state
+
+    def own_optimizer_settings(self) -> None:
+        """After loading a checkpoint: this run's learning-rate holder and capture flag, and Adam's step
+        counts where a captured step reads them (on the GPU)."""
+        for group in self.optimizer.param_groups:
+            group["capturable"] = self.capturable
+            if self.lr_tensor is not None:
+                self.lr_tensor.fill_(float(group["lr"]))
+                group["lr"] = self.lr_tensor
+            else:
+                group["lr"] = float(group["lr"])
+        for values in self.optimizer.state.values():
+            if "step" in values and torch.is_tensor(values["step"]):
+                values["step"] = values["step"].to(self.device if self.capturable else "cpu", torch.float32)
+
+    def set_lr(self, lr: float) -> None:
+        """Change the learning rate in place, where a captured step reads it."""
+        if self.lr_tensor is not None:
+            self.lr_tensor.fill_(lr)
+        else:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
     def step(self, x: torch.Tensor, x_in: torch.Tensor | None = None) -> torch.Tensor:
         """One optimiser step on a batch: reconstruct ``x`` from ``x_in`` (default: ``x`` itself;
         a noisy copy for denoising); returns the loss.  The speed-ups live here (bf16 autocast
-        and channels_last where the hardware has BF16), so the benchmark times exactly what
-        training runs."""
+        and channels_last where the hardware has BF16, a CUDA graph on a GPU), so the benchmark
+        times exactly what training runs.  On a GPU the loss returned is overwritten by the next step."""
         x = x.to(self.device, non_blocking=True)
         x_in = x if x_in is None else x_in.to(self.device, non_blocking=True)
+        if self.graph_step is not None:
+            return self.graph_step(x, x_in)
+        self._zero_grad()
+        return self._update(x, x_in)
+
+    def _zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _update(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """Forward, loss, backward and Adam, with the gradients already reset: what a CUDA graph captures."""
         bf16 = self.precision == "bf16"
         if bf16:
             x_in = x_in.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+        # no autocast cache: a captured step must recast the weights Adam has just changed
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
             x_hat = self.step_model(x_in)
         loss = reconstruction_loss(x, x_hat)
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -155,8 +205,7 @@ class Trainer:
     def train_epoch(self, x_train: TrainImages) -> tuple[float, float]:
         c = self.config
         self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.epoch)
+        self.set_lr(self.lr_at(self.epoch))
         g = torch.Generator().manual_seed(c.seed * 100_003 + self.epoch)
         order = torch.randperm(len(x_train), generator=g).to(x_train.index_device)  # the same order on every device
         batches = range(0, len(x_train), c.batch_size)
@@ -193,7 +242,8 @@ class Trainer:
         if self.ranks.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
-            f"training {c.model} d={c.d} on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}), "
+            f"training {c.model} d={c.d} on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}"
+            + (", CUDA graph" if self.graphed and self.device.type == "cuda" else "") + "), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}"
             + (f" over {self.ranks.world} processes" if self.ranks.world > 1 else "")
             + f", lr {c.lr} ({c.schedule}) -> {self.out_dir}"
@@ -245,6 +295,13 @@ class Trainer:
         self.save_checkpoint()
         self.log(f"weights: the average of the last {int(self.average.n_averaged)} epochs")
 
+    def step_kind(self) -> str:
+        """How the training step ran, for the record: "cuda graph", or "eager" (and why, where capture failed)."""
+        g = self.graph_step
+        if g is None or not g.capture:
+            return "eager"
+        return f"eager (capture failed: {g.failed})" if g.failed else "cuda graph"
+
     def write_metrics(self, final: bool) -> dict:
         last = self.history[-1]
         # once the average is adopted it is what the run's weights score
@@ -254,6 +311,7 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
             "precision": self.precision,
             "device": self.device.type,
+            "step": self.step_kind(),
             "torch": torch.__version__,
             "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
             "layers": describe_layers(self.model),
@@ -272,7 +330,7 @@ class Trainer:
 
 
 def resume_config(out_dir: Path, epochs: int | None = None, batch_size: int | None = None,
-                  device: str | None = None) -> TrainConfig:
+                  device: str | None = None, cuda_graph: bool | None = None) -> TrainConfig:
     """The stored config of a run, optionally with a new total number of epochs or a new
     batch size from the next epoch on (each epoch's size stays in the history), or on
     another device: a run started on a lent GPU can go on where there is none."""
@@ -286,6 +344,8 @@ def resume_config(out_dir: Path, epochs: int | None = None, batch_size: int | No
         config.batch_size = batch_size
     if device is not None:
         config.device = device
+    if cuda_graph is not None:
+        config.cuda_graph = cuda_graph
     config.validate()
     return config
 
@@ -327,7 +387,8 @@ def train_recipe(recipe: Recipe, *, quiet: bool = False, log: Callable[[str], No
             log(f"stage {run}: done ({done} epochs)")
             metrics = run.read_metrics()
             continue
-        config = resume_config(run.path, stage.config.epochs, stage.config.batch_size, stage.config.device) \
+        config = resume_config(run.path, stage.config.epochs, stage.config.batch_size, stage.config.device,
+                               stage.config.cuda_graph) \
             if run.exists() else stage.config
         metrics = train(config, run.path, resume=run.exists(), quiet=quiet, stop_after=stage.stop_after, log=log)
     return metrics

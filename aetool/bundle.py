@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,11 +19,12 @@ import numpy as np
 from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, is_bundle, read_meta
 from .density import Density, density_from_dict
 from .errors import AetoolError, UsageError
-from .runtime import make_session, provider_label
+from .runtime import make_session, provider_label, usable_cores
 
 DEFAULT_SHIPPED = "cnn-d16"
 DEFAULT_BATCH = 1024
 DENSITY_ALIASES = {"mixture": "gaussian_mixture", "diagonal": "diagonal_gaussian"}
+SPLIT_MIN = 2  # images per core from which a CPU batch is run as slices side by side
 
 
 def shipped_root() -> Path:
@@ -84,6 +86,9 @@ class Bundle:
     decoder: Any = field(repr=False)
     provider: str = "cpu"
     batch_size: int = DEFAULT_BATCH
+    threads: int | None = None  # the CPU threads asked for (None: one per usable core)
+    _single: dict[str, Any] = field(default_factory=dict, repr=False)  # graph file -> single-threaded session
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @property
     def d(self) -> int:
@@ -124,15 +129,44 @@ class Bundle:
         image = self.meta.image
         return img.load_for(paths, image.channels, image.height, image.width, image.preprocessing, invert=invert)
 
-    def _run(self, session, x: np.ndarray) -> np.ndarray:
+    @property
+    def workers(self) -> int:
+        """CPU threads a large batch is spread over."""
+        return self.threads or usable_cores()
+
+    def _run(self, graph: str, x: np.ndarray) -> np.ndarray:
+        """Run ``graph`` (ENCODER or DECODER) over ``x`` in batches of at most ``batch_size``.
+
+        On a CPU a batch of at least SPLIT_MIN images per core runs as one slice per core, side by
+        side, each in a single-threaded session: onnxruntime spreads a Conv over the cores, but runs
+        ConvTranspose's col2im and DepthToSpace on one, so the decoder stopped scaling past a few
+        cores.  Small batches keep the multi-threaded session, which is faster for one image."""
+        session = self.encoder if graph == ENCODER else self.decoder
         name = session.get_inputs()[0].name
         x = np.ascontiguousarray(x, dtype=np.float32)
-        outs = [session.run(None, {name: x[i : i + self.batch_size]})[0] for i in range(0, len(x), self.batch_size)]
+        workers = self.workers
+        if self.provider == "cpu" and workers > 1 and len(x) >= SPLIT_MIN * workers:
+            size = -(-min(len(x), self.batch_size) // workers)  # a batch_size block split over the workers
+            single = self._single_session(graph)
+            pieces = (x[i : i + size] for i in range(0, len(x), size))
+            outs = list(self._executor().map(lambda piece: single.run(None, {name: piece})[0], pieces))
+        else:
+            outs = [session.run(None, {name: x[i : i + self.batch_size]})[0] for i in range(0, len(x), self.batch_size)]
         return np.concatenate(outs) if outs else np.zeros((0, *session.get_outputs()[0].shape[1:]), np.float32)
+
+    def _single_session(self, graph: str) -> Any:
+        if graph not in self._single:
+            self._single[graph] = make_session(self.path / graph, "cpu", threads=1)[0]
+        return self._single[graph]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:  # onnxruntime lets go of the GIL while it runs, so threads are enough
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aetool-slice")
+        return self._pool
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(N, C, H, W) in [0, 1] -> latents (N, d, 1, 1)."""
-        return self._run(self.encoder, self._checked_images(images, "encode"))
+        return self._run(ENCODER, self._checked_images(images, "encode"))
 
     def _checked_images(self, images: np.ndarray, what: str) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -145,7 +179,7 @@ class Bundle:
         z = np.asarray(latents, dtype=np.float32)
         if z.ndim < 2 or int(np.prod(z.shape[1:])) != self.d:
             raise AetoolError(f"decode: expected latents of size {self.d}, got shape {z.shape}")
-        return self._run(self.decoder, z.reshape(len(z), self.d, 1, 1))
+        return self._run(DECODER, z.reshape(len(z), self.d, 1, 1))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """g(f(x)); under CUDA the latent stays in GPU memory between the two graphs."""
@@ -193,7 +227,8 @@ def load_bundle(bundle: str | os.PathLike | None = None, device: str = "auto", t
     encoder, provider = make_session(path / ENCODER, device, threads)
     decoder, _ = make_session(path / DECODER, device, threads)
     _check_shapes(path, meta, encoder, decoder)
-    return Bundle(path=path, meta=meta, encoder=encoder, decoder=decoder, provider=provider_label(provider), batch_size=batch_size)
+    return Bundle(path=path, meta=meta, encoder=encoder, decoder=decoder, provider=provider_label(provider),
+                  batch_size=batch_size, threads=threads)
 
 
 def _check_shapes(path: Path, meta: BundleMeta, encoder, decoder) -> None:

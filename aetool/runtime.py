@@ -72,6 +72,14 @@ def cuda_unusable_reason() -> str | None:
     return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity mask (taskset, a container's cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def session_options(threads: int | None = None):
     ort = _ort()
     opts = ort.SessionOptions()

@@ -15,7 +15,9 @@ Measures, on the shipped d=16 bundle and the same weights in PyTorch:
   * `aetool sample -n 64` as a whole process, start to PNG written;
   * the decoder's export forms side by side (stride-2 layers as ConvTranspose, or the
     last one in sub-pixel form as shipped), fp32 and int8: decode vs encode images/s at
-    batch 1024, round-trip latency at batch 1 (bench_decoder_forms).
+    batch 1024, round-trip latency at batch 1 (bench_decoder_forms);
+  * a batch of 1024 as one slice per core (what Bundle.encode/decode run on a CPU) against one
+    call of the multi-threaded session, fp32 and int8 (bench_slices; alone: --slices).
 Claims are ratios between rows of the same run: the machines are shared.
 """
 
@@ -39,7 +41,7 @@ from aetool import load_bundle
 from aetool.bench import measure, onnx_ops, torch_ops
 from aetool.training.model import AutoEncoder, reconstruction_loss
 from aetool.training.torch_from_onnx import model_from_bundle
-from machine import cpu_model  # benchmarks/machine.py, beside this script
+from machine import cpu_model, cpu_name  # benchmarks/machine.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 
@@ -187,6 +189,60 @@ def bench_decoder_forms(model: AutoEncoder, repeats: int, batches=(1024, 1)) -> 
     return out
 
 
+def bench_slices(repeats: int, batch: int = 1024) -> dict:
+    """Encode and decode of a large batch two ways, interleaved: one call of the bundle's multi-threaded
+    session ("plain", as onnxruntime runs it), and the bundle's own path, one single-threaded slice per
+    core side by side ("sliced").  Reports images/s and decode / encode images/s for each way; outputs
+    are checked equal.  The batch-1 round trip (which never slices) is timed beside them."""
+    rng = np.random.default_rng(0)
+    out: dict = {"batch": batch, "repeats": repeats, "rows": [], "ratios": []}
+    for name in ("cnn-d16", "cnn-d16-int8"):
+        b = load_bundle(name, device="cpu")
+        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+        z = b.encode(x)
+        assert np.array_equal(z, b.encoder.run(None, {"image": x})[0])
+        assert np.array_equal(b.decode(z), b.decoder.run(None, {"latent": z})[0])
+        calls = {"encode plain": lambda: b.encoder.run(None, {"image": x}),
+                 "decode plain": lambda: b.decoder.run(None, {"latent": z}),
+                 "encode sliced": lambda: b.encode(x), "decode sliced": lambda: b.decode(z)}
+        times = {k: [] for k in calls}
+        for f in calls.values():
+            f()
+        for _ in range(repeats):
+            for k, f in calls.items():
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+        one = x[:1]
+        b.reconstruct(one)
+        t1 = []
+        for _ in range(repeats * 50):
+            t0 = time.perf_counter()
+            b.reconstruct(one)
+            t1.append(time.perf_counter() - t0)
+        p50 = {k: float(np.median(v)) for k, v in times.items()}
+        for k, v in p50.items():
+            out["rows"].append({"bundle": name, "op": k, "batch": batch, "p50_ms": v * 1e3, "images_per_s": batch / v})
+        out["rows"].append({"bundle": name, "op": "roundtrip", "batch": 1, "p50_ms": float(np.median(t1)) * 1e3,
+                            "images_per_s": 1 / float(np.median(t1))})
+        for way in ("plain", "sliced"):
+            out["ratios"].append({"bundle": name, "way": way,
+                                  "decode_over_encode": p50[f"encode {way}"] / p50[f"decode {way}"]})
+        for r in out["rows"][-5:]:
+            print(f"  {name:<13} {r['op']:<14} batch {r['batch']:>4}: p50 {r['p50_ms']:9.3f} ms {r['images_per_s']:8.0f} img/s", flush=True)
+        for r in out["ratios"][-2:]:
+            print(f"  {name:<13} decode / encode images/s, {r['way']}: {r['decode_over_encode']:.2f}", flush=True)
+    return out
+
+
+def slices_table(report: dict) -> list[str]:
+    s = report["slices"]
+    return ["| bundle | op | batch | p50 ms | images/s |", "|---|---|---:|---:|---:|",
+            *(f"| {r['bundle']} | {r['op']} | {r['batch']} | {r['p50_ms']:.3f} | {r['images_per_s']:.0f} |" for r in s["rows"]),
+            "", "| bundle | way | decode / encode images/s |", "|---|---|---:|",
+            *(f"| {r['bundle']} | {r['way']} | {r['decode_over_encode']:.2f} |" for r in s["ratios"])]
+
+
 def bench_sample_process(repeats: int) -> dict:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,6 +301,8 @@ def markdown(report) -> str:
               f"lecture loop fp32: {tr['lecture_fp32']['images_per_s']:.0f} img/s; aetool's training step ({tr['aetool_mode']}): "
               f"{tr['lecture_fp32']['images_per_s'] * tr['speedup']:.0f} img/s; speed-up {tr['speedup']:.2f}x.", "",
               f"`aetool sample -n 64` as a process: median {report['sample_process']['median_s']:.2f} s over {report['sample_process']['runs']} runs."]
+    if report.get("slices"):
+        lines += ["", "## Large batches as one slice per core (interleaved)", "", *slices_table(report)]
     if report.get("decoder_forms"):
         lines += ["", "## Decoder forms (interleaved; time / encode is the median of paired ratios)", "",
                   *forms_table(report["decoder_forms"]["rows"])]
@@ -327,6 +385,25 @@ def forms_only(out: Path, quick: bool) -> None:
     print(stem.with_suffix(".md").read_text())
 
 
+def slices_only(out: Path, quick: bool) -> None:
+    """The sliced-batch rows alone (a minute), with the machine they ran on."""
+    import onnxruntime
+
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+              "machine": {"cpu": cpu_name(), "onnxruntime": onnxruntime.__version__},
+              "slices": bench_slices(repeats=3 if quick else 15)}
+    stem = out / f"slices-{report['date']}" if not quick else out / "slices-quick"
+    out.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Large batches as one slice per core, {report['date']}", "",
+             f"CPU: {report['machine']['cpu']}; onnxruntime {report['machine']['onnxruntime']}. "
+             "plain: one call of the bundle's session at onnxruntime's default threads; sliced: what "
+             "`Bundle.encode`/`decode` run, one single-threaded slice per core side by side (aetool/bundle.py). "
+             "Medians of interleaved calls.", "", *slices_table(report)]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(stem.with_suffix(".md").read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short timings, for a smoke test")
@@ -335,9 +412,14 @@ def main() -> None:
                    help="recompute the targets and tables of a saved run (no new measurements)")
     p.add_argument("--decoder-forms", action="store_true",
                    help="only the decoder-form comparison, into results/decoder-forms-DATE.{json,md}")
+    p.add_argument("--slices", action="store_true",
+                   help="only the sliced-batch comparison, into results/slices-DATE.{json,md}")
     args = p.parse_args()
     if args.decoder_forms:
         forms_only(args.out, args.quick)
+        return
+    if args.slices:
+        slices_only(args.out, args.quick)
         return
     if args.retarget:
         report = json.loads(args.retarget.read_text())
@@ -372,6 +454,8 @@ def main() -> None:
     sample = bench_sample_process(sample_runs)
     print("decoder forms...", flush=True)
     forms = bench_decoder_forms(model, repeats=3 if args.quick else 9)
+    print("sliced batches...", flush=True)
+    slices = bench_slices(repeats=3 if args.quick else 9)
     now = datetime.datetime.now(datetime.timezone.utc)
     report = {
         "date": now.strftime("%Y-%m-%d"),
@@ -385,6 +469,7 @@ def main() -> None:
         "training": training,
         "sample_process": sample,
         "decoder_forms": forms,
+        "slices": slices,
     }
     report["targets"] = targets(rows, training, sample)
     args.out.mkdir(parents=True, exist_ok=True)

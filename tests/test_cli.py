@@ -88,6 +88,29 @@ def test_bound_round_trip_is_encode_then_decode(bundle_dir):
         b.reconstruct(x[:, 0])
 
 
+def test_large_cpu_batches_run_in_slices_with_the_same_numbers(bundle_dir):
+    import dataclasses
+
+    from aetool import load_bundle
+    from aetool.bundle_format import DECODER, ENCODER
+    from aetool.data import mnist_test_head
+
+    x = mnist_test_head(37).images
+    one = load_bundle(bundle_dir, device="cpu", threads=1)
+    z = one.encode(x)
+    images = one.decode(z)
+    assert one._single == {}  # one thread: never sliced
+    # three workers over blocks of 10: slices of 4, 4, 2 per block, in order
+    b = dataclasses.replace(load_bundle(bundle_dir, device="cpu", threads=3), batch_size=10)
+    np.testing.assert_allclose(b.encode(x), z, atol=1e-6)
+    np.testing.assert_allclose(b.decode(z), images, atol=1e-6)
+    np.testing.assert_allclose(b.reconstruct(x), images, atol=1e-6)
+    assert set(b._single) == {ENCODER, DECODER}
+    small = load_bundle(bundle_dir, device="cpu", threads=3)
+    np.testing.assert_allclose(small.decode(z[:5]), images[:5], atol=1e-6)  # under 2 images a core: not sliced
+    assert small._single == {}
+
+
 def test_sample_grid_is_seeded(workspace, tmp_path):
     a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
     run_cli("sample", "-n", "64", "--seed", "3", "-o", str(a), "--scale", "2", cwd=workspace)

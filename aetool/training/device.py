@@ -29,8 +29,9 @@ def resolve_precision(precision: str, device: torch.device, graphed: bool = Fals
     """``auto`` picks what measured faster on that device and path.
 
     On a GPU: bf16 autocast (with channels_last) for a step replayed as a CUDA graph, exact fp32 for
-    eager steps, whose time goes into launching kernels, which bf16 only adds to (both measured on an
-    H200: ``benchmarks/gpu_train.py``).  On a CPU: bf16 where it has native BF16 dot products.
+    eager steps, whose time goes into launching kernels, which bf16's casts only add to (as measured on
+    an H200; ``benchmarks/gpu_train.py`` checks the pick on the GPU it runs on).  On a CPU: bf16 where
+    it has native BF16 dot products.
     """
     if precision == "auto":
         if device.type == "cuda":

@@ -1,7 +1,13 @@
 """Training on one GPU: eager steps against the step replayed as a CUDA graph, fp32 and bf16.
 
-    python benchmarks/gpu_train.py --pack .mnist-carry      # here: MNIST's cache, compressed, to carry along
-    AETOOL_CACHE=.mnist-carry python benchmarks/gpu_train.py --results "$OUT"   # on the GPU machine, ~3 minutes
+    python benchmarks/gpu_train.py --pack .mnist-carry      # here: MNIST's cache, compressed (12 MB), to carry along
+    AETOOL_CACHE=.mnist-carry python benchmarks/gpu_train.py --results "$OUT"   # on the GPU machine
+
+On a GPU machine reached for a few minutes, this and the many-core CPU rows fit one call (carry
+``.mnist-carry``):
+``AETOOL_CACHE=.mnist-carry python benchmarks/gpu_train.py --results "$OUT"; python benchmarks/run.py
+--slices --out "$OUT"`` (the second times sliced CPU batches on that machine's many cores).
+A CPU smoke run of this script alone: ``--device cpu --limit 300 --epochs 2`` (its checks then fail).
 
 Every row is ``aetool.training.train.train`` as ``aetool train --device cuda`` runs it (lecture model,
 d=16, batch 100, all 60,000 MNIST digits), for --epochs epochs.  Two speeds per row:

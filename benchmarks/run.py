@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -130,6 +131,20 @@ def bench_training(steps: int, batch: int = 100) -> dict:
     return out
 
 
+def interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, np.ndarray]:
+    """Seconds per call of each of ``calls``, timed in turn ``repeats`` times after one warm-up call each, so a
+    busy moment on a shared machine costs every row alike."""
+    for f in calls.values():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: np.asarray(v) for k, v in times.items()}
+
+
 def bench_decoder_forms(model: AutoEncoder, repeats: int, batches=(1024, 1)) -> dict:
     """The decoder exported in its earlier form (stride-2 layers as ConvTranspose) and in the shipped one
     (the last stride-2 layer in sub-pixel form, conv_form.py), fp32 and int8, timed interleaved with the
@@ -169,20 +184,11 @@ def bench_decoder_forms(model: AutoEncoder, repeats: int, batches=(1024, 1)) -> 
             for form, s in d.items():
                 calls[f"decode-{form}"] = lambda s=s: s.run(None, {"latent": z})
                 calls[f"roundtrip-{form}"] = lambda s=s: s.run(None, {"latent": e.run(None, {"image": x})[0]})
-            n = repeats if batch > 64 else repeats * 50
-            times = {k: [] for k in calls}
-            for f in calls.values():
-                f()
-            for _ in range(n):
-                for k, f in calls.items():
-                    t0 = time.perf_counter()
-                    f()
-                    times[k].append(time.perf_counter() - t0)
+            times = interleaved(calls, repeats if batch > 64 else repeats * 50)
             for k, ts in times.items():
-                ts = np.asarray(ts)
                 row = {"precision": precision, "batch": batch, "op": k, "p50_ms": float(np.median(ts) * 1e3),
                        "images_per_s": float(batch / np.median(ts)),
-                       "time_over_encode": float(np.median(ts / np.asarray(times["encode"])))}
+                       "time_over_encode": float(np.median(ts / times["encode"]))}
                 out["rows"].append(row)
                 print(f"  {precision} batch {batch:>4} {k:<24} p50 {row['p50_ms']:9.3f} ms {row['images_per_s']:8.0f} img/s "
                       f"(time / encode {row['time_over_encode']:.2f})", flush=True)
@@ -205,21 +211,8 @@ def bench_slices(repeats: int, batch: int = 1024) -> dict:
         calls = {"encode plain": lambda: b.encoder.run(None, {"image": x}),
                  "decode plain": lambda: b.decoder.run(None, {"latent": z}),
                  "encode sliced": lambda: b.encode(x), "decode sliced": lambda: b.decode(z)}
-        times = {k: [] for k in calls}
-        for f in calls.values():
-            f()
-        for _ in range(repeats):
-            for k, f in calls.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-        one = x[:1]
-        b.reconstruct(one)
-        t1 = []
-        for _ in range(repeats * 50):
-            t0 = time.perf_counter()
-            b.reconstruct(one)
-            t1.append(time.perf_counter() - t0)
+        times = interleaved(calls, repeats)
+        t1 = interleaved({"roundtrip": lambda: b.reconstruct(x[:1])}, repeats * 50)["roundtrip"]
         p50 = {k: float(np.median(v)) for k, v in times.items()}
         for k, v in p50.items():
             out["rows"].append({"bundle": name, "op": k, "batch": batch, "p50_ms": v * 1e3, "images_per_s": batch / v})

@@ -35,8 +35,8 @@ from ..fileio import atomic_dir
 from ..runtime import make_session
 from .config import config_from_dict
 from .conv_form import conv_form, depth_to_space_dcr
-from .datasets import TrainingData, load_training_data
-from .model import as_float, forward_all
+from .datasets import TrainingData, as_float, load_training_data
+from .model import forward_all
 from .run import RunFolder, epochs_in_all
 
 DEFAULT_DENSITY = GaussianMixture.kind

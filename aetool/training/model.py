@@ -26,7 +26,6 @@ from torch import nn
 
 from ..errors import UsageError
 from ..lecture import IMAGE_SHAPE, IMAGE_SIZES, NB_CHANNELS
-from .datasets import as_float  # noqa: F401  (re-exported: pca, export, warm_start, variants)
 
 # (kernel, stride, padding) of the lecture's five convolutions, from the image down to the 1x1 latent;
 # the decoder runs the same list backwards with transposed convolutions

@@ -17,8 +17,8 @@ from ..density import DiagonalGaussian
 from ..errors import UsageError
 from ..metrics import psnr_from_sse, sse_per_image
 from .config import TrainConfig
-from .datasets import TrainingData
-from .model import PCAAutoEncoder, as_float
+from .datasets import TrainingData, as_float
+from .model import PCAAutoEncoder
 from .run import RunFolder
 
 

@@ -89,7 +89,7 @@ class Trainer:
         self.lr_tensor = torch.tensor(config.lr, device=self.device) if self.graphed else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr if self.lr_tensor is None else self.lr_tensor,
                                           capturable=self.capturable)
-        self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.device.type == "cuda",
+        self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.capturable,
                                     log=self.log) if self.graphed else None
         self.epoch = 0
         self.history: list[dict] = []
@@ -243,7 +243,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
             f"training {c.model} d={c.d} on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}"
-            + (", CUDA graph" if self.graphed and self.device.type == "cuda" else "") + "), "
+            + (", CUDA graph" if self.capturable else "") + "), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}"
             + (f" over {self.ranks.world} processes" if self.ranks.world > 1 else "")
             + f", lr {c.lr} ({c.schedule}) -> {self.out_dir}"

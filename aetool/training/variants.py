@@ -122,7 +122,7 @@ def _data(meta: BundleMeta, bundle_dir: Path, calibration_images: int, eval_imag
     have labels, a folder's validation images are scored without) of the bundle's own training data."""
     from .config import config_from_dict
     from .datasets import load_training_data
-    from .model import as_float
+    from .datasets import as_float
 
     config = config_from_dict(meta.training_config, bundle_dir)
     data = load_training_data(config, quiet=True)

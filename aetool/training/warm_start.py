@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from .model import AutoEncoder, as_float, forward_all
+from .datasets import as_float
+from .model import AutoEncoder, forward_all
 from .run import RunFolder
 
 

@@ -29,7 +29,6 @@ ENCODER = "encoder.onnx"
 DECODER = "decoder.onnx"
 LATENT = "latent.json"
 ENCODER_INPUT, ENCODER_OUTPUT = "image", "latent"  # the decoder's are the other way round
-FAMILIES = ("cnn", "pca")
 # how a user's picture becomes a model input: the runtime applies it before encoding
 PREPROCESSING = {
     "mnist_digit": "white ink on black: a light background is inverted, the ink cropped, fitted in 20x20 "
@@ -129,12 +128,15 @@ class GraphInfo:
     output: str
     sha256: str
     form: str = "as trained"
+    parameters: int | None = None  # weights in the graph (None: not recorded, bundles before it was)
+    macs: int | None = None  # multiply-adds per image (convolutions and matrix products)
 
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> "GraphInfo":
         r = _Reader(obj, where)
+        counts = {k: r.int(k, 0) if r.obj.get(k) is not None else None for k in ("parameters", "macs")}
         return cls(file=r.str("file"), input=r.str("input"), output=r.str("output"), sha256=r.str("sha256"),
-                   form=r.str("form", optional=True) or "as trained")
+                   form=r.str("form", optional=True) or "as trained", **counts)
 
 
 SCORE_RULES = ("max", "sum")
@@ -276,7 +278,7 @@ class BundleMeta:
         opset = graphs.obj.get("opset")
         variant = r.mapping("variant", optional=True)
         anomaly = r.mapping("anomaly", optional=True)
-        return cls(name=r.str("name"), family=r.str("family", FAMILIES), d=d,
+        return cls(name=r.str("name"), family=_family(r), d=d,
                    image=ImageSpec.from_dict(r.mapping("image"), f"{where}.image"),
                    encoder=GraphInfo.from_dict(graphs.mapping("encoder"), f"{where}.graphs.encoder"),
                    decoder=GraphInfo.from_dict(graphs.mapping("decoder"), f"{where}.graphs.decoder"),
@@ -339,6 +341,15 @@ def _check_density(kind: str, params: Any, d: int, where: str) -> None:
         raise AetoolError(f"{where}: {str(e).removeprefix('latent density: ')}") from None
     if density.dim != d:
         raise AetoolError(f"{where}: {density.dim}-dimensional, but d={d}")
+
+
+def _family(r: _Reader) -> str:
+    """A family is a label here (the runtime runs any graphs alike): a short lower-case name,
+    the registry of aetool.training.families being the trainer's business."""
+    name = r.str("family")
+    if not (0 < len(name) <= 32 and name.replace("-", "").replace("_", "").isalnum() and name.islower()):
+        raise r._bad("family", "a short lower-case name like cnn, photo or pca")
+    return name
 
 
 def _finite(v: Any) -> bool:

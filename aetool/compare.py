@@ -40,8 +40,9 @@ def started_from(bundle: Bundle) -> str:
     starts = bundle.meta.started_from
     if starts and starts[0].get("shift"):
         parts[0] += f" (trained on digits shifted up to {starts[0]['shift']} px)"
-    if config.get("nb_channels", NB_CHANNELS) != NB_CHANNELS:
-        parts.append(f"{config['nb_channels']} channels")
+    width = config.get("width", config.get("nb_channels")) or NB_CHANNELS
+    if width != NB_CHANNELS:
+        parts.append(f"{width} channels")
     if config.get("revive_dead"):
         parts.append("revived")
     if config.get("shift"):

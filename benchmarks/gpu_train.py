@@ -134,7 +134,7 @@ def main() -> int:
         rows.append(timed_run("graph auto", work, dev, **shared))
         for graph in (False, True):
             rows.append(timed_run(f"{'graph' if graph else 'eager'} auto, 64 channels", work, dev, **shared,
-                                  nb_channels=64, cuda_graph=graph))
+                                  width=64, cuda_graph=graph))
         folder = write_coloured_digits(work / "colour", n=args.limit or 10_000, size=32)
         for graph in (False, True):
             rows.append(timed_run(f"{'graph' if graph else 'eager'} auto, colour 32x32", work, dev, **shared,

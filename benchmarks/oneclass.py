@@ -60,7 +60,7 @@ def fit(config: TrainConfig, work: Path, name: str) -> tuple[object, float]:
 def one_digit(c: int, args: argparse.Namespace, work: Path, test, normal_train: np.ndarray) -> dict:
     shared = dict(normal_class=str(c), holdout=args.calibration, seed=args.seed)
     pca, pca_seconds = fit(TrainConfig(model="pca", d=args.pca_d, **shared), work, f"pca-{c}")
-    cnn, seconds = fit(TrainConfig(d=args.d, nb_channels=args.nb_channels, epochs=args.epochs, schedule=args.schedule,
+    cnn, seconds = fit(TrainConfig(d=args.d, width=args.nb_channels, epochs=args.epochs, schedule=args.schedule,
                                    precision=args.precision, shift=args.shift, denoise=args.denoise, **shared), work, f"cnn-{c}")
     # the threshold from training images of c that training left out (the first --calibration of them)
     cal = calibrate(cnn, normal_train[: args.calibration], 0.01, f"{args.calibration} held-out training images")

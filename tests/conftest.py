@@ -80,3 +80,37 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "workspace" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+def smooth_pictures(folder: Path, n: int, side: int = 40, seed: int = 0) -> Path:
+    """``n`` colour pictures of smooth blobs and gradients, like patches of photographs: what the
+    photo network is for, made here so no test needs a data set."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    for i in range(n):
+        a = rng.uniform(0, 1, 3)[:, None, None] * (1 - yy) + rng.uniform(0, 1, 3)[:, None, None] * xx
+        for _ in range(3):
+            cy, cx, r = rng.uniform(0, 1, 3)
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.02 + 0.1 * r))
+            a = a + rng.uniform(-0.6, 0.6, 3)[:, None, None] * blob
+        Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)).save(folder / f"p{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def photo_workspace(tmp_path_factory) -> Path:
+    """A workspace with a tiny run of the photo network on 32x32 colour pictures, exported to export/photo."""
+    ws = tmp_path_factory.mktemp("photo-ws")
+    smooth_pictures(ws / "pictures", 120)
+    run_cli("train", "--data", "pictures", "--image-size", "32", "--d", "6", "--epochs", "2", "--batch-size", "20",
+            "--width", "8", "--quiet", "--out", "models/photo", cwd=ws)
+    run_cli("export", "models/photo", "--out", "export/photo", "--quiet", cwd=ws)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def photo_bundle(photo_workspace) -> Path:
+    return photo_workspace / "export" / "photo"

@@ -70,7 +70,7 @@ def test_shift_past_the_digit_box_is_refused_in_a_recipe_too():
     from aetool.errors import UsageError
     from aetool.training.config import TrainConfig
 
-    with pytest.raises(UsageError, match="--shift must be between 0 and 4 pixels, got 5"):
+    with pytest.raises(UsageError, match="--shift must be at least 0 and at most 4, got 5"):
         TrainConfig(shift=5).validate()
 
 

@@ -57,7 +57,8 @@ def test_weights_map_back_exactly(size, channels):
 @pytest.mark.parametrize("size, channels", [(28, 1), (28, 3), (32, 1), (64, 3)])
 def test_exported_graph_matches_pytorch_and_maps_back(tmp_path, size, channels):
     """What the export writes: Conv -> Relu -> DepthToSpace in DCR order, within the export's tolerance."""
-    from aetool.training.torch_from_onnx import _depth_to_space_mode, _graph, _weights
+    from aetool.training.conv_form import depth_to_space_mode
+    from aetool.training.torch_from_onnx import _graph, _weights
 
     decoder = random_decoder(5, 8, channels, size, seed=size)
     graph = GraphConfig(conv_form(decoder), "decoder.onnx", "latent", "image", checked_against=decoder,
@@ -66,7 +67,7 @@ def test_exported_graph_matches_pytorch_and_maps_back(tmp_path, size, channels):
     path = export_graph(graph, tmp_path, z)
     assert validate_graph(path, "latent", graph.reference, z, TOLERANCE) <= TOLERANCE
     ops = _ops(path)
-    assert "DepthToSpace" in ops and _depth_to_space_mode(_graph(path)) == "DCR"
+    assert "DepthToSpace" in ops and depth_to_space_mode(_graph(path)) == "DCR"
     assert ops[ops.index("DepthToSpace") - 2 : ops.index("DepthToSpace")] == ["Conv", "Relu"]  # Conv+ReLU fuse
     weights = {k: v for k, v in _weights(_graph(path)).items() if k.endswith((".weight", ".bias"))}  # not the crop's constants
     back = AutoEncoder(5, 8, channels, size).decoder

@@ -28,7 +28,7 @@ class GraphedOnCpu(Trainer):
 
 def tiny(**changes) -> TrainConfig:
     # 250 images in batches of 64: three full batches and a ragged one of 58 per epoch
-    base = dict(d=3, nb_channels=8, limit=250, batch_size=64, epochs=2, schedule="cosine", precision="fp32", device="cpu")
+    base = dict(d=3, width=8, limit=250, batch_size=64, epochs=2, schedule="cosine", precision="fp32", device="cpu")
     return TrainConfig(**{**base, **changes})
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from aetool.training.config import TrainConfig, load_recipe
+from aetool.bundle_format import ImageSpec
+from aetool.training.config import TrainConfig, config_from_dict, load_recipe
 from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.toml"))
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # older runs predate some options
 
 
 def test_every_shipped_bundle_has_a_recipe():
@@ -27,17 +27,19 @@ def test_every_shipped_bundle_has_a_recipe():
 def test_final_stage_is_what_the_shipped_run_was_trained_with(path):
     recipe = load_recipe(path)
     run = ROOT / recipe.final.out
-    recorded = json.loads((run / "metrics.json").read_text())["config"]
-    expected = dataclasses.asdict(recipe.final.config)
+    stored = json.loads((run / "metrics.json").read_text())["config"]
+    # both resolved: older runs predate some options (and named width nb_channels), and ran with their family's defaults
+    recorded = dataclasses.asdict(config_from_dict(stored, run).resolved(ImageSpec()))
+    expected = dataclasses.asdict(recipe.final.config.resolved(ImageSpec()))
     for key in ("device", "data"):  # where it ran, not what it is
         expected.pop(key)
-    assert {key: recorded.get(key, DEFAULTS[key]) for key in expected} == expected
+    assert {key: recorded[key] for key in expected} == expected
 
 
 def test_bad_recipes_are_usage_errors(tmp_path):
     cases = {
         "no-stage.toml": 'name = "x"\n',
-        "unknown.toml": '[[stage]]\nd = 4\nwidth = 3\n',
+        "unknown.toml": '[[stage]]\nd = 4\ncolour = 3\n',
         "type.toml": '[[stage]]\nd = "four"\n',
         "value.toml": '[[stage]]\nd = 0\n',
         "syntax.toml": '[[stage]\n',

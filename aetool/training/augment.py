@@ -45,6 +45,18 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return shift_images(x, offsets)
 
 
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each picture mirrored left-right with probability 1/2: a photograph's mirror image is as
+    likely a photograph, so the network sees twice the pictures (never used for digits, whose mirror
+    images are not digits).  Drawn from the epoch's generator, so a resumed run sees the same flips."""
+    flip = torch.rand(len(x), generator=generator) < 0.5
+    if not flip.any():
+        return x
+    out = x.clone()
+    out[flip.to(x.device)] = x[flip.to(x.device)].flip(-1)
+    return out
+
+
 def random_noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """``x`` plus Gaussian noise of standard deviation ``sigma``, clipped to the pixels' [0, 1].
 

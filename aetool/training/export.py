@@ -31,20 +31,18 @@ from .. import __version__
 from ..bundle_format import DECODER, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, BundleMeta, GraphInfo, sha256_file, write_meta
 from ..density import DiagonalGaussian, GaussianMixture, density_from_dict
 from ..errors import AetoolError
+from ..metrics import psnr_from_sse
 from ..fileio import atomic_dir
 from ..runtime import make_session
 from .config import config_from_dict
-from .conv_form import conv_form, depth_to_space_dcr
 from .datasets import TrainingData, as_float, load_training_data
-from .model import forward_all
+from .families import ArchConfig, Family, get_family
+from .model import count_macs, count_parameters, forward_all
 from .run import RunFolder, epochs_in_all
 
 DEFAULT_DENSITY = GaussianMixture.kind
 CHECK_BATCHES = (1, 7, 256)
 TOLERANCE = 1e-4
-DECODER_FORM = ("stride-1 ConvTranspose layers between feature maps exported as the equivalent Conv, the last stride-2 one "
-                "as Conv + DepthToSpace (sub-pixel form; aetool.training.conv_form)")
-
 
 @dataclass
 class GraphConfig:
@@ -134,31 +132,39 @@ def validate_graph(path: Path, input_name: str, reference: Callable[[np.ndarray]
     return worst
 
 
-def autoencoder_graphs(model: torch.nn.Module, family: str) -> tuple[GraphConfig, GraphConfig]:
-    """The bundle's two graphs; the CNN decoder ships in its conv form (same function, faster and
-    quantizable in onnxruntime: see conv_form.py)."""
-    cnn = family == "cnn"
-    return (GraphConfig(model.encoder, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT),
-            GraphConfig(conv_form(model.decoder) if cnn else model.decoder, DECODER, ENCODER_OUTPUT, ENCODER_INPUT,
-                        checked_against=model.decoder, rewrite=depth_to_space_dcr if cnn else None))
+def autoencoder_graphs(model: torch.nn.Module, family: Family) -> tuple[GraphConfig, GraphConfig, str]:
+    """The bundle's two graphs in the family's export form (the lecture's decoder in its conv form,
+    the photo network with BatchNorm folded), each checked against the module as trained; and the
+    decoder's form in words."""
+    encoder, decoder, rewrite, form = family.export_modules(model)
+    return (GraphConfig(encoder, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, checked_against=model.encoder),
+            GraphConfig(decoder, DECODER, ENCODER_OUTPUT, ENCODER_INPUT, checked_against=model.decoder, rewrite=rewrite),
+            form)
 
 
-def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fpr: float = 0.01,
+def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fpr: float = 0.01, last: bool = False,
                log: Callable[[str], None] = print) -> BundleMeta:
-    """Export the run in ``run_dir`` to the bundle folder ``out_dir``, replaced only once fully checked."""
+    """Export the run in ``run_dir`` to the bundle folder ``out_dir``, replaced only once fully checked.
+
+    The weights are those of the run's best held-out epoch (a run that got worse at its end ships
+    what it was at its best), or with ``last`` those of its last epoch."""
     run, out_dir = RunFolder(run_dir), Path(out_dir)
-    model, state = run.load_model()
+    model, state = run.load_model(best=not last)
     config = state["config"]
+    arch = ArchConfig.from_stored(state, str(run.path))
+    family = get_family(arch.family)
     metrics = run.read_metrics()
     diagonal = run.read_density()
-    family = config.get("model", "cnn")
     data = load_training_data(config_from_dict(config, run.path), quiet=True)  # a folder's from its cache
+    weights = state.get("weights", "last")
+    if weights != "last":  # the run's density was fitted on its last weights: these need their own
+        diagonal = DiagonalGaussian().fit(forward_all(model.encoder, data.train)).to_dict()
     images = as_float(data.heldout[: max(CHECK_BATCHES)])
     t0 = time.perf_counter()
     densities, test_ll = fit_densities(model, diagonal, data)
     log(f"fitted the latent densities in {time.perf_counter() - t0:.1f} s")
 
-    encoder, decoder = autoencoder_graphs(model, family)
+    encoder, decoder, decoder_form = autoencoder_graphs(model, family)
     with atomic_dir(out_dir) as staging:
         latents = encoder.reference(images)
         export_graph(encoder, staging, images)
@@ -174,17 +180,21 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             enc_session.run(None, {ENCODER_INPUT: images})[0], tolerance, what="round trip")
         meta = BundleMeta(
             name=out_dir.name,
-            family=family,
-            d=int(config["d"]),
+            family=family.name,
+            d=arch.d,
             image=data.image,
-            encoder=GraphInfo(ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, sha256_file(staging / ENCODER)),
-            decoder=GraphInfo(DECODER, ENCODER_OUTPUT, ENCODER_INPUT, sha256_file(staging / DECODER),
-                              form=DECODER_FORM if family == "cnn" else "as trained"),
+            encoder=GraphInfo(ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, sha256_file(staging / ENCODER),
+                              parameters=count_parameters(encoder.module), macs=count_macs(encoder.module, torch.from_numpy(images))),
+            decoder=GraphInfo(DECODER, ENCODER_OUTPUT, ENCODER_INPUT, sha256_file(staging / DECODER), form=decoder_form,
+                              parameters=count_parameters(decoder.module), macs=count_macs(decoder.module, torch.from_numpy(latents))),
             densities=densities,
             default_density=DEFAULT_DENSITY,
             density_test_log_likelihood_per_dim=test_ll,
             opset=_opset(staging / ENCODER),
             training={
+                "arch": arch.to_dict(),
+                "weights": weights,
+                "best_epoch": metrics.get("best_epoch"),
                 "data": metrics.get("data"),
                 "epochs": metrics.get("epochs_done"),
                 "started_from": metrics.get("started_from", []),
@@ -192,8 +202,8 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
                 "config": config,
                 "parameters": metrics.get("parameters"),
                 "layers": metrics.get("layers"),
-                "test_sse_per_image": metrics.get("test_sse_per_image"),
-                "test_psnr_db": metrics.get("test_psnr_db"),
+                "test_sse_per_image": state.get("sse", metrics.get("test_sse_per_image")),
+                "test_psnr_db": psnr_from_sse(state["sse"], data.image.pixels) if "sse" in state else metrics.get("test_psnr_db"),
             },
             export={
                 "aetool": __version__,
@@ -214,7 +224,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             write_meta(staging, meta)
             if (note := calibration_note(meta.anomaly)) is not None:
                 log(note)
-    log(f"exported {run} -> {out_dir}  ({family}, d={meta.d}, "
+    log(f"exported {run} -> {out_dir}  ({family.name}, d={meta.d}, {weights} weights, "
         f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})"
         + ("" if meta.anomaly is None else f"; anomaly threshold at {100 * fpr:g} % false positives "
            f"({100 * meta.anomaly.heldout_fpr:.2f} % on fresh held-out images)"))

@@ -139,20 +139,6 @@ class PCAAutoEncoder(nn.Module):
         return self
 
 
-def image_shape_of(config: dict[str, Any]) -> tuple[int, int, int]:
-    """(C, S, S) of a stored config; runs from before other shapes existed are MNIST's."""
-    channels, size = config.get("channels") or IMAGE_SHAPE[0], config.get("image_size") or IMAGE_SHAPE[-1]
-    return (int(channels), int(size), int(size))
-
-
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """The model a stored config describes (``model``, ``d``, ``nb_channels``, the image shape), fresh weights."""
-    channels, size, _ = image_shape_of(config)
-    if config.get("model", "cnn") == "pca":
-        return PCAAutoEncoder(config["d"], (channels, size, size))
-    return AutoEncoder(config["d"], config.get("nb_channels", NB_CHANNELS), channels, size)
-
-
 @contextlib.contextmanager
 def _plain_layout(module: nn.Module) -> Iterator[None]:
     """Evaluate a channels_last model (bf16 training) in the plain NCHW layout: on CPUs its
@@ -216,14 +202,46 @@ def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return 0.5 * (x_hat.float() - x.float()).pow(2).sum() / max(x.shape[0], 1)
 
 
-def describe_layers(model: AutoEncoder) -> dict[str, list[str]]:
-    """The convolutions of both stacks in words, for the run's record and the bundle's."""
+def describe_layers(model: nn.Module) -> dict[str, list[str]]:
+    """The weighted layers of both halves in words, in order, for the run's record and the bundle's."""
     def words(layer: nn.Module) -> str:
+        if isinstance(layer, nn.Linear):
+            return f"Linear({layer.in_features}->{layer.out_features})"
         (k, _), (st, _), (p, _) = layer.kernel_size, layer.stride, layer.padding
         return f"{type(layer).__name__}({layer.in_channels}->{layer.out_channels}, k{k}, s{st}, p{p})"
 
-    return {part: [words(m) for m in getattr(model, part) if not isinstance(m, nn.ReLU)] for part in ("encoder", "decoder")}
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    return {part: [words(m) for m in getattr(model, part).modules() if isinstance(m, kinds)]
+            for part in ("encoder", "decoder")}
+
+
+@torch.no_grad()
+def count_macs(module: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-adds of one image through ``module`` (convolutions and Linear layers; the rest is
+    a rounding error), counted on a forward pass of ``example``'s first image."""
+    total = 0
+
+    def hook(layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(layer, nn.Linear):
+            total += layer.in_features * layer.out_features
+        elif isinstance(layer, nn.Conv2d):
+            total += output[0].numel() * layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+        elif isinstance(layer, nn.ConvTranspose2d):
+            total += inputs[0][0].numel() * layer.out_channels // layer.groups * math.prod(layer.kernel_size)
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    training = module.training
+    try:
+        module.eval()(example[:1].float())
+    finally:
+        module.train(training)
+        for h in handles:
+            h.remove()
+    return total
 
 
 def count_parameters(module: nn.Module) -> int:
+    """Every parameter, BatchNorm's included (export folds those into the layer before them)."""
     return sum(p.numel() for p in module.parameters())

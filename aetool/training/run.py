@@ -22,7 +22,7 @@ import torch
 from ..errors import AetoolError, UsageError
 from ..fileio import read_json, write_bytes, write_json
 from .config import TrainConfig, config_from_dict
-from .model import build_model
+from .families import ArchConfig, build_model
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -61,14 +61,25 @@ class RunFolder:
     def config(self) -> TrainConfig:
         return config_from_dict(self.load_checkpoint()["config"], self.path)
 
-    def load_model(self) -> tuple[torch.nn.Module, dict[str, Any]]:
-        """The run's model with its weights (eval mode), and the whole checkpoint."""
+    def load_model(self, best: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """The run's model (eval mode) with its last weights, or with ``best`` those of its best held-out
+        epoch where the run recorded one; and the whole checkpoint, with ``weights`` ("last" or
+        "best (epoch N)") and, for the best, its held-out ``sse``."""
         state = self.load_checkpoint()
         if "config" not in state or "model" not in state:
             raise AetoolError(f"{self.path}: {CHECKPOINT} is not an aetool autoencoder run")
-        model = build_model(state["config"])
-        model.load_state_dict(state["model"])
+        model = build_model(ArchConfig.from_stored(state, str(self.path)))
+        kept = state.get("best") if best else None
+        if kept is not None and kept["epoch"] != state.get("epoch"):
+            model.load_state_dict(kept["model"])
+            state["weights"], state["sse"] = f"best (epoch {kept['epoch']})", float(kept["sse"])
+        else:
+            model.load_state_dict(state["model"])
+            state["weights"] = "last"
         return model.eval(), state
+
+    def arch(self) -> ArchConfig:
+        return ArchConfig.from_stored(self.load_checkpoint(), str(self.path))
 
     # ---- metrics and density ---------------------------------------------
     def write_metrics(self, metrics: dict[str, Any]) -> None:

@@ -21,13 +21,12 @@ from ..errors import AetoolError, UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from . import distributed
-from .augment import random_noise, random_shift
+from .augment import random_flip, random_noise, random_shift
 from .config import Recipe, TrainConfig
 from .datasets import Rows, load_training_data
 from .device import resolve_precision, torch_device
 from .graph_step import GraphStep
-from .pca import train_pca
-from .model import AutoEncoder, count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
+from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
 from .run import RunFolder, epochs_in_all
 
 
@@ -76,23 +75,27 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: time the conv algorithms once, keep the fastest
         if not self.ranks.main:
             self.ranks.barrier()  # rank 0 decodes a folder into its cache first; the others then read the cache
-        self.data = load_training_data(config, quiet=self.quiet, log=self.log)  # fills in a folder's image shape
+        self.data = load_training_data(config, quiet=self.quiet, log=self.log)
         if self.ranks.main:
             self.ranks.barrier()
+        # the family's defaults and the data's image shape, filled in: what the checkpoint stores
+        self.config = config = config.resolved(self.data.image)
+        self.family, self.arch = config.family(), config.arch()
         torch.manual_seed(config.seed)
-        self.model = AutoEncoder(config.d, config.nb_channels, config.channels, config.image_size).to(self.device)
+        self.model = self.family.build(self.arch).to(self.device)
         if self.precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = self.ranks.wrap(self.model, self.device)  # what the training step calls
         # a captured step reads its learning rate from a device tensor, and Adam keeps its step count there
         self.capturable = self.graphed and self.device.type == "cuda"
         self.lr_tensor = torch.tensor(config.lr, device=self.device) if self.graphed else None
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr if self.lr_tensor is None else self.lr_tensor,
-                                          capturable=self.capturable)
+        self.optimizer = torch.optim.Adam(self.parameter_groups(), lr=config.lr if self.lr_tensor is None else self.lr_tensor,
+                                          capturable=self.capturable, decoupled_weight_decay=config.weight_decay > 0)
         self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.capturable,
                                     log=self.log) if self.graphed else None
         self.epoch = 0
         self.history: list[dict] = []
+        self.best: dict | None = None  # the epoch with the lowest held-out SSE: {"epoch", "sse", "model"}
         self.started_from: list[dict] = []
         self.replacing = False  # --force over a run: its density goes when this run first saves, not before
         # stochastic weight averaging: an equal-weight mean of the weights at the end of
@@ -100,9 +103,19 @@ class Trainer:
         # any one of them; it replaces the weights when the run ends
         self.average = AveragedModel(self.model) if config.average_last else None
 
+    def parameter_groups(self) -> list[dict]:
+        """One group (the lecture's Adam); with weight decay, a second group without it for biases and
+        normalisation scales, which decay only pulls towards a worse model."""
+        params = [p for p in self.model.parameters() if p.requires_grad]  # a family's fixed layers stay out
+        if not self.config.weight_decay:
+            return [{"params": params}]
+        return [{"params": [p for p in params if p.dim() > 1], "weight_decay": self.config.weight_decay},
+                {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+
     # ---- checkpoints ----------------------------------------------------
     def save_checkpoint(self) -> None:
         state = {
+            "arch": self.arch.to_dict(),
             "config": dataclasses.asdict(self.config),
             "epoch": self.epoch,
             "model": {k: v.contiguous() for k, v in self.model.state_dict().items()},
@@ -111,6 +124,8 @@ class Trainer:
         }
         if self.average is not None:
             state["average"] = {k: v.contiguous() for k, v in self.average.state_dict().items()}
+        if self.best is not None:
+            state["best"] = self.best
         if not self.ranks.main:
             return
         if self.replacing:
@@ -125,6 +140,7 @@ class Trainer:
         self.own_optimizer_settings()
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        self.best = state.get("best")
         self.started_from = self.run_folder.started_from()
         if self.average is not None and "average" in state:
             self.average.load_state_dict(state["average"])
@@ -139,12 +155,22 @@ class Trainer:
         return epoch > self.config.epochs - self.config.average_last
 
     # ---- the loop -------------------------------------------------------
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate for a (0-based) epoch: constant, or a cosine from lr down to lr/100."""
+    WARMUP = 0.05  # onecycle: the share of the steps over which the rate climbs to lr
+
+    def lr_at(self, epoch: float) -> float:
+        """Learning rate at a (0-based, fractional) epoch: constant; a cosine from lr down to lr/100,
+        per epoch; or one cycle, per step: a linear warm-up from lr/25 over the first 5 % of the
+        steps, then a cosine down to lr/10,000 (early steps of a fresh network with BatchNorm are
+        where a full rate throws it off; the long decay is what lands it in a good minimum)."""
         c = self.config
         if c.schedule == "constant":
             return c.lr
-        return c.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * epoch / c.epochs)))
+        if c.schedule == "cosine":
+            return c.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * int(epoch) / c.epochs)))
+        t = min(max(epoch / c.epochs, 0.0), 1.0)
+        if t < self.WARMUP:
+            return c.lr * (0.04 + 0.96 * t / self.WARMUP)
+        return c.lr * (1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (t - self.WARMUP) / (1 - self.WARMUP))))
 
     def portable_optimizer_state(self) -> dict:
         """Adam's state with a plain learning rate and no capture flag, so the checkpoint resumes on any device."""
@@ -199,6 +225,8 @@ class Trainer:
             x_hat = self.step_model(x_in)
         loss = reconstruction_loss(x, x_hat)
         loss.backward()
+        if self.config.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.optimizer.step()
         return loss.detach()
 
@@ -209,11 +237,15 @@ class Trainer:
         g = torch.Generator().manual_seed(c.seed * 100_003 + self.epoch)
         order = torch.randperm(len(x_train), generator=g).to(x_train.index_device)  # the same order on every device
         batches = range(0, len(x_train), c.batch_size)
+        per_step = c.schedule == "onecycle"
         bar = progress(batches, quiet=self.quiet, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="batch")
         # the loss is summed where it is computed: reading it every step would make a GPU wait for the host
         total, seen, t0 = torch.zeros((), dtype=torch.float64, device=self.device), 0, time.perf_counter()
         for i, start in enumerate(bar):
+            if per_step:
+                self.set_lr(self.lr_at(self.epoch + i / len(batches)))
             x = random_shift(x_train.batch(self.ranks.my_part(order[start : start + c.batch_size])), c.shift, g)
+            x = random_flip(x, g) if c.flip else x
             total += self.step(x, random_noise(x, c.denoise, g) if c.denoise else None) * len(x)
             seen += len(x)
             if hasattr(bar, "set_postfix") and i % 50 == 0:
@@ -231,22 +263,22 @@ class Trainer:
         train, heldout = self.data.train, self.data.heldout
         x_train = TrainImages(train, self.device)
         if c.init_from and not resume:
-            from .warm_start import start_from_run
-
-            start, revived = start_from_run(RunFolder(c.init_from), c.d, c.nb_channels, train, revive=c.revive_dead,
-                                            model_shape=self.data.image.shape)
+            start, revived = self.family.start_from(RunFolder(c.init_from), self.arch, train, c.revive_dead)
             self.model.load_state_dict(start.state_dict())
             self.started_from = RunFolder(c.init_from).chain_as_start(c.revive_dead)
             self.log(f"starting from {c.init_from} (latent projected on its top {c.d} principal directions where smaller, "
-                     f"{c.nb_channels} channels, {revived} dead channels revived)")
+                     f"{c.width} channels, {revived} dead channels revived)")
+        elif not resume and (note := self.family.prepare(self.model, train)) is not None:
+            self.log(note)  # every process makes the same start: from the same images, deterministically
         if self.ranks.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
-            f"training {c.model} d={c.d} on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}"
+            f"training {c.model} d={c.d} (width {c.width}) on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}"
             + (", CUDA graph" if self.capturable else "") + "), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}"
             + (f" over {self.ranks.world} processes" if self.ranks.world > 1 else "")
-            + f", lr {c.lr} ({c.schedule}) -> {self.out_dir}"
+            + f", lr {c.lr:g} ({c.schedule})" + (f", weight decay {c.weight_decay:g}" if c.weight_decay else "")
+            + (", flips" if c.flip else "") + f" -> {self.out_dir}"
         )
         while self.epoch < last_epoch:
             train_loss, seconds = self.train_epoch(x_train)
@@ -268,6 +300,9 @@ class Trainer:
                 row["averaged_epochs"] = int(self.average.n_averaged)
                 row["average_test_sse_per_image"] = float(average_sse.mean())
             self.history.append(row)
+            if self.best is None or row["test_sse_per_image"] < self.best["sse"]:
+                self.best = {"epoch": self.epoch, "sse": row["test_sse_per_image"],
+                             "model": {k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}}
             self.save_checkpoint()
             self.write_metrics(final=False)
             self.log(
@@ -290,8 +325,12 @@ class Trainer:
         return metrics
 
     def adopt_average(self) -> None:
-        """The averaged weights become the run's weights (checkpoint, export, density)."""
+        """The averaged weights become the run's weights (checkpoint, export, density), and what
+        export takes as the best: the run asked to ship the mean."""
         self.model.load_state_dict(self.average.module.state_dict())
+        last = self.history[-1]
+        self.best = {"epoch": self.epoch, "sse": last.get("average_test_sse_per_image", last["test_sse_per_image"]),
+                     "model": {k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}}
         self.save_checkpoint()
         self.log(f"weights: the average of the last {int(self.average.n_averaged)} epochs")
 
@@ -308,6 +347,7 @@ class Trainer:
         sse = last["average_test_sse_per_image"] if final and "average_test_sse_per_image" in last else last["test_sse_per_image"]
         metrics = {
             "family": self.config.model,
+            "arch": self.arch.to_dict(),
             "config": dataclasses.asdict(self.config),
             "precision": self.precision,
             "device": self.device.type,
@@ -315,6 +355,8 @@ class Trainer:
             "torch": torch.__version__,
             "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
             "layers": describe_layers(self.model),
+            "best_epoch": None if self.best is None else self.best["epoch"],
+            "best_test_sse_per_image": None if self.best is None else self.best["sse"],
             "data": self.data.info,
             "epochs_done": self.epoch,
             "started_from": self.started_from,
@@ -364,9 +406,10 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
         raise UsageError(f"--resume: {out_dir} holds no checkpoint to resume")
     if exists and not resume and not force:
         raise UsageError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
-    if config.model == "pca":
-        return train_pca(config, run, load_training_data(config, quiet=quiet, log=log), log=log)  # replaces an old
-        # run's density only once fitted
+    family = config.family()
+    if family.closed_form:  # replaces an old run's density only once fitted
+        data = load_training_data(config, quiet=quiet, log=log)
+        return family.fit(config.resolved(data.image), run, data, log)
     if stop_after is not None and stop_after < 1:
         raise UsageError(f"--stop-after must be at least 1, got {stop_after}")
     trainer = Trainer(config, out_dir, quiet=quiet, log=log)

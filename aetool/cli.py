@@ -29,7 +29,27 @@ class Command(click.Command):
         try:
             return super().invoke(ctx)
         except UsageError as e:
-            raise click.UsageError(str(e), ctx=ctx) from None
+            from .fileio import one_line
+
+            raise click.UsageError(one_line(str(e)), ctx=ctx) from None
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) as an exception: the same clean-up as Ctrl-C, so a terminated command
+    removes its temporary files and stops its worker processes instead of dying in place."""
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+def _on_termination() -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, _terminate)
 
 
 class Group(click.Group):
@@ -38,20 +58,27 @@ class Group(click.Group):
     command_class = Command
 
     def invoke(self, ctx: click.Context):
+        from .fileio import one_line
+
+        _on_termination()
         try:
             return super().invoke(ctx)
         except AetoolError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(str(e))}", err=True)
             sys.exit(1)
         except BrokenPipeError:  # the reader went away (aetool list | head): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             sys.exit(1)
         except OSError as e:
-            click.echo(f"error: {e.strerror or e}{f': {e.filename}' if getattr(e, 'filename', None) else ''}", err=True)
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            click.echo(f"error: {one_line(f'{e.strerror or e}{where}')}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Terminated as e:
+            click.echo("terminated", err=True)
+            sys.exit(128 + int(e.args[0]))
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -532,15 +559,19 @@ def decode(latents, output, ncols, scale, bundle, echo, quiet):
               help=f"Also draw the scores against the calibration set and the flagged images "
                    f"(original | reconstruction | difference) into this picture: {PICTURE_FORMATS}.")
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with status 3 when any image is over the threshold.")
+@click.option("--strict", is_flag=True, help="An unreadable file is an error (default: skipped, counted, named).")
 @invert_option
 @bundle_options
-def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, quiet):
+def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle, echo, quiet):
     """Anomaly scores of pictures (files, or folders searched recursively) against the bundle's threshold.
 
     The score is the larger of the standardised log reconstruction error and latent negative
     log-likelihood; `aetool calibrate` sets its threshold for a false-positive rate on held-out
     normal images. A score that is not a finite number counts as anomalous. Rows stream to
-    --csv, so a folder of any size is scored in the memory of one batch.
+    --csv, so a folder of any size is scored in the memory of one batch. A file that cannot be
+    read is skipped and named, as encode does (--strict: an error). Paths are written as
+    encode writes them: UTF-8, with a backslash, control characters (a newline) and bytes
+    that are not UTF-8 escaped (\\\\, \\n, \\xff), one line per image.
     """
     import contextlib
     import csv
@@ -550,8 +581,8 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
 
     from .anomaly import is_anomalous, score_files
     from .anomaly_figure import MAX_SHOWN
-    from .embed import expand_inputs
-    from .fileio import atomic_path
+    from .embed import expand_inputs, refuse_input_as_output
+    from .fileio import atomic_path, path_text
     from .progress import progress
 
     cal = bundle.meta.anomaly
@@ -561,6 +592,10 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
                              f"(run aetool calibrate)")
         click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
     paths = expand_inputs(inputs)
+    for target in (csv_path, figure_path):
+        if target is not None:
+            refuse_input_as_output(target, paths, "--csv" if target is csv_path else "--figure")
+    skipped: list[tuple[str, str]] = []
     keep_all = click.get_current_context().params.get("as_json")  # the JSON report lists every image
     shown, listed, scores_seen, flagged, seen = [], [], [], 0, 0
     worst = []  # a heap of the highest flagged (score, path) for the figure
@@ -570,10 +605,10 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
             f = stack.enter_context(open(stack.enter_context(atomic_path(csv_path)), "w", newline="", encoding="utf-8"))
             writer = csv.DictWriter(f, fieldnames=["path", "sse", "nll", "score", "anomalous"])
             writer.writeheader()
-        for batch, sse, nll, scores in progress(score_files(bundle, paths, invert), quiet=quiet, desc="scoring",
-                                                total=-(-len(paths) // 256)):
+        for batch, sse, nll, scores in progress(score_files(bundle, paths, invert, strict=strict, skipped=skipped),
+                                                quiet=quiet, desc="scoring", total=-(-len(paths) // 256)):
             flags = None if scores is None else is_anomalous(scores, cal.threshold)
-            rows = [{"path": path, "sse": float(sse[i]), "nll": float(nll[i]),
+            rows = [{"path": path_text(path), "sse": float(sse[i]), "nll": float(nll[i]),
                      "score": None if scores is None or not math.isfinite(scores[i]) else float(scores[i]),
                      "anomalous": None if flags is None else bool(flags[i])} for i, path in enumerate(batch)]
             seen += len(rows)
@@ -585,10 +620,14 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
                 writer.writerows(rows)
             if figure_path is not None:
                 scores_seen.append(np.where(np.isfinite(scores), scores, np.inf))
-                for r in rows:
+                for path, r in zip(batch, rows):
                     if r["anomalous"]:
-                        key = (math.inf if r["score"] is None else r["score"], r["path"])
+                        key = (math.inf if r["score"] is None else r["score"], path)
                         (heapq.heappush if len(worst) < MAX_SHOWN else heapq.heappushpop)(worst, key)
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: {skipped[0][1]}", err=True)
+    if not seen:
+        raise AetoolError(f"none of the {len(paths)} files could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
     echo(f"{'path':<40} {'sse':>9} {'nll':>8} {'score':>8}  anomalous")
     for r in shown:
         echo(f"{r['path'][-40:]:<40} {r['sse']:>9.3f} {r['nll']:>8.3f} "
@@ -598,7 +637,8 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
     if cal is not None:
         echo(f"{flagged} of {seen} flagged (threshold {cal.threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
              f"false positives on {cal.images} {cal.source})")
-    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": listed}
+    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": listed,
+              "skipped": [{"path": p, "error": e} for p, e in skipped]}
     if figure_path is not None:
         from .anomaly import flagged_examples
         from .anomaly_figure import write_score_figure

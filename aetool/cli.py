@@ -369,9 +369,15 @@ def export(run, models_dir, out, tolerance, int8, fp16, eval_images, fpr, quiet)
     from .training.export import export_run
     from .training.run import find_run
 
+    from .fileio import check_replaceable_dir
+
     log = logger(quiet)
     run_dir = find_run(models_dir, run)
     out = out or Path("export") / run_dir.name
+    out = check_replaceable_dir(out)  # before the work: '.', a file, or a folder that is no bundle
+    for variant, wanted in (("int8", int8), ("fp16", fp16)):
+        if wanted:
+            check_replaceable_dir(out.with_name(f"{out.name}-{variant}"))
     export_run(run_dir.path, out, tolerance=tolerance, fpr=fpr, log=log)
     if int8:
         from .training.variants import quantize_int8
@@ -660,8 +666,9 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
               help="False-positive rate the threshold is set for, on held-out normal images.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the calibrated bundle here (a copy); default: the bundle in place (not a shipped one).")
+@click.option("--force", is_flag=True, help="Replace --out even when it is a folder that is not a bundle.")
 @bundle_options
-def calibrate(fpr, out, bundle, echo, quiet):
+def calibrate(fpr, out, force, bundle, echo, quiet):
     """Set the anomaly threshold of a bundle on held-out normal images (MNIST's test set, or the
     validation split of the folder it was trained on); stored in its latent.json."""
     import shutil
@@ -669,15 +676,20 @@ def calibrate(fpr, out, bundle, echo, quiet):
     from .anomaly import calibrate as fit_calibration, calibration_note, heldout_images, write_calibration
     from .bundle import shipped_root
 
+    from .fileio import check_replaceable_dir
+
     target = out or bundle.path
     if out is None and bundle.path.resolve().is_relative_to(shipped_root().resolve()):
         raise UsageError(f"{bundle.path} ships with aetool: write a calibrated copy with --out DIR")
+    copy = out is not None and Path(out).resolve() != bundle.path.resolve()
+    if copy:
+        check_replaceable_dir(out, force=force)  # before the work: never swap away a folder of the user's
     images, source = heldout_images(bundle)
     cal = fit_calibration(bundle, images, fpr, source)
-    if out is not None and Path(out).resolve() != bundle.path.resolve():
+    if copy:
         from .fileio import atomic_dir
 
-        with atomic_dir(out) as staging:
+        with atomic_dir(out, force=force) as staging:
             for f in bundle.path.iterdir():
                 if f.is_file():
                     shutil.copy2(f, staging / f.name)
@@ -733,17 +745,20 @@ def bench(batch_sizes, seconds, with_torch, bundle, echo, quiet):
 @click.option("--points", type=click.IntRange(min=1, max=10_000), default=2000, show_default=True,
               help="Points on the latent map (MNIST test digits, or pictures of --images).")
 @click.option("--force", is_flag=True, help="Replace -o even when it is a folder that is not an aetool site.")
+@click.option("--strict", is_flag=True, help="An unreadable file in --images is an error (default: skipped, counted, named).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, as_json, quiet):
+def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, strict, as_json, quiet):
     """Write a static page that runs bundles in the browser (onnxruntime-web): latent map, sliders,
     drawing, interpolation and sampling.  Serve the folder with any static server; it works offline."""
+    from .fileio import check_replaceable_dir
     from .web import build_site, find_runtime
 
+    check_replaceable_dir(out, force=True, what="-o")  # before the runtime is looked for or fetched
     echo = text_echo(quiet, as_json)
     runtime = find_runtime(runtime_dir, runtime_url, log=echo)
     report = build_site(bundle_args, out, runtime, images=images_dir, points=points, force=force, log=echo,
-                        note=None if quiet else lambda line: click.echo(line, err=True))
+                        note=None if quiet else lambda line: click.echo(line, err=True), strict=strict)
     if as_json:
         emit_json(report)
         return

@@ -521,7 +521,12 @@ def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
 @invert_option
 @bundle_options
 def encode(inputs, output, strict, invert, bundle, echo, quiet):
-    """Encode pictures (files, or folders searched recursively) into latent vectors, a batch at a time."""
+    """Encode pictures (files, or folders searched recursively) into latent vectors, a batch at a time.
+
+    Each row's image path is written (NAME.paths.txt, one a line, or the CSV's path column) as UTF-8
+    with a backslash, control characters (a newline) and bytes that are not UTF-8 escaped (\\\\,
+    \\n, \\xff), so there is exactly one path per row; aetool.fileio.path_from_text reverses it.
+    """
     from .embed import encode_files
 
     report = encode_files(bundle, inputs, output, strict=strict, invert=invert, quiet=quiet)
@@ -544,7 +549,9 @@ def encode(inputs, output, strict, invert, bundle, echo, quiet):
 @scale_option
 @bundle_options
 def decode(latents, output, ncols, scale, bundle, echo, quiet):
-    """Decode a file of latents (.npy or .csv, as `aetool encode` writes) into pictures."""
+    """Decode a file of latents (.npy or .csv, as `aetool encode` writes) into pictures.
+
+    Every value must be a finite number: a NaN or infinite latent is refused, naming its row."""
     from .embed import decode_file
 
     report = decode_file(bundle, latents, output, ncols=ncols, scale=scale, quiet=quiet)
@@ -751,10 +758,9 @@ def bench(batch_sizes, seconds, with_torch, bundle, echo, quiet):
 def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, strict, as_json, quiet):
     """Write a static page that runs bundles in the browser (onnxruntime-web): latent map, sliders,
     drawing, interpolation and sampling.  Serve the folder with any static server; it works offline."""
-    from .fileio import check_replaceable_dir
-    from .web import build_site, find_runtime
+    from .web import build_site, check_site_target, find_runtime
 
-    check_replaceable_dir(out, force=True, what="-o")  # before the runtime is looked for or fetched
+    check_site_target(out, force)  # before the runtime is looked for or fetched
     echo = text_echo(quiet, as_json)
     runtime = find_runtime(runtime_dir, runtime_url, log=echo)
     report = build_site(bundle_args, out, runtime, images=images_dir, points=points, force=force, log=echo,

@@ -279,7 +279,7 @@ def app_folder() -> Path:
     return Path(str(importlib.resources.files("aetool") / "webapp"))
 
 
-def _check_target(out: Path, force: bool) -> bool:
+def check_site_target(out: Path, force: bool) -> bool:
     """May ``out`` be written?  Yes when missing, empty, a previous aetool site, or with --force.
     Returns whether something is replaced."""
     check_replaceable_dir(out, force=True, what="-o")  # not the current folder, nor a file
@@ -310,7 +310,7 @@ def build_site(bundle_args: Sequence[str], out: Path, runtime: Runtime, images: 
                note: Callable[[str], None] | None = None, strict: bool = False) -> dict[str, Any]:
     """Write the site into ``out`` atomically (staged beside it, then swapped in) and return its report."""
     out = Path(out)
-    replaced = _check_target(out, force)
+    replaced = check_site_target(out, force)
     if images is not None and not Path(images).is_dir():
         raise UsageError(f"--images {images}: not a folder")
     bundles = [load_bundle(arg, device="cpu", note=note) for arg in (bundle_args or [None])]

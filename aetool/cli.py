@@ -435,7 +435,9 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 
         x, names = mnist_test_head(mnist_test).images, [f"test[{i}]" for i in range(mnist_test)]
     else:
-        x, names = bundle.load_images(images, invert=invert), [str(p) for p in images]
+        from .fileio import path_text
+
+        x, names = bundle.load_images(images, invert=invert), [path_text(p) for p in images]
     grid, sse = reconstruction_figure(bundle, x, ncols)
     img.write_png(grid, output, scale=scale)
     if len(names) <= 64:
@@ -533,7 +535,7 @@ def encode(inputs, output, strict, invert, bundle, echo, quiet):
     skipped = report["skipped"]
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]['path']}: {skipped[0]['error']}", err=True)
-    echo(f"wrote {output} ({report['rows']} x {report['d']})"
+    echo(f"wrote {report['output']} ({report['rows']} x {report['d']})"
          + (f" and {report['paths']}" if report["paths"] else ""))
     return report
 
@@ -598,16 +600,16 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     from .fileio import atomic_path, path_text
     from .progress import progress
 
+    paths = expand_inputs(inputs)
+    for target in (csv_path, figure_path):
+        if target is not None:
+            refuse_input_as_output(target, paths, "--csv" if target is csv_path else "--figure")
     cal = bundle.meta.anomaly
     if cal is None:
         if figure_path is not None:
             raise UsageError(f"--figure draws scores against a threshold; bundle {bundle.name} has none "
                              f"(run aetool calibrate)")
         click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
-    paths = expand_inputs(inputs)
-    for target in (csv_path, figure_path):
-        if target is not None:
-            refuse_input_as_output(target, paths, "--csv" if target is csv_path else "--figure")
     skipped: list[tuple[str, str]] = []
     keep_all = click.get_current_context().params.get("as_json")  # the JSON report lists every image
     shown, listed, scores_seen, flagged, seen = [], [], [], 0, 0

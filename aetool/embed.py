@@ -93,8 +93,8 @@ def encode_files(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | 
         rows = _write_csv(out, bundle.d, batches)
     if rows == 0:
         raise AetoolError(f"none of the {len(paths)} files could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
-    return {"output": str(out), "rows": rows, "d": bundle.d, "skipped": [{"path": p, "error": e} for p, e in skipped],
-            "paths": str(sidecar(out)) if out.suffix.lower() == ".npy" else None}
+    return {"output": path_text(out), "rows": rows, "d": bundle.d, "skipped": [{"path": p, "error": e} for p, e in skipped],
+            "paths": path_text(sidecar(out)) if out.suffix.lower() == ".npy" else None}
 
 
 def _write_npy(out: Path, capacity: int, d: int, batches: Iterable[tuple[list[Path], np.ndarray]]) -> int:
@@ -264,8 +264,8 @@ def decode_file(bundle: Bundle, latents: str | os.PathLike, out: str | os.PathLi
             pictures = bundle.decode(np.asarray(z[start : start + BATCH]))
             for i, picture in enumerate(pictures, start):
                 img.write_png(img.make_grid(picture[None], 1, pad=0), out / f"{i:0{digits}d}.png", scale=scale)
-        return {"output": str(out), "images": len(z)}
+        return {"output": path_text(out), "images": len(z)}
     ncols = ncols or int(np.ceil(np.sqrt(len(z))))
     img.check_output_size(*img.grid_size(len(z), ncols, height, width), scale, lower="the number of latents or --scale")
     img.write_png(img.make_grid(bundle.decode(np.asarray(z)), ncols), out, scale=scale)
-    return {"output": str(out), "images": len(z)}
+    return {"output": path_text(out), "images": len(z)}

@@ -600,7 +600,8 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     from .fileio import atomic_path, path_text
     from .progress import progress
 
-    paths = expand_inputs(inputs)
+    skipped: list[tuple[str, str]] = []
+    paths = expand_inputs(inputs, skipped)
     for target in (csv_path, figure_path):
         if target is not None:
             refuse_input_as_output(target, paths, "--csv" if target is csv_path else "--figure")
@@ -610,7 +611,6 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
             raise UsageError(f"--figure draws scores against a threshold; bundle {bundle.name} has none "
                              f"(run aetool calibrate)")
         click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
-    skipped: list[tuple[str, str]] = []
     keep_all = click.get_current_context().params.get("as_json")  # the JSON report lists every image
     shown, listed, scores_seen, flagged, seen = [], [], [], 0, 0
     worst = []  # a heap of the highest flagged (score, path) for the figure

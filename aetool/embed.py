@@ -34,13 +34,17 @@ MAX_CSV_BYTES = 1 << 30  # a CSV of latents is parsed row by row, and refused pa
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def expand_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the picture files inside folders, found as training finds them (folder.scan)."""
+def expand_inputs(items: Iterable[str | os.PathLike], skipped: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Files as given, and the picture files inside folders, found as training finds them (folder.scan);
+    sub-folders that cannot be read are added to ``skipped`` (path as written, reason)."""
     from .folder import scan
 
     paths: list[Path] = []
     for item in map(Path, items):
-        paths += scan(item)[0] if item.is_dir() else [item]
+        unreadable: list[tuple[str, str]] = []
+        paths += scan(item, unreadable)[0] if item.is_dir() else [item]
+        if skipped is not None:
+            skipped += [(path_text(item / rel), reason) for rel, reason in unreadable]
     return paths
 
 
@@ -78,13 +82,13 @@ def encode_files(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | 
     out = Path(out)
     if out.suffix.lower() not in LATENT_FORMATS:
         raise UsageError(f"{out}: latents are written as {' or '.join(LATENT_FORMATS)}")
-    paths = expand_inputs(items)
+    skipped: list[tuple[str, str]] = []
+    paths = expand_inputs(items, skipped)
     if not paths:
         raise UsageError("no images to encode")
     outputs = [out, sidecar(out)] if out.suffix.lower() == ".npy" else [out]
     for target in outputs:
         refuse_input_as_output(target, paths, "-o")
-    skipped: list[tuple[str, str]] = []
     batches = progress(_batches(bundle, paths, strict, invert, skipped), quiet=quiet, desc="encoding",
                        total=-(-len(paths) // BATCH), unit="batch")
     if out.suffix.lower() == ".npy":

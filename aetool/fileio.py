@@ -168,7 +168,9 @@ def check_replaceable_dir(path: str | os.PathLike, *, force: bool = False,
     cwd = Path(os.path.abspath(os.curdir))
     if not absolute.name or absolute == cwd or absolute in cwd.parents:
         raise UsageError(f"{what} {text}: the current folder (or one above it) cannot be replaced; name a new folder")
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if path.is_symlink():  # the swap would replace the link, not the folder it points to
+        raise AetoolError(f"{what} {text}: a symbolic link; name the folder it points to, or a new one")
+    if path.exists() and not path.is_dir():
         raise AetoolError(f"{what} {text}: exists and is not a folder")
     if path.is_dir() and not force:
         try:

@@ -44,7 +44,7 @@ def expand_inputs(items: Iterable[str | os.PathLike], skipped: list[tuple[str, s
         unreadable: list[tuple[str, str]] = []
         paths += scan(item, unreadable)[0] if item.is_dir() else [item]
         if skipped is not None:
-            skipped += [(path_text(item / rel), reason) for rel, reason in unreadable]
+            skipped += [(path_text(os.path.join(item, rel)), reason) for rel, reason in unreadable]
     return paths
 
 

@@ -10,7 +10,8 @@ than RAM trains from the page cache instead of from memory.
 
 The cache is keyed by the folder's files (relative path, size, modification
 time) and the decoding options, so adding, removing or touching a file builds
-a new one.  It is written under a temporary name and renamed, with its
+a new one; the array's SHA-256 is recorded, so a cache written over later is
+decoded again rather than trusted.  It is written under a temporary name and renamed, with its
 ``.json`` description written last: a run killed half way leaves nothing that
 a later load would trust.
 
@@ -310,8 +311,8 @@ def _read_cached(npy: Path, meta_file: Path, key: str, n_files: int) -> FolderDa
         if (images.dtype != np.uint8 or images.shape != shape or list(meta["shape"]) != list(shape)
                 or len(meta["labels"]) != n or n + len(meta["skipped"]) != n_files or n == 0):
             return None
-        if sha256_file(npy) != meta.get("sha256"):  # changed since it was written: decode again
-            return None
+        if _fingerprint(npy) != meta.get("fingerprint") and sha256_file(npy) != meta.get("sha256"):
+            return None  # written to since: same size or not, its bytes are not the ones decoded
         return FolderData(
             images=images,
             labels=np.asarray(meta["labels"], dtype=np.int64),
@@ -326,6 +327,15 @@ def _read_cached(npy: Path, meta_file: Path, key: str, n_files: int) -> FolderDa
         )
     except (AetoolError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _fingerprint(npy: Path) -> str:
+    """The cache file's identity as the file system keeps it: inode, size, modification and change
+    times.  Any write changes the change time (``touch`` cannot set it back), so a match means the
+    bytes are the ones hashed when it was written, and a load skips the hash (seconds per GB on a
+    busy machine); a mismatch (a copy, a restore, or garbage written over it) checks the SHA-256."""
+    st = npy.stat()
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _reason(message: str, path: Path) -> str:
@@ -568,7 +578,7 @@ def load_folder(
     unreadable: list[tuple[str, str]] = []
     paths, labels, class_names = scan(root_path, unreadable)
     if unreadable and strict:
-        raise AetoolError(f"{path_text(root_path / unreadable[0][0])}: {unreadable[0][1]} (strict: no file may be skipped)")
+        raise AetoolError(f"{path_text(os.path.join(root_path, unreadable[0][0]))}: {unreadable[0][1]} (strict: no file may be skipped)")
     rels = [p.relative_to(root_path).as_posix() for p in paths]
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
@@ -632,6 +642,7 @@ def load_folder(
     if tmp is not None:
         try:
             meta["sha256"] = sha256_file(npy)  # a cache changed later (same size, new bytes) is not trusted
+            meta["fingerprint"] = _fingerprint(npy)
             write_json(meta_file, meta)  # last: a .npy without its .json is never trusted
             _evict_superseded(folder, meta)
         except AetoolError:

@@ -763,9 +763,35 @@ def test_a_tampered_folder_cache_is_decoded_again(tmp_path):
     good = np.array(first.images)
     raw = bytearray(first.cache_file.read_bytes())
     raw[-len(raw) // 3 :] = bytes(len(raw) // 3)  # garbage of the same size, every other file untouched
+    was = first.cache_file.stat()
     first.cache_file.write_bytes(bytes(raw))
+    os.utime(first.cache_file, ns=(was.st_atime_ns, was.st_mtime_ns))  # its time set back, as touch -r would
     again = load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", quiet=True)
     np.testing.assert_array_equal(np.asarray(again.images), good)
+
+
+def test_a_sub_folder_that_cannot_be_listed_is_named_not_passed_over(tmp_path, monkeypatch):
+    from aetool import folder as folder_module
+    from aetool.embed import expand_inputs
+
+    _odd_folder(tmp_path / "pics")
+    (tmp_path / "pics" / "locked").mkdir()
+    _picture(tmp_path / "pics" / "locked" / "x.png")
+    real = os.scandir
+
+    def scandir(path):  # what a folder without read permission does (root, as tests may run, reads it anyway)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(folder_module.os, "scandir", scandir)
+    data = folder_module.load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", quiet=True)
+    assert len(data) == 14 and ("locked/", "folder not readable (Permission denied)") in data.skipped
+    skipped: list = []
+    assert len(expand_inputs([tmp_path / "pics"], skipped)) == 14
+    assert skipped == [(f"{tmp_path}/pics/locked/", "folder not readable (Permission denied)")]
+    with pytest.raises(folder_module.AetoolError, match="locked/: folder not readable .*strict"):
+        folder_module.load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", strict=True, quiet=True)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a folder whatever its permissions")

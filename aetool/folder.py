@@ -578,7 +578,8 @@ def load_folder(
     unreadable: list[tuple[str, str]] = []
     paths, labels, class_names = scan(root_path, unreadable)
     if unreadable and strict:
-        raise AetoolError(f"{path_text(os.path.join(root_path, unreadable[0][0]))}: {unreadable[0][1]} (strict: no file may be skipped)")
+        where, reason = unreadable[0]
+        raise AetoolError(f"{path_text(os.path.join(root_path, where))}: {reason} (strict: no file may be skipped)")
     rels = [p.relative_to(root_path).as_posix() for p in paths]
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()

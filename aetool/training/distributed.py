@@ -22,11 +22,11 @@ PEER_STOPPED = ("another process of this torchrun stopped (its error is above, f
                 "this one stops too")
 
 
-def _collective(op, *args, **kwargs):
+def _collective(call, *args, **kwargs):
     """A collective call whose failure because another rank has gone (the usual cause: it stopped on
     an error of its own, already printed) is one line here too, not gloo's or NCCL's traceback."""
     try:
-        return op(*args, **kwargs)
+        return call(*args, **kwargs)
     except RuntimeError as e:  # torch.distributed.DistBackendError and gloo's errors are RuntimeErrors
         raise AetoolError(f"rank {dist.get_rank() if dist.is_initialized() else '?'}: {PEER_STOPPED} "
                           f"({' '.join(str(e).split())[:120]})") from None

@@ -43,13 +43,16 @@ def _terminate(signum: int, _frame) -> None:
     raise Terminated(signum)
 
 
-def _on_termination() -> None:
+def _on_termination() -> dict:
+    """Make SIGTERM and SIGHUP raise Terminated where nothing else handles them; returns what to restore."""
     import signal
 
+    saved = {}
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
-            signal.signal(sig, _terminate)
+            saved[sig] = signal.signal(sig, _terminate)
+    return saved
 
 
 class Group(click.Group):
@@ -60,7 +63,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context):
         from .fileio import one_line
 
-        _on_termination()
+        saved = _on_termination()
         try:
             return super().invoke(ctx)
         except AetoolError as e:
@@ -79,6 +82,11 @@ class Group(click.Group):
         except Terminated as e:
             click.echo("terminated", err=True)
             sys.exit(128 + int(e.args[0]))
+        finally:
+            import signal
+
+            for sig, handler in saved.items():  # a caller in the same process (a test) gets its own back
+                signal.signal(sig, handler)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -366,10 +374,9 @@ def export(run, models_dir, out, tolerance, int8, fp16, eval_images, fpr, quiet)
 
     The bundle is checked against PyTorch before it replaces anything at --out.
     """
+    from .fileio import check_replaceable_dir
     from .training.export import export_run
     from .training.run import find_run
-
-    from .fileio import check_replaceable_dir
 
     log = logger(quiet)
     run_dir = find_run(models_dir, run)

@@ -818,6 +818,23 @@ def test_one_corrupt_picture_is_skipped_by_score_as_by_encode_and_strict_refuses
     _last_error_line(run("score", "pics", "--bundle", SMALL, "--strict", "-q", cwd=tmp_path), "corrupt.png")
 
 
+def test_one_corrupt_picture_among_web_images_is_skipped_and_strict_refuses(tmp_path):
+    from aetool import load_bundle
+    from aetool.errors import AetoolError
+    from aetool.web import _folder_points
+
+    _odd_folder(tmp_path / "pics", n=3)
+    (tmp_path / "pics" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    notes: list[str] = []
+    bundle = load_bundle(SMALL, device="cpu")
+    z, x, names, _ = _folder_points(bundle, tmp_path / "pics", 100, log=notes.append)
+    assert len(z) == len(x) == len(names) == 7 and "bad\\xff.png" in names and "new\\nline.png" in names
+    assert notes == [f"note: --images: skipped 1 unreadable file(s), e.g. {tmp_path}/pics/corrupt.png: "
+                     f"corrupt or truncated image (Truncated File Read)"]
+    with pytest.raises(AetoolError, match="corrupt.png: corrupt or truncated image"):
+        _folder_points(bundle, tmp_path / "pics", 100, strict=True)
+
+
 # ---------------------------------------------------------------- 3., 8. the decode workers die with the command
 SLOW_DECODE = '''
 import time

@@ -870,7 +870,7 @@ def test_decode_workers_end_with_the_command_however_it_ends(tmp_path, how):
 
     r = run("train", "--data", str(folder), "--d", "2", "--epochs", "1", "--workers", "2", "--out", "run", cwd=tmp_path,
             env=env, on_start=signal_once_decoding, timeout=240)
-    assert len(workers) == 2, (workers, r.stderr)
+    assert len(workers) >= 2, (workers, r.stderr)
     deadline = time.time() + 10
     while any(map(_alive, workers)) and time.time() < deadline:
         time.sleep(0.1)

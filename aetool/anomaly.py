@@ -104,13 +104,32 @@ def write_calibration(folder: Path, cal: AnomalyCalibration) -> None:
     write_meta(folder, meta)
 
 
-def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool | None = None
+def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool | None = None, *,
+                strict: bool = False, skipped: list[tuple[str, str]] | None = None
                 ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]]:
-    """(paths, sse, nll, score or None without a calibration) a batch at a time."""
+    """(paths, sse, nll, score or None without a calibration) a batch at a time.
+
+    A file that cannot be read is left out and added to ``skipped`` as (path as written, reason),
+    as ``aetool encode`` does, so one corrupt picture does not cost the scores of all the others;
+    with ``strict`` it is the error."""
+    from .embed import _without_path
+    from .fileio import path_text
+
     cal = bundle.meta.anomaly
     for start in range(0, len(paths), BATCH):
-        batch = [str(p) for p in paths[start : start + BATCH]]
-        sse, nll = parts(bundle, bundle.load_images(batch, invert=invert))
+        batch, arrays = [], []
+        for p in paths[start : start + BATCH]:
+            try:
+                arrays.append(bundle.load_images([p], invert=invert)[0])
+                batch.append(str(p))
+            except AetoolError as e:
+                if strict:
+                    raise
+                if skipped is not None:
+                    skipped.append((path_text(p), _without_path(str(e), p)))
+        if not batch:
+            continue
+        sse, nll = parts(bundle, np.stack(arrays))
         yield batch, sse, nll, None if cal is None else combine(sse, nll, cal)
 
 

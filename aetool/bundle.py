@@ -141,6 +141,16 @@ class Bundle:
         side, each in a single-threaded session: onnxruntime spreads a Conv over the cores, but runs
         ConvTranspose's col2im and DepthToSpace on one, so the decoder stopped scaling past a few
         cores.  Small batches keep the multi-threaded session, which is faster for one image."""
+        try:
+            return self._run_batches(graph, x)
+        except AetoolError:
+            raise
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types when a graph fails on its input
+            text = " ".join(str(e).split())
+            raise AetoolError(f"bundle {self.path}: {graph} failed to run ({text[:200]}); the graph does not fit "
+                              f"its {LATENT} or is broken") from None
+
+    def _run_batches(self, graph: str, x: np.ndarray) -> np.ndarray:
         session = self.encoder if graph == ENCODER else self.decoder
         name = session.get_inputs()[0].name
         x = np.ascontiguousarray(x, dtype=np.float32)

@@ -32,7 +32,30 @@ class Command(click.Command):
         try:
             return super().invoke(ctx)
         except UsageError as e:
-            raise click.UsageError(str(e), ctx=ctx) from None
+            from .fileio import one_line
+
+            raise click.UsageError(one_line(str(e)), ctx=ctx) from None
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) as an exception: the same clean-up as Ctrl-C, so a terminated command
+    removes its temporary files and stops its worker processes instead of dying in place."""
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+def _on_termination() -> dict:
+    """Make SIGTERM and SIGHUP raise Terminated where nothing else handles them; returns what to restore."""
+    import signal
+
+    saved = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+            saved[sig] = signal.signal(sig, _terminate)
+    return saved
 
 
 class Group(click.Group):
@@ -41,20 +64,32 @@ class Group(click.Group):
     command_class = Command
 
     def invoke(self, ctx: click.Context):
+        from .fileio import one_line
+
+        saved = _on_termination()
         try:
             return super().invoke(ctx)
         except AetoolError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(str(e))}", err=True)
             sys.exit(1)
         except BrokenPipeError:  # the reader went away (aetool list | head): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             sys.exit(1)
         except OSError as e:
-            click.echo(f"error: {e.strerror or e}{f': {e.filename}' if getattr(e, 'filename', None) else ''}", err=True)
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            click.echo(f"error: {one_line(f'{e.strerror or e}{where}')}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Terminated as e:
+            click.echo("terminated", err=True)
+            sys.exit(128 + int(e.args[0]))
+        finally:
+            import signal
+
+            for sig, handler in saved.items():  # a caller in the same process (a test) gets its own back
+                signal.signal(sig, handler)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -264,7 +299,6 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
     so Ctrl-C loses at most one epoch. --help-all lists the advanced options.
     """
     from .training.config import TrainConfig, load_recipe
-    from .training.train import resume_config, train as run_training, train_recipe
 
     log = logger(quiet)
     given = config_given(options)
@@ -275,7 +309,9 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
                  if name not in machine and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
         if named:
             raise UsageError(f"--config sets every training option itself; drop {', '.join(named)}")
-        recipe = load_recipe(recipe_path)
+        recipe = load_recipe(recipe_path)  # before torch is imported: a bad recipe is answered at once
+        from .training.train import train_recipe
+
         for stage in recipe.stages:
             stage.config.device, stage.config.cuda_graph = device, cuda_graph
         metrics = train_recipe(recipe, quiet=quiet, log=log)
@@ -283,6 +319,8 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
     else:
         config = TrainConfig(**given)
         config.validate()
+        from .training.train import resume_config, train as run_training
+
         out = out or Path("models") / config.default_run_name()
         if resume:  # the device is this machine's, not the run's
             config = resume_config(out, given.get("epochs"), given.get("batch_size"), device, cuda_graph)
@@ -325,12 +363,17 @@ def export(run, models_dir, out, tolerance, int8, fp16, eval_images, fpr, last, 
 
     The bundle is checked against PyTorch before it replaces anything at --out.
     """
+    from .fileio import check_replaceable_dir
     from .training.export import export_run
     from .training.run import find_run
 
     log = logger(quiet)
     run_dir = find_run(models_dir, run)
     out = out or Path("export") / run_dir.name
+    out = check_replaceable_dir(out)  # before the work: '.', a file, or a folder that is no bundle
+    for variant, wanted in (("int8", int8), ("fp16", fp16)):
+        if wanted:
+            check_replaceable_dir(out.with_name(f"{out.name}-{variant}"))
     export_run(run_dir.path, out, tolerance=tolerance, fpr=fpr, last=last, log=log)
     if int8:
         from .training.variants import quantize_int8
@@ -388,7 +431,9 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 
         x, names = mnist_test_head(mnist_test).images, [f"test[{i}]" for i in range(mnist_test)]
     else:
-        x, names = bundle.load_images(images, invert=invert), [str(p) for p in images]
+        from .fileio import path_text
+
+        x, names = bundle.load_images(images, invert=invert), [path_text(p) for p in images]
     grid, sse = reconstruction_figure(bundle, x, ncols)
     img.write_png(grid, output, scale=scale)
     if len(names) <= 64:
@@ -474,14 +519,19 @@ def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
 @invert_option
 @bundle_options
 def encode(inputs, output, strict, invert, bundle, echo, quiet):
-    """Encode pictures (files, or folders searched recursively) into latent vectors, a batch at a time."""
+    """Encode pictures (files, or folders searched recursively) into latent vectors, a batch at a time.
+
+    Each row's image path is written (NAME.paths.txt, one a line, or the CSV's path column) as UTF-8
+    with a backslash, control characters (a newline) and bytes that are not UTF-8 escaped (\\\\,
+    \\n, \\xff), so there is exactly one path per row; aetool.fileio.path_from_text reverses it.
+    """
     from .embed import encode_files
 
     report = encode_files(bundle, inputs, output, strict=strict, invert=invert, quiet=quiet)
     skipped = report["skipped"]
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]['path']}: {skipped[0]['error']}", err=True)
-    echo(f"wrote {output} ({report['rows']} x {report['d']})"
+    echo(f"wrote {report['output']} ({report['rows']} x {report['d']})"
          + (f" and {report['paths']}" if report["paths"] else ""))
     return report
 
@@ -497,7 +547,9 @@ def encode(inputs, output, strict, invert, bundle, echo, quiet):
 @scale_option
 @bundle_options
 def decode(latents, output, ncols, scale, bundle, echo, quiet):
-    """Decode a file of latents (.npy or .csv, as `aetool encode` writes) into pictures."""
+    """Decode a file of latents (.npy or .csv, as `aetool encode` writes) into pictures.
+
+    Every value must be a finite number: a NaN or infinite latent is refused, naming its row."""
     from .embed import decode_file
 
     report = decode_file(bundle, latents, output, ncols=ncols, scale=scale, quiet=quiet)
@@ -518,15 +570,19 @@ def decode(latents, output, ncols, scale, bundle, echo, quiet):
               help=f"Also draw the scores against the calibration set and the flagged images "
                    f"(original | reconstruction | difference) into this picture: {PICTURE_FORMATS}.")
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with status 3 when any image is over the threshold.")
+@click.option("--strict", is_flag=True, help="An unreadable file is an error (default: skipped, counted, named).")
 @invert_option
 @bundle_options
-def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, quiet):
+def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle, echo, quiet):
     """Anomaly scores of pictures (files, or folders searched recursively) against the bundle's threshold.
 
     The score is the larger of the standardised log reconstruction error and latent negative
     log-likelihood; `aetool calibrate` sets its threshold for a false-positive rate on held-out
     normal images. A score that is not a finite number counts as anomalous. Rows stream to
-    --csv, so a folder of any size is scored in the memory of one batch.
+    --csv, so a folder of any size is scored in the memory of one batch. A file that cannot be
+    read is skipped and named, as encode does (--strict: an error). Paths are written as
+    encode writes them: UTF-8, with a backslash, control characters (a newline) and bytes
+    that are not UTF-8 escaped (\\\\, \\n, \\xff), one line per image.
     """
     import contextlib
     import csv
@@ -536,17 +592,21 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
 
     from .anomaly import is_anomalous, score_files
     from .anomaly_figure import MAX_SHOWN
-    from .embed import expand_inputs
-    from .fileio import atomic_path
+    from .embed import expand_inputs, refuse_input_as_output
+    from .fileio import atomic_path, path_text
     from .progress import progress
 
+    skipped: list[tuple[str, str]] = []
+    paths = expand_inputs(inputs, skipped)
+    for target in (csv_path, figure_path):
+        if target is not None:
+            refuse_input_as_output(target, paths, "--csv" if target is csv_path else "--figure")
     cal = bundle.meta.anomaly
     if cal is None:
         if figure_path is not None:
             raise UsageError(f"--figure draws scores against a threshold; bundle {bundle.name} has none "
                              f"(run aetool calibrate)")
         click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
-    paths = expand_inputs(inputs)
     keep_all = click.get_current_context().params.get("as_json")  # the JSON report lists every image
     shown, listed, scores_seen, flagged, seen = [], [], [], 0, 0
     worst = []  # a heap of the highest flagged (score, path) for the figure
@@ -556,10 +616,10 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
             f = stack.enter_context(open(stack.enter_context(atomic_path(csv_path)), "w", newline="", encoding="utf-8"))
             writer = csv.DictWriter(f, fieldnames=["path", "sse", "nll", "score", "anomalous"])
             writer.writeheader()
-        for batch, sse, nll, scores in progress(score_files(bundle, paths, invert), quiet=quiet, desc="scoring",
-                                                total=-(-len(paths) // 256)):
+        for batch, sse, nll, scores in progress(score_files(bundle, paths, invert, strict=strict, skipped=skipped),
+                                                quiet=quiet, desc="scoring", total=-(-len(paths) // 256)):
             flags = None if scores is None else is_anomalous(scores, cal.threshold)
-            rows = [{"path": path, "sse": float(sse[i]), "nll": float(nll[i]),
+            rows = [{"path": path_text(path), "sse": float(sse[i]), "nll": float(nll[i]),
                      "score": None if scores is None or not math.isfinite(scores[i]) else float(scores[i]),
                      "anomalous": None if flags is None else bool(flags[i])} for i, path in enumerate(batch)]
             seen += len(rows)
@@ -571,10 +631,14 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
                 writer.writerows(rows)
             if figure_path is not None:
                 scores_seen.append(np.where(np.isfinite(scores), scores, np.inf))
-                for r in rows:
+                for path, r in zip(batch, rows):
                     if r["anomalous"]:
-                        key = (math.inf if r["score"] is None else r["score"], r["path"])
+                        key = (math.inf if r["score"] is None else r["score"], path)
                         (heapq.heappush if len(worst) < MAX_SHOWN else heapq.heappushpop)(worst, key)
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: {skipped[0][1]}", err=True)
+    if not seen:
+        raise AetoolError(f"none of the {len(paths)} files could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
     echo(f"{'path':<40} {'sse':>9} {'nll':>8} {'score':>8}  anomalous")
     for r in shown:
         echo(f"{r['path'][-40:]:<40} {r['sse']:>9.3f} {r['nll']:>8.3f} "
@@ -584,7 +648,8 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
     if cal is not None:
         echo(f"{flagged} of {seen} flagged (threshold {cal.threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
              f"false positives on {cal.images} {cal.source})")
-    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": listed}
+    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": listed,
+              "skipped": [{"path": p, "error": e} for p, e in skipped]}
     if figure_path is not None:
         from .anomaly import flagged_examples
         from .anomaly_figure import write_score_figure
@@ -606,8 +671,9 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
               help="False-positive rate the threshold is set for, on held-out normal images.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the calibrated bundle here (a copy); default: the bundle in place (not a shipped one).")
+@click.option("--force", is_flag=True, help="Replace --out even when it is a folder that is not a bundle.")
 @bundle_options
-def calibrate(fpr, out, bundle, echo, quiet):
+def calibrate(fpr, out, force, bundle, echo, quiet):
     """Set the anomaly threshold of a bundle on held-out normal images (MNIST's test set, or the
     validation split of the folder it was trained on); stored in its latent.json."""
     import shutil
@@ -615,15 +681,20 @@ def calibrate(fpr, out, bundle, echo, quiet):
     from .anomaly import calibrate as fit_calibration, calibration_note, heldout_images, write_calibration
     from .bundle import shipped_root
 
+    from .fileio import check_replaceable_dir
+
     target = out or bundle.path
     if out is None and bundle.path.resolve().is_relative_to(shipped_root().resolve()):
         raise UsageError(f"{bundle.path} ships with aetool: write a calibrated copy with --out DIR")
+    copy = out is not None and Path(out).resolve() != bundle.path.resolve()
+    if copy:
+        check_replaceable_dir(out, force=force)  # before the work: never swap away a folder of the user's
     images, source = heldout_images(bundle)
     cal = fit_calibration(bundle, images, fpr, source)
-    if out is not None and Path(out).resolve() != bundle.path.resolve():
+    if copy:
         from .fileio import atomic_dir
 
-        with atomic_dir(out) as staging:
+        with atomic_dir(out, force=force) as staging:
             for f in bundle.path.iterdir():
                 if f.is_file():
                     shutil.copy2(f, staging / f.name)
@@ -679,17 +750,19 @@ def bench(batch_sizes, seconds, with_torch, bundle, echo, quiet):
 @click.option("--points", type=click.IntRange(min=1, max=10_000), default=2000, show_default=True,
               help="Points on the latent map (MNIST test digits, or pictures of --images).")
 @click.option("--force", is_flag=True, help="Replace -o even when it is a folder that is not an aetool site.")
+@click.option("--strict", is_flag=True, help="An unreadable file in --images is an error (default: skipped, counted, named).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, as_json, quiet):
+def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, strict, as_json, quiet):
     """Write a static page that runs bundles in the browser (onnxruntime-web): latent map, sliders,
     drawing, interpolation and sampling.  Serve the folder with any static server; it works offline."""
-    from .web import build_site, find_runtime
+    from .web import build_site, check_site_target, find_runtime
 
+    check_site_target(out, force)  # before the runtime is looked for or fetched
     echo = text_echo(quiet, as_json)
     runtime = find_runtime(runtime_dir, runtime_url, log=echo)
     report = build_site(bundle_args, out, runtime, images=images_dir, points=points, force=force, log=echo,
-                        note=None if quiet else lambda line: click.echo(line, err=True))
+                        note=None if quiet else lambda line: click.echo(line, err=True), strict=strict)
     if as_json:
         emit_json(report)
         return

@@ -5,12 +5,18 @@ million images never sit in memory at once.  ``.npy`` output is an N x d float32
 array written through a memory map, with the image paths in row order in a
 sidecar ``NAME.paths.txt``; ``.csv`` output has a ``path`` column and one column
 per latent dimension.  Both appear under their final names only when complete.
+
+Paths are written in one representation everywhere (sidecar, CSV, JSON, the terminal):
+:func:`aetool.fileio.path_text`, UTF-8 with backslash escapes for a backslash, control
+characters (a newline in a file name) and bytes that are not UTF-8, so a listing has
+exactly one line per row; :func:`aetool.fileio.path_from_text` gives the file's name back.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -19,21 +25,33 @@ import numpy as np
 from . import images as img
 from .bundle import Bundle
 from .errors import AetoolError, UsageError
-from .fileio import atomic_path
+from .fileio import atomic_path, path_text, stat_regular
 from .progress import progress
 
 BATCH = 256
 LATENT_FORMATS = (".npy", ".csv")
+MAX_CSV_BYTES = 1 << 30  # a CSV of latents is parsed row by row, and refused past this size
+NPY_MAGIC = b"\x93NUMPY"
 
 
-def expand_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the picture files inside folders, found as training finds them (folder.scan)."""
+def expand_inputs(items: Iterable[str | os.PathLike], skipped: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Files as given, and the picture files inside folders, found as training finds them (folder.scan);
+    sub-folders that cannot be read are added to ``skipped`` (path as written, reason)."""
     from .folder import scan
 
     paths: list[Path] = []
     for item in map(Path, items):
-        paths += scan(item)[0] if item.is_dir() else [item]
+        unreadable: list[tuple[str, str]] = []
+        paths += scan(item, unreadable)[0] if item.is_dir() else [item]
+        if skipped is not None:
+            skipped += [(path_text(os.path.join(item, rel)), reason) for rel, reason in unreadable]
     return paths
+
+
+def _without_path(message: str, path: str | os.PathLike) -> str:
+    """A reading error without the file's name in front: the caller names the file itself."""
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def sidecar(out: Path) -> Path:
@@ -53,7 +71,7 @@ def _batches(bundle: Bundle, paths: Sequence[Path], strict: bool, invert: bool |
             except AetoolError as e:
                 if strict:
                     raise
-                skipped.append((str(path), str(e)))
+                skipped.append((path_text(path), _without_path(str(e), path)))
         if ok:
             yield ok, bundle.encode(np.stack(arrays)).reshape(len(ok), bundle.d)
 
@@ -64,10 +82,13 @@ def encode_files(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | 
     out = Path(out)
     if out.suffix.lower() not in LATENT_FORMATS:
         raise UsageError(f"{out}: latents are written as {' or '.join(LATENT_FORMATS)}")
-    paths = expand_inputs(items)
+    skipped: list[tuple[str, str]] = []
+    paths = expand_inputs(items, skipped)
     if not paths:
         raise UsageError("no images to encode")
-    skipped: list[tuple[str, str]] = []
+    outputs = [out, sidecar(out)] if out.suffix.lower() == ".npy" else [out]
+    for target in outputs:
+        refuse_input_as_output(target, paths, "-o")
     batches = progress(_batches(bundle, paths, strict, invert, skipped), quiet=quiet, desc="encoding",
                        total=-(-len(paths) // BATCH), unit="batch")
     if out.suffix.lower() == ".npy":
@@ -76,8 +97,8 @@ def encode_files(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | 
         rows = _write_csv(out, bundle.d, batches)
     if rows == 0:
         raise AetoolError(f"none of the {len(paths)} files could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
-    return {"output": str(out), "rows": rows, "d": bundle.d, "skipped": [{"path": p, "error": e} for p, e in skipped],
-            "paths": str(sidecar(out)) if out.suffix.lower() == ".npy" else None}
+    return {"output": path_text(out), "rows": rows, "d": bundle.d, "skipped": [{"path": p, "error": e} for p, e in skipped],
+            "paths": path_text(sidecar(out)) if out.suffix.lower() == ".npy" else None}
 
 
 def _write_npy(out: Path, capacity: int, d: int, batches: Iterable[tuple[list[Path], np.ndarray]]) -> int:
@@ -90,7 +111,7 @@ def _write_npy(out: Path, capacity: int, d: int, batches: Iterable[tuple[list[Pa
             for batch_paths, z in batches:
                 array[rows : rows + len(z)] = z
                 rows += len(z)
-                listing.writelines(f"{p}\n" for p in batch_paths)
+                listing.writelines(f"{path_text(p)}\n" for p in batch_paths)
         array.flush()
         if rows < capacity:  # some files were skipped: a file of exactly the rows written
             trimmed = np.array(array[:rows])
@@ -108,40 +129,136 @@ def _write_csv(out: Path, d: int, batches: Iterable[tuple[list[Path], np.ndarray
         writer = csv.writer(f)
         writer.writerow(["path", *(f"z{i}" for i in range(d))])
         for batch_paths, z in batches:
-            writer.writerows([str(p), *map(repr, map(float, row))] for p, row in zip(batch_paths, z))
+            writer.writerows([path_text(p), *map(repr, map(float, row))] for p, row in zip(batch_paths, z))
             rows += len(z)
     return rows
 
 
+def refuse_input_as_output(out: Path, inputs: Sequence[str | os.PathLike], option: str) -> None:
+    """An output file that is one of the inputs would be overwritten before (or while) it is read."""
+    if not out.exists():
+        return
+    for p in inputs:
+        try:
+            if os.path.samefile(out, p):
+                raise UsageError(f"{option} {path_text(out)} is one of the input files; aetool never writes over its input")
+        except OSError:
+            continue
+
+
 def read_latents(path: str | os.PathLike, d: int) -> np.ndarray:
-    """Latents from an .npy (N x d, or N x d x 1 x 1) or a .csv written by :func:`encode_files`."""
+    """Latents from an .npy (N x d, or N x d x 1 x 1, any real number type) or a .csv written by
+    :func:`encode_files`, every value checked finite: a NaN decodes to a black picture that looks
+    like a result.  Only regular files are opened (a FIFO would block, /dev/zero never end), and a
+    CSV is parsed a row at a time up to MAX_CSV_BYTES."""
     path = Path(path)
-    try:
-        if path.suffix.lower() == ".npy":
-            z = np.load(path, mmap_mode="r", allow_pickle=False)
-        elif path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-            z = np.asarray([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float32)
-        else:
-            raise UsageError(f"{path}: latents are read from {' or '.join(LATENT_FORMATS)}")
-    except FileNotFoundError:
-        raise AetoolError(f"{path}: file not found") from None
-    except (OSError, ValueError) as e:
-        raise AetoolError(f"{path}: not a file of latents ({' '.join(str(e).split())[:120]})") from None
+    suffix = path.suffix.lower()
+    if suffix not in LATENT_FORMATS:
+        raise UsageError(f"{path_text(path)}: latents are read from {' or '.join(LATENT_FORMATS)}")
+    info = stat_regular(path)
+    z = _read_npy(path) if suffix == ".npy" else _read_csv(path, d, info.st_size)
     if z.ndim < 2 or len(z) == 0 or int(np.prod(z.shape[1:])) != d:
-        raise AetoolError(f"{path}: expected latents of size {d} (N x {d}), got shape {z.shape}")
-    return z.reshape(len(z), d)
+        raise AetoolError(f"{path_text(path)}: expected latents of size {d} (N x {d}), got shape {z.shape}")
+    z = z.reshape(len(z), d)
+    _check_finite(path, z)
+    return z
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+        if head[:2] == b"PK":
+            raise AetoolError(f"{path_text(path)}: an .npz archive, not an .npy array (save one array with numpy.save)")
+        if head != NPY_MAGIC:
+            raise AetoolError(f"{path_text(path)}: not an .npy array (no NUMPY header)")
+        z = np.load(path, mmap_mode="r", allow_pickle=False)
+    except AetoolError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise AetoolError(f"{path_text(path)}: not a file of latents ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(z, np.ndarray) or z.dtype.fields is not None or z.dtype.kind not in "fiub":
+        kind = "complex numbers" if getattr(z, "dtype", None) is not None and z.dtype.kind == "c" else f"dtype {z.dtype}"
+        raise AetoolError(f"{path_text(path)}: latents must be real numbers, this array holds {kind}")
+    if z.dtype == np.float32:
+        return z  # stays a memory map: a folder of pictures is decoded a batch at a time
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")
+        return np.asarray(z, dtype=np.float32)  # values beyond float32 become inf: refused below
+
+
+def _read_csv(path: Path, d: int, size: int) -> np.ndarray:
+    if size > MAX_CSV_BYTES:
+        raise AetoolError(f"{path_text(path)}: {size} bytes, more than the {MAX_CSV_BYTES >> 20} MiB of latents aetool "
+                          f"reads from a CSV (write .npy for more)")
+    blocks: list[np.ndarray] = []
+    block: list[list[float]] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header or header[0] != "path":
+                raise AetoolError(f"{path_text(path)}: no header line 'path,z0,...' as aetool encode writes it")
+            for row in reader:
+                values = row[1:]
+                if len(values) != d:
+                    raise AetoolError(f"{path_text(path)}: row {sum(map(len, blocks)) + len(block) + 1} "
+                                      f"(line {reader.line_num}) has {len(values)} latent values, expected {d}")
+                try:
+                    block.append([float(v) for v in values])
+                except ValueError:
+                    bad = next(v for v in values if not _is_number(v))
+                    raise AetoolError(f"{path_text(path)}: line {reader.line_num}: {bad[:40]!r} is not a number") from None
+                if len(block) == 4096:
+                    blocks.append(_as_float32(block))
+                    block = []
+    except AetoolError:
+        raise
+    except UnicodeDecodeError:
+        raise AetoolError(f"{path_text(path)}: not a CSV of latents (not UTF-8 text)") from None
+    except csv.Error as e:
+        raise AetoolError(f"{path_text(path)}: not a CSV of latents ({' '.join(str(e).split())[:120]})") from None
+    except OSError as e:
+        raise AetoolError(f"{path_text(path)}: cannot read ({e.strerror or e})") from None
+    if block:
+        blocks.append(_as_float32(block))
+    return np.concatenate(blocks) if blocks else np.zeros((0, d), np.float32)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _as_float32(rows: list[list[float]]) -> np.ndarray:
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by _check_finite
+        return np.asarray(rows, dtype=np.float32)
+
+
+def _check_finite(path: Path, z: np.ndarray) -> None:
+    """Refuse NaN and infinite latents, naming the first row that holds one (1-based, as a reader counts)."""
+    for start in range(0, len(z), 1 << 16):
+        ok = np.isfinite(np.asarray(z[start : start + (1 << 16)])).all(axis=1)
+        if not ok.all():
+            row = start + int(np.argmin(ok))
+            raise AetoolError(f"{path_text(path)}: row {row + 1} holds a NaN or infinite latent value "
+                              f"(or one beyond float32); nothing decoded")
 
 
 def decode_file(bundle: Bundle, latents: str | os.PathLike, out: str | os.PathLike, *, ncols: int | None = None,
                 scale: int = 4, quiet: bool = True) -> dict:
     """Decode a file of latents into one grid picture, or into a folder of PNGs (``out`` ending in a slash
     or naming an existing folder)."""
-    z = read_latents(latents, bundle.d)
     out_text = os.fspath(out)
     to_folder = out_text.endswith(("/", os.sep)) or Path(out_text).is_dir()
     out = Path(out_text)
+    if not to_folder and out.suffix.lower() not in img.OUTPUT_FORMATS:
+        raise UsageError(f"-o {path_text(out)}: use a picture name ending in one of "
+                         f"{' '.join(sorted(img.OUTPUT_FORMATS))}, or a folder ending in /")
+    z = read_latents(latents, bundle.d)
     channels, height, width = bundle.image_shape
     if to_folder:
         img.check_output_size(height, width, scale, frames=len(z), lower="the number of latents or --scale")
@@ -151,8 +268,8 @@ def decode_file(bundle: Bundle, latents: str | os.PathLike, out: str | os.PathLi
             pictures = bundle.decode(np.asarray(z[start : start + BATCH]))
             for i, picture in enumerate(pictures, start):
                 img.write_png(img.make_grid(picture[None], 1, pad=0), out / f"{i:0{digits}d}.png", scale=scale)
-        return {"output": str(out), "images": len(z)}
+        return {"output": path_text(out), "images": len(z)}
     ncols = ncols or int(np.ceil(np.sqrt(len(z))))
     img.check_output_size(*img.grid_size(len(z), ncols, height, width), scale, lower="the number of latents or --scale")
     img.write_png(img.make_grid(bundle.decode(np.asarray(z)), ncols), out, scale=scale)
-    return {"output": str(out), "images": len(z)}
+    return {"output": path_text(out), "images": len(z)}

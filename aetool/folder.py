@@ -10,7 +10,8 @@ than RAM trains from the page cache instead of from memory.
 
 The cache is keyed by the folder's files (relative path, size, modification
 time) and the decoding options, so adding, removing or touching a file builds
-a new one.  It is written under a temporary name and renamed, with its
+a new one; the array's SHA-256 is recorded, so a cache written over later is
+decoded again rather than trusted.  It is written under a temporary name and renamed, with its
 ``.json`` description written last: a run killed half way leaves nothing that
 a later load would trust.
 
@@ -22,12 +23,17 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures.process
 import contextlib
+import ctypes
 import errno
 import hashlib
 import math
 import os
 import re
+import signal
+import stat
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,7 +46,7 @@ from PIL import Image
 
 from . import images as _images
 from .errors import AetoolError
-from .fileio import STALE_SECONDS, read_json, write_json
+from .fileio import STALE_SECONDS, path_text, read_json, sha256_file, write_json
 from .lecture import IMAGE_SIZES
 from .progress import progress
 
@@ -56,7 +62,7 @@ __all__ = [
 ]
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-FORMAT_VERSION = 1  # of the cache files; a change here rebuilds every cache
+FORMAT_VERSION = 2  # of the cache files; a change here rebuilds every cache (2: the .npy's SHA-256 recorded)
 CHUNK_BYTES = 32 << 20  # decoded bytes a worker returns at once: bounds the parent's memory
 MAX_CHUNK = 256  # images a chunk holds at most
 MEMORY_FALLBACK_BYTES = 1 << 30  # no writable cache: decode into memory up to this size, else fail
@@ -67,12 +73,12 @@ MAX_CACHE_JSON_BYTES = 1 << 30  # the .json lists every path: allow more than re
 # finding the images
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
+def _walk(root: Path, unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[Path, bool]]:
     """(path relative to root, is an image file) for every non-hidden file under ``root``.
 
     Symbolic links are followed, but a folder already visited (by its device and inode) is not
-    entered again, so a link loop ends instead of recursing forever.  Unreadable folders are passed
-    over: they hold nothing we could read anyway.
+    entered again, so a link loop ends instead of recursing forever.  A folder that cannot be read
+    is passed over and added to ``unreadable`` as (relative path, reason), so the caller can say so.
     """
     seen: set[tuple[int, int]] = set()
     stack = [Path()]
@@ -86,7 +92,10 @@ def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
             seen.add((info.st_dev, info.st_ino))
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError:
+        except OSError as e:
+            if unreadable is not None:
+                unreadable.append(((rel.as_posix() + "/") if rel.parts else "./",
+                                   f"folder not readable ({e.strerror or e})"))
             continue
         subfolders = []
         for entry in entries:
@@ -103,7 +112,8 @@ def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
         stack.extend(reversed(subfolders))
 
 
-def scan(root: str | os.PathLike) -> tuple[list[Path], np.ndarray, list[str]]:
+def scan(root: str | os.PathLike, unreadable: list[tuple[str, str]] | None = None
+         ) -> tuple[list[Path], np.ndarray, list[str]]:
     """The image files under ``root`` (recursively, sorted, hidden names skipped), their labels and
     the class names.
 
@@ -111,7 +121,7 @@ def scan(root: str | os.PathLike) -> tuple[list[Path], np.ndarray, list[str]]:
     sub-folders hold images each of them is a class (label = index in the sorted names); images
     directly in ``root``, and all images when no sub-folder holds any, get label -1.  The labels
     are only reported (an autoencoder needs none); the order is fixed so that a split by index is
-    the same on every machine.
+    the same on every machine.  Sub-folders that cannot be read go into ``unreadable``.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -120,14 +130,15 @@ def scan(root: str | os.PathLike) -> tuple[list[Path], np.ndarray, list[str]]:
         raise AetoolError(f"{root}: not a folder")
     found: list[Path] = []
     looked_at = 0
-    for rel, is_image in _walk(root):
+    for rel, is_image in _walk(root, unreadable):
         looked_at += 1
         if is_image:
             found.append(rel)
     if not found:
         files = "file" if looked_at == 1 else "files"
+        why = f"; {len(unreadable)} folder(s) not readable, e.g. {unreadable[0][0]}" if unreadable else ""
         raise AetoolError(f"{root}: no image files found (looked at {looked_at} {files}; aetool reads "
-                          f"{', '.join(SUFFIXES)})")
+                          f"{', '.join(SUFFIXES)}{why})")
     found.sort(key=lambda p: p.parts)
     class_names = sorted({rel.parts[0] for rel in found if len(rel.parts) > 1})
     index = {name: i for i, name in enumerate(class_names)}
@@ -160,8 +171,12 @@ def _grey_palette(im: Image.Image) -> bool:
 
 
 def _header(path: Path) -> tuple[bool, int, int] | None:
-    """(is grey, width, height) from the file's header, without decoding pixels; None if unreadable."""
+    """(is grey, width, height) from the file's header, without decoding pixels; None if unreadable.
+
+    Only a regular file is opened: opening a FIFO blocks until something writes to it."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
@@ -236,7 +251,7 @@ def skipped_summary(data: FolderData) -> str | None:
         return None
     total = len(data) + len(data.skipped)
     name, reason = data.skipped[0]
-    return f"skipped {len(data.skipped)} of {total} files (e.g. {name}: {reason})"
+    return f"skipped {len(data.skipped)} of {total} files (e.g. {path_text(name)}: {reason})"
 
 
 def _check_options(channels: int | None, size: int | None, fit: str, workers: int | None) -> None:
@@ -276,9 +291,9 @@ def _cache_key(root: Path, rels: list[str], paths: list[Path], channels: int | N
     resolve to is a function of the same files, so a hit needs no header read at all."""
     h = hashlib.sha256()
     for part in (str(root.resolve()), channels or "auto", size or "auto", fit, FORMAT_VERSION, PIL.__version__):
-        h.update(f"{part}\0".encode())
+        h.update(os.fsencode(f"{part}\0"))  # a name's bytes as they are: not every name is UTF-8
     for rel, path in zip(rels, paths):
-        h.update(f"{rel}\0{_stat_key(path)}\n".encode())
+        h.update(os.fsencode(f"{rel}\0{_stat_key(path)}\n"))
     return h.hexdigest()[:24]
 
 
@@ -296,6 +311,8 @@ def _read_cached(npy: Path, meta_file: Path, key: str, n_files: int) -> FolderDa
         if (images.dtype != np.uint8 or images.shape != shape or list(meta["shape"]) != list(shape)
                 or len(meta["labels"]) != n or n + len(meta["skipped"]) != n_files or n == 0):
             return None
+        if _fingerprint(npy) != meta.get("fingerprint") and sha256_file(npy) != meta.get("sha256"):
+            return None  # written to since: same size or not, its bytes are not the ones decoded
         return FolderData(
             images=images,
             labels=np.asarray(meta["labels"], dtype=np.int64),
@@ -310,6 +327,15 @@ def _read_cached(npy: Path, meta_file: Path, key: str, n_files: int) -> FolderDa
         )
     except (AetoolError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _fingerprint(npy: Path) -> str:
+    """The cache file's identity as the file system keeps it: inode, size, modification and change
+    times.  Any write changes the change time (``touch`` cannot set it back), so a match means the
+    bytes are the ones hashed when it was written, and a load skips the hash (seconds per GB on a
+    busy machine); a mismatch (a copy, a restore, or garbage written over it) checks the SHA-256."""
+    st = npy.stat()
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _reason(message: str, path: Path) -> str:
@@ -348,7 +374,8 @@ def _decoded_chunks(paths: list[str], ranges: list[tuple[int, int]], channels: i
         for a, b in ranges:
             yield (a, *_decode_chunk(paths[a:b], channels, size, fit))
         return
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=_end_with_parent,
+                                                initargs=(os.getpid(),)) as pool:
         pending: list[tuple[int, concurrent.futures.Future]] = []
         todo = iter(ranges)
         try:
@@ -370,6 +397,36 @@ def _decoded_chunks(paths: list[str], ranges: list[tuple[int, int]], channels: i
         finally:
             for _, f in pending:
                 f.cancel()
+            if pending:  # stopped early (an error, Ctrl-C, SIGTERM): the chunks in flight are wasted work
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    with contextlib.suppress(OSError, AttributeError):
+                        process.terminate()
+
+
+PARENT_POLL_SECONDS = 0.5
+
+
+def _end_with_parent(parent: int) -> None:
+    """Initializer of every decoding worker: die with the process that started it, however it ends.
+
+    Ctrl-C reaches the workers too, but SIGTERM and SIGKILL reach the parent alone: a worker that
+    outlived it would go on decoding for nobody, holding the cache's temporary file and the
+    caller's stdout.  On Linux the kernel sends the worker SIGKILL when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also checks ``os.getppid()`` twice
+    a second and ends the worker once it has been handed to another parent.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="aetool-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def _shrink_npy(path: Path, rows: int) -> None:
@@ -518,7 +575,11 @@ def load_folder(
     """
     _check_options(channels, size, fit, workers)
     root_path = Path(root).expanduser()
-    paths, labels, class_names = scan(root_path)
+    unreadable: list[tuple[str, str]] = []
+    paths, labels, class_names = scan(root_path, unreadable)
+    if unreadable and strict:
+        where, reason = unreadable[0]
+        raise AetoolError(f"{path_text(os.path.join(root_path, where))}: {reason} (strict: no file may be skipped)")
     rels = [p.relative_to(root_path).as_posix() for p in paths]
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
@@ -529,6 +590,7 @@ def load_folder(
         if strict and hit.skipped:  # the cache remembers what it could not read
             name, reason = hit.skipped[0]
             raise AetoolError(f"{name}: {reason} (strict: no file may be skipped)")
+        hit.skipped += unreadable  # said every time: the folder may hold images this run cannot see
         return hit
 
     requested = {"channels": channels, "size": size}
@@ -580,6 +642,8 @@ def load_folder(
     }
     if tmp is not None:
         try:
+            meta["sha256"] = sha256_file(npy)  # a cache changed later (same size, new bytes) is not trusted
+            meta["fingerprint"] = _fingerprint(npy)
             write_json(meta_file, meta)  # last: a .npy without its .json is never trusted
             _evict_superseded(folder, meta)
         except AetoolError:
@@ -589,7 +653,7 @@ def load_folder(
     else:
         images, cache_file = array[: len(kept)], None
     return FolderData(images=images, labels=np.asarray(meta["labels"], dtype=np.int64), class_names=class_names,
-                      paths=meta["paths"], skipped=skipped, channels=channels, size=size, fit=fit,
+                      paths=meta["paths"], skipped=skipped + unreadable, channels=channels, size=size, fit=fit,
                       root=meta["root"], cache_file=cache_file)
 
 

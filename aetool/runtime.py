@@ -44,7 +44,7 @@ def _ort():
     with contextlib.nullcontext() if "onnxruntime" in sys.modules else _stderr_to_devnull():
         import onnxruntime
 
-    onnxruntime.set_default_logger_severity(3)  # errors only
+    onnxruntime.set_default_logger_severity(4)  # fatal only: a failing graph is raised and reported by aetool as one line
     return onnxruntime
 
 
@@ -83,8 +83,10 @@ def usable_cores() -> int:
 def session_options(threads: int | None = None):
     ort = _ort()
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # the CPU memory arena stays on: it pools memory but caps nothing, and no onnxruntime option bounds
+    # what a hostile graph may allocate (docs/bundle-format.md: bundles are code, from trusted sources)
     # encoder and decoder each own a thread pool; spinning pools fight over the cores in a round trip
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:

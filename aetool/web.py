@@ -37,7 +37,7 @@ import numpy as np
 from .bundle import Bundle, load_bundle
 from .bundle_format import DECODER, ENCODER, LATENT
 from .errors import AetoolError, UsageError
-from .fileio import atomic_dir, read_json, sha256_file, write_json
+from .fileio import atomic_dir, check_replaceable_dir, read_json, sha256_file, write_json
 
 RUNTIME_VERSION = "1.30.0"
 RUNTIME_PACKAGE = "onnxruntime-web"
@@ -89,7 +89,7 @@ def install_runtime(tarball: str | os.PathLike, cache: Path | None = None) -> Pa
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             members = {m.name: m for m in tar.getmembers() if m.isfile()}
-            with atomic_dir(cache) as stage:
+            with atomic_dir(cache, force=True) as stage:  # aetool's own cache folder
                 for name, digest in RUNTIME_FILES.items():
                     member = members.get(f"package/dist/{name}")
                     if member is None:
@@ -141,6 +141,10 @@ def find_runtime(runtime_dir: Path | None = None, runtime_url: str | None = None
         found = _runtime_folder(Path(runtime_dir))
         if found is None:
             raise UsageError(f"--runtime {runtime_dir}: no {', '.join(RUNTIME_FILES)} there (nor in dist/)")
+        for name, digest in RUNTIME_FILES.items():  # the same check as the files fetched with npm
+            if sha256_file(found / name) != digest:
+                raise UsageError(f"--runtime {runtime_dir}: {name} is not {RUNTIME_PACKAGE} {RUNTIME_VERSION}'s "
+                                 f"(SHA-256 differs); the page is built for that version's files only")
         return Runtime(folder=found, source=str(found))
     if runtime_url is not None:
         if not runtime_url.startswith(("https://", "http://")) or any(c in runtime_url for c in "\"'<> "):
@@ -171,17 +175,36 @@ def _labelled_points(bundle: Bundle, n: int) -> tuple[np.ndarray, np.ndarray | N
     return z, test.labels, test.images[picks], test.labels[picks], f"the first {n} MNIST test digits"
 
 
-def _folder_points(bundle: Bundle, folder: Path, n: int) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """Latents and pictures of up to ``n`` images of ``folder`` (searched recursively), read with the
-    bundle's own preprocessing."""
-    from .embed import expand_inputs
+def _folder_points(bundle: Bundle, folder: Path, n: int, strict: bool = False,
+                   log: Callable[[str], None] = lambda s: None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Latents and pictures of up to ``n`` readable images of ``folder`` (searched recursively), read
+    with the bundle's own preprocessing.  A file that cannot be read is skipped and counted, as
+    ``aetool encode`` and ``score`` do (``strict``: the error)."""
+    from .embed import _without_path, expand_inputs
+    from .fileio import path_text
 
-    paths = expand_inputs([folder])[:n]
-    if not paths:
+    found = expand_inputs([folder])
+    if not found:
         raise AetoolError(f"--images {folder}: no pictures found")
-    x = np.concatenate([bundle.load_images(paths[i : i + 256]) for i in range(0, len(paths), 256)])
+    arrays, paths, skipped = [], [], []
+    for p in found:
+        if len(paths) == n:
+            break
+        try:
+            arrays.append(bundle.load_images([p])[0])
+            paths.append(p)
+        except AetoolError as e:
+            if strict:
+                raise
+            skipped.append((path_text(p), _without_path(str(e), p)))
+    if skipped:
+        log(f"note: --images: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
+    if not paths:
+        raise AetoolError(f"--images {folder}: none of its {len(found)} files could be read "
+                          f"(e.g. {skipped[0][0]}: {skipped[0][1]})")
+    x = np.stack(arrays)
     z = bundle.encode(x).reshape(len(x), bundle.d)
-    return z, x, [p.name for p in paths], f"{len(paths)} pictures of {folder.name or folder}"
+    return z, x, [path_text(p.name) for p in paths], f"{len(paths)} pictures of {folder.name or folder}"
 
 
 def _density_moments(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +242,8 @@ def _round(a: np.ndarray, digits: int = 5) -> list:
     return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
 
 
-def map_data(bundle: Bundle, images: Path | None = None, points: int = MAP_POINTS, use_mnist: bool = True) -> dict[str, Any]:
+def map_data(bundle: Bundle, images: Path | None = None, points: int = MAP_POINTS, use_mnist: bool = True,
+             strict: bool = False, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """What ``map.json`` holds: the plane (mean, axes), the points' 2-D coordinates and labels, and a
     small gallery of pictures (uint8, base64) to pick digits from.  MNIST-digit bundles show MNIST
     test digits; other bundles the pictures of ``images``, or no points."""
@@ -227,7 +251,7 @@ def map_data(bundle: Bundle, images: Path | None = None, points: int = MAP_POINT
         z, labels, gallery, gallery_labels, what = np.zeros((0, bundle.d)), None, np.zeros((0, *bundle.image_shape)), None, "none"
         names = []
     elif images is not None:
-        z, gallery, names, what = _folder_points(bundle, images, points)
+        z, gallery, names, what = _folder_points(bundle, images, points, strict, log)
         labels = gallery_labels = None
     else:  # MNIST digits for digit bundles, nothing for the others
         z, labels, gallery, gallery_labels, what = _labelled_points(bundle, points)
@@ -255,13 +279,12 @@ def app_folder() -> Path:
     return Path(str(importlib.resources.files("aetool") / "webapp"))
 
 
-def _check_target(out: Path, force: bool) -> bool:
+def check_site_target(out: Path, force: bool) -> bool:
     """May ``out`` be written?  Yes when missing, empty, a previous aetool site, or with --force.
     Returns whether something is replaced."""
+    check_replaceable_dir(out, force=True, what="-o")  # not the current folder, nor a file
     if not out.exists():
         return False
-    if not out.is_dir():
-        raise AetoolError(f"{out} exists and is not a folder")
     if not any(out.iterdir()):
         return False
     site = out / SITE_FILE
@@ -284,10 +307,10 @@ def _check_bundle(bundle: Bundle) -> None:
 
 def build_site(bundle_args: Sequence[str], out: Path, runtime: Runtime, images: Path | None = None,
                points: int = MAP_POINTS, force: bool = False, log: Callable[[str], None] = lambda s: None,
-               note: Callable[[str], None] | None = None) -> dict[str, Any]:
+               note: Callable[[str], None] | None = None, strict: bool = False) -> dict[str, Any]:
     """Write the site into ``out`` atomically (staged beside it, then swapped in) and return its report."""
     out = Path(out)
-    replaced = _check_target(out, force)
+    replaced = check_site_target(out, force)
     if images is not None and not Path(images).is_dir():
         raise UsageError(f"--images {images}: not a folder")
     bundles = [load_bundle(arg, device="cpu", note=note) for arg in (bundle_args or [None])]
@@ -299,7 +322,7 @@ def build_site(bundle_args: Sequence[str], out: Path, runtime: Runtime, images: 
     if images is not None and all(b.meta.image.preprocessing == "mnist_digit" for b in bundles):
         log("note: --images is for bundles not trained on MNIST digits; the digit bundles' maps show MNIST test digits")
     entries = []
-    with atomic_dir(out) as stage:
+    with atomic_dir(out, force=True) as stage:  # checked above: empty, a previous site, or --force
         for name in APP_FILES:
             shutil.copyfile(app_folder() / name, stage / name)
         if runtime.folder is not None:
@@ -314,7 +337,7 @@ def build_site(bundle_args: Sequence[str], out: Path, runtime: Runtime, images: 
                 shutil.copyfile(b.path / file, folder / file)
             digits = b.meta.image.preprocessing == "mnist_digit"
             try:
-                data = map_data(b, None if digits else images, points)
+                data = map_data(b, None if digits else images, points, strict=strict, log=note or log)
             except AetoolError as e:
                 if not digits:
                     raise

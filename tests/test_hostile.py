@@ -98,7 +98,8 @@ with open(sys.argv[1], "w") as f:
     f.write(str(usage.ru_maxrss))
 code = os.waitstatus_to_exitcode(status)
 if code < 0:
-    signal.signal(-code, signal.SIG_DFL)
+    if -code != signal.SIGKILL:  # SIGKILL has no handler to reset
+        signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
 sys.exit(code)
 """
@@ -461,3 +462,439 @@ def test_export_killed_leaves_a_staging_folder_the_next_export_removes(tmp_path)
         (staging / "latent.json").write_text("{}")
     assert not stale.exists() and (out / "latent.json").is_file()
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["b"]
+
+
+# ================================================================ round 2 (issue 35): the newer surfaces
+def _picture(path: Path, seed: int = 0, size: int = 20) -> Path:
+    """A small grey picture of noise under any name, bytes included (``path`` may be bytes)."""
+    a = np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
+    with open(path, "wb") as f:
+        Image.fromarray(a).save(f, format="PNG")
+    return Path(os.fsdecode(path))
+
+
+def _odd_folder(folder: Path, n: int = 10) -> Path:
+    """Pictures with a Latin-1 0xFF byte, a newline, a backslash and a tab in their names, among plain ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        _picture(os.path.join(os.fsencode(folder), f"p{i:02d}.png".encode()), seed=i)
+    for i, name in enumerate((b"bad\xff.png", b"new\nline.png", b"back\\slash.png", b"tab\tq.png")):
+        _picture(os.path.join(os.fsencode(folder), name), seed=100 + i)
+    return folder
+
+
+def _aetool_descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (its children, theirs, ...), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parents.items() if pp in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _last_error_line(r: Result, *fragments: str) -> None:
+    """Exit 1, no traceback, and the one error line last (a note about the bundle may come before it)."""
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "Warning" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and r.stderr.strip().splitlines()[-1] == errors[0], r.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+# ---------------------------------------------------------------- 1. file names that are not plain text
+@pytest.mark.parametrize("name", ["plain.png", "bad\udcff.png", "new\nline.png", "back\\x41.png", "tab\t.png",
+                                  "nel\x85.png", "sep\u2028.png", "é\\n.png"])
+def test_a_path_written_as_text_is_one_utf8_line_and_comes_back(name):
+    from aetool.fileio import path_from_text, path_text
+
+    text = path_text(name)
+    text.encode("utf-8")  # no lone surrogates: a non-UTF-8 byte is written as \xff
+    assert text.isprintable() and "\n" not in text and path_from_text(text) == name
+    assert (text == name) == (name.isprintable() and "\\" not in name)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_encode_writes_one_path_per_row_whatever_the_names(tmp_path, suffix):
+    from aetool.fileio import path_from_text
+
+    folder = _odd_folder(tmp_path / "pics")
+    r = run("encode", "pics", "-o", f"z{suffix}", "--bundle", SMALL, "-q", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    if suffix == ".npy":
+        rows = len(np.load(tmp_path / "z.npy"))
+        listed = (tmp_path / "z.paths.txt").read_bytes().decode("utf-8").split("\n")[:-1]
+    else:
+        import csv as csv_module
+
+        with open(tmp_path / "z.csv", newline="", encoding="utf-8") as f:
+            table = list(csv_module.reader(f))[1:]
+        rows, listed = len(table), [row[0] for row in table]
+    names = sorted(os.listdir(os.fsencode(folder)))
+    assert rows == len(listed) == len(names) == 14
+    assert [os.fsencode(path_from_text(p)) for p in listed] == [b"pics/" + n for n in names]
+
+
+def test_score_csv_rows_and_paths_stay_paired_with_odd_names(tmp_path):
+    from aetool.fileio import path_from_text
+
+    _odd_folder(tmp_path / "pics")
+    r = run("score", "pics", "--csv", "s.csv", "--bundle", SMALL, "-q", "--json", cwd=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    lines = (tmp_path / "s.csv").read_bytes().decode("utf-8").splitlines()
+    assert len(lines) == 1 + 14
+    report = json.loads(r.stdout)
+    assert [line.split(",")[0] for line in lines[1:]] == [i["path"] for i in report["images"]]
+    assert all(os.path.isfile(path_from_text(i["path"]).encode("utf-8", "surrogateescape"))
+               for i in (dict(i, path=os.path.join(str(tmp_path), i["path"])) for i in report["images"]))
+
+
+def test_an_error_about_a_file_with_a_newline_in_its_name_is_one_line(tmp_path):
+    (tmp_path / "two\nlines.png").write_bytes(b"not a picture")
+    r = run("reconstruct", "two\nlines.png", "-o", "r.png", "--bundle", SMALL, cwd=tmp_path)
+    one_line_error(r, "two\\nlines.png", "not an image file")
+    r = run("reconstruct", os.fsdecode(b"bad\xff.png"), "-o", "r.png", "--bundle", SMALL, cwd=tmp_path)
+    one_line_error(r, "bad\\xff.png", "file not found")
+
+
+# ---------------------------------------------------------------- 2. tracebacks, 4. memory, 5. silent wrong output: decode
+def _npz_named_npy(p: Path) -> None:
+    with open(p, "wb") as f:
+        np.savez(f, z=np.zeros((3, 2), np.float32))
+
+
+LATENT_FILES = {  # name: (file name, how to write it, fragment of the one-line error)
+    "npz-named-npy": ("z.npy", _npz_named_npy, "an .npz archive"),
+    "text-named-npy": ("z.npy", lambda p: p.write_text("0.1 0.2\n"), "not an .npy array"),
+    "nan-in-npy": ("z.npy", lambda p: np.save(p, np.array([[0, 0], [0, np.nan]], np.float32)), "row 2 holds a NaN"),
+    "inf-in-npy": ("z.npy", lambda p: np.save(p, np.array([[np.inf, 0]], np.float32)), "row 1 holds a NaN"),
+    "beyond-float32-npy": ("z.npy", lambda p: np.save(p, np.array([[0, 0], [0, 0], [1e300, 0]])), "row 3 holds a NaN"),
+    "complex-npy": ("z.npy", lambda p: np.save(p, np.ones((3, 2), np.complex64)), "complex numbers"),
+    "strings-npy": ("z.npy", lambda p: np.save(p, np.array([["a", "b"]])), "real numbers"),
+    "nan-in-csv": ("z.csv", lambda p: p.write_text("path,z0,z1\na,0,1\nb,1,nan\n"), "row 2 holds a NaN"),
+    "inf-in-csv": ("z.csv", lambda p: p.write_text("path,z0,z1\na,-inf,1\n"), "row 1 holds a NaN"),
+    "huge-csv-field": ("z.csv", lambda p: p.write_text("path,z0,z1\n" + "x" * 200_000 + ",1,2\n"), "field larger"),
+    "csv-word": ("z.csv", lambda p: p.write_text("path,z0,z1\na,0,one\n"), "'one' is not a number"),
+    "csv-short-row": ("z.csv", lambda p: p.write_text("path,z0,z1\na,0\n"), "has 1 latent values, expected 2"),
+    "csv-no-header": ("z.csv", lambda p: p.write_text("a,0,1\n"), "no header line"),
+    "csv-not-utf8": ("z.csv", lambda p: p.write_bytes(b"path,z0,z1\n\xff\xfe,0,1\n"), "not UTF-8"),
+    "zero-symlink-csv": ("z.csv", lambda p: p.symlink_to("/dev/zero"), "a device, not a regular file"),
+    "zero-symlink-npy": ("z.npy", lambda p: p.symlink_to("/dev/zero"), "a device, not a regular file"),
+    "fifo-npy": ("z.npy", lambda p: os.mkfifo(p), "a FIFO, not a regular file"),
+    "fifo-csv": ("z.csv", lambda p: os.mkfifo(p), "a FIFO, not a regular file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATENT_FILES))
+def test_latent_files_that_would_decode_wrong_or_not_at_all(tmp_path, case):
+    name, make, fragment = LATENT_FILES[case]
+    make(tmp_path / name)
+    r = run("decode", name, "-o", "d.png", "--bundle", SMALL, cwd=tmp_path, timeout=60)
+    one_line_error(r, name, fragment)
+    assert r.peak_mb < 400 and r.seconds < 30, (r.peak_mb, r.seconds)
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_decode_output_of_an_unknown_kind_is_a_usage_error(tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((2, 2), np.float32))
+    usage_error(run("decode", "z.npy", "-o", "d.xyz", "--bundle", SMALL, cwd=tmp_path), "-o d.xyz", ".png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z.npy"]
+
+
+# ---------------------------------------------------------------- 2. a graph that loads but fails when run
+def test_an_encoder_that_fails_on_its_input_is_one_line(small_bundle, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from aetool.bundle_format import sha256_file
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 2, 1, 1])
+    index = helper.make_tensor("index", TensorProto.INT64, [2, 1, 1], [1000, 1])  # past the 784 pixels
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gather", ["flat", "index"], ["z"], axis=1)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [z], [index]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, small_bundle / "encoder.onnx")
+    meta = json.loads((small_bundle / "latent.json").read_text())
+    meta["graphs"]["encoder"]["sha256"] = sha256_file(small_bundle / "encoder.onnx")  # shapes and hash all fit
+    (small_bundle / "latent.json").write_text(json.dumps(meta))
+    _picture(tmp_path / "a.png")
+    r = run("reconstruct", "a.png", "-o", "r.png", "--bundle", str(small_bundle), cwd=tmp_path)
+    one_line_error(r, "encoder.onnx failed to run", "out of data bounds")
+    assert not (tmp_path / "r.png").exists()
+
+
+# ---------------------------------------------------------------- 2. and 6. output folders: '.', and folders not ours
+@pytest.mark.parametrize("args, fragment", [
+    (["calibrate", "--bundle", SMALL, "--out", "."], "--out .: the current folder"),
+    (["calibrate", "--bundle", SMALL, "--out", ".."], "--out ..: the current folder"),
+    (["calibrate", "--bundle", SMALL, "--out", "./"], "the current folder"),
+    (["web", "--bundle", SMALL, "-o", ".", "--runtime-url", "https://example.org/dist/"], "-o .: the current folder"),
+    (["web", "--bundle", SMALL, "-o", "..", "--force", "--runtime-url", "https://example.org/dist/"], "the current folder"),
+])
+def test_the_current_folder_is_never_an_output_folder(tmp_path, args, fragment):
+    (tmp_path / "mine.txt").write_text("the user's")
+    before = snapshot(tmp_path)
+    r = run(*args, cwd=tmp_path)
+    usage_error(r, fragment)
+    assert snapshot(tmp_path) == before and r.seconds < 60
+
+
+def test_calibrate_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    before = snapshot(tmp_path)
+    r = run("calibrate", "--bundle", SMALL, "--out", "mine", cwd=tmp_path)
+    one_line_error(r, "--out mine: a folder that aetool did not write", "--force")
+    assert snapshot(tmp_path) == before and r.seconds < 60  # refused before calibrating
+
+
+def test_export_refuses_dot_and_folders_not_its_own_before_any_work(workspace, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    before, exported = snapshot(tmp_path), snapshot(workspace / "export")
+    usage_error(run("export", "--out", ".", "-q", cwd=workspace), "--out .: the current folder")
+    r = run("export", "--out", str(mine), "-q", cwd=workspace)
+    one_line_error(r, "a folder that aetool did not write")
+    assert r.seconds < 60, r.seconds  # refused up front: no export, no self-check first
+    assert snapshot(tmp_path) == before and snapshot(workspace / "export") == exported
+
+
+def test_score_never_writes_over_its_own_input(tmp_path):
+    picture = _picture(tmp_path / "a.png")
+    before = snapshot(tmp_path)
+    for option in ("--csv", "--figure"):
+        r = run("score", "a.png", option, "a.png", "--bundle", SMALL, cwd=tmp_path)
+        assert r.returncode == 2 and "is one of the input files" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run("score", ".", "--csv", "./a.png", "--bundle", SMALL, cwd=tmp_path)  # the same file by another name
+    assert r.returncode == 2 and "is one of the input files" in r.stderr, r.stderr
+    assert snapshot(tmp_path) == before and picture.is_file()
+
+
+def test_web_refuses_a_runtime_folder_of_junk_with_the_right_names(tmp_path):
+    from aetool.web import RUNTIME_FILES
+
+    junk = tmp_path / "dist"
+    junk.mkdir()
+    for name in RUNTIME_FILES:
+        (junk / name).write_text("console.log('not onnxruntime')")
+    r = run("web", "--bundle", SMALL, "-o", "site", "--runtime", "dist", cwd=tmp_path)
+    usage_error(r, "ort.wasm.min.js is not onnxruntime-web", "SHA-256 differs")
+    assert not (tmp_path / "site").exists()
+
+
+# ---------------------------------------------------------------- 2., 3., 4. recipes
+RECIPES = {
+    "stage-a-number": ("stage = [1]", "stage 1 must be a [[stage]] table"),
+    "stage-a-string": ('stage = ["ab"]', "stage 1 must be a [[stage]] table"),
+    "out-a-number": ("[[stage]]\nout = 5", "'out' must be a folder name"),
+    "stop-after-a-string": ('[[stage]]\nstop_after = "1"', "'stop_after' must be an epoch >= 1"),
+    "stop-after-negative": ("[[stage]]\nstop_after = -1", "'stop_after' must be an epoch >= 1"),
+    "int8-a-string": ('int8 = "no"\n[[stage]]\nd = 2', "'int8' must be true or false"),
+    "deep-nesting": ("a = " + "[" * 100_000 + "]" * 100_000, "nested deeper than"),
+    "huge": ("# " + "x" * (2 << 20), "more than the 1 MiB"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RECIPES))
+def test_recipes_that_are_not_recipes(tmp_path, case):
+    text, fragment = RECIPES[case]
+    (tmp_path / "r.toml").write_text(text)
+    r = run("train", "--config", "r.toml", cwd=tmp_path)
+    usage_error(r, fragment)
+    assert r.peak_mb < 800 and not (tmp_path / "models").exists(), r.peak_mb
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_recipe_that_is_no_file_neither_hangs_nor_fills_memory(tmp_path, kind):
+    recipe = tmp_path / "r.toml"
+    os.mkfifo(recipe) if kind == "fifo" else recipe.symlink_to("/dev/zero")
+    r = run("train", "--config", "r.toml", cwd=tmp_path, timeout=120)
+    usage_error(r, "a FIFO" if kind == "fifo" else "a device", "not a regular file")
+    assert r.peak_mb < 800 and r.seconds < 100, (r.peak_mb, r.seconds)
+
+
+# ---------------------------------------------------------------- 1., 3., 5., 8. a folder run: odd names, a FIFO, resume
+def test_a_folder_run_with_odd_names_a_fifo_and_files_added_or_gone_before_resume(tmp_path):
+    folder = _odd_folder(tmp_path / "pics", n=16)
+    os.mkfifo(folder / "pipe.png")  # its header is never opened: no hang
+    env = {"AETOOL_CACHE": str(tmp_path / "cache")}
+    r = run("train", "--data", "pics", "--d", "2", "--epochs", "2", "--stop-after", "1", "--batch-size", "8",
+            "--workers", "1", "--out", "run", cwd=tmp_path, env=env, timeout=240)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "skipped 1 of 21 files (e.g. pipe.png: a FIFO" in r.stdout + r.stderr
+    run_before = snapshot(tmp_path / "run")
+    for i in range(3):  # new pictures move others between the training and the validation part
+        _picture(folder / f"new{i}.png", seed=50 + i)
+    r = run("train", "--out", "run", "--resume", "-q", cwd=tmp_path, env=env, timeout=240)
+    one_line_error(r, "changed since this run began", "resuming would train on them")
+    assert snapshot(tmp_path / "run") == run_before
+    shutil.rmtree(folder)
+    r = run("train", "--out", "run", "--resume", "-q", cwd=tmp_path, env=env, timeout=240)
+    one_line_error(r, "data folder pics: not found")  # not "MNIST is 1x28x28"
+    assert snapshot(tmp_path / "run") == run_before
+
+
+def test_a_tampered_folder_cache_is_decoded_again(tmp_path):
+    from aetool.folder import load_folder
+
+    _odd_folder(tmp_path / "pics")
+    first = load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", quiet=True)
+    good = np.array(first.images)
+    raw = bytearray(first.cache_file.read_bytes())
+    raw[-len(raw) // 3 :] = bytes(len(raw) // 3)  # garbage of the same size, every other file untouched
+    was = first.cache_file.stat()
+    first.cache_file.write_bytes(bytes(raw))
+    os.utime(first.cache_file, ns=(was.st_atime_ns, was.st_mtime_ns))  # its time set back, as touch -r would
+    again = load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", quiet=True)
+    np.testing.assert_array_equal(np.asarray(again.images), good)
+
+
+def test_a_sub_folder_that_cannot_be_listed_is_named_not_passed_over(tmp_path, monkeypatch):
+    from aetool import folder as folder_module
+    from aetool.embed import expand_inputs
+
+    _odd_folder(tmp_path / "pics")
+    (tmp_path / "pics" / "locked").mkdir()
+    _picture(tmp_path / "pics" / "locked" / "x.png")
+    real = os.scandir
+
+    def scandir(path):  # what a folder without read permission does (root, as tests may run, reads it anyway)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(folder_module.os, "scandir", scandir)
+    data = folder_module.load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", quiet=True)
+    assert len(data) == 14 and ("locked/", "folder not readable (Permission denied)") in data.skipped
+    skipped: list = []
+    assert len(expand_inputs([tmp_path / "pics"], skipped)) == 14
+    assert skipped == [(f"{tmp_path}/pics/locked/", "folder not readable (Permission denied)")]
+    with pytest.raises(folder_module.AetoolError, match="locked/: folder not readable .*strict"):
+        folder_module.load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", strict=True, quiet=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a folder whatever its permissions")
+def test_an_unreadable_sub_folder_is_named(tmp_path):
+    _odd_folder(tmp_path / "pics")
+    locked = tmp_path / "pics" / "locked"
+    locked.mkdir()
+    _picture(locked / "x.png")
+    locked.chmod(0)
+    try:
+        r = run("encode", "pics", "-o", "z.npy", "--bundle", SMALL, cwd=tmp_path)
+    finally:
+        locked.chmod(0o755)
+    assert r.returncode == 0 and "pics/locked/" in r.stderr and "folder not readable" in r.stderr, r.stderr
+
+
+def test_one_corrupt_picture_is_skipped_by_score_as_by_encode_and_strict_refuses(tmp_path):
+    _odd_folder(tmp_path / "pics", n=3)
+    (tmp_path / "pics" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    r = run("score", "pics", "--bundle", SMALL, "--json", cwd=tmp_path)
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and len(report["images"]) == 7 and report["skipped"][0]["path"] == "pics/corrupt.png"
+    assert "skipped 1 unreadable file(s), e.g. pics/corrupt.png" in r.stderr
+    _last_error_line(run("score", "pics", "--bundle", SMALL, "--strict", "-q", cwd=tmp_path), "corrupt.png")
+
+
+def test_one_corrupt_picture_among_web_images_is_skipped_and_strict_refuses(tmp_path):
+    from aetool import load_bundle
+    from aetool.errors import AetoolError
+    from aetool.web import _folder_points
+
+    _odd_folder(tmp_path / "pics", n=3)
+    (tmp_path / "pics" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    notes: list[str] = []
+    bundle = load_bundle(SMALL, device="cpu")
+    z, x, names, _ = _folder_points(bundle, tmp_path / "pics", 100, log=notes.append)
+    assert len(z) == len(x) == len(names) == 7 and "bad\\xff.png" in names and "new\\nline.png" in names
+    assert notes == [f"note: --images: skipped 1 unreadable file(s), e.g. {tmp_path}/pics/corrupt.png: "
+                     f"corrupt or truncated image (Truncated File Read)"]
+    with pytest.raises(AetoolError, match="corrupt.png: corrupt or truncated image"):
+        _folder_points(bundle, tmp_path / "pics", 100, strict=True)
+
+
+# ---------------------------------------------------------------- 3., 8. the decode workers die with the command
+SLOW_DECODE = '''
+import time
+import aetool.images as images
+_decode = images.picture_to_uint8
+def _slow(*args, **kwargs):
+    time.sleep(0.4)
+    return _decode(*args, **kwargs)
+images.picture_to_uint8 = _slow
+'''
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL", "SIGINT"])
+def test_decode_workers_end_with_the_command_however_it_ends(tmp_path, how):
+    folder = _odd_folder(tmp_path / "pics", n=20)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_DECODE)  # every picture takes 0.4 s: time to send the signal
+    env = {"AETOOL_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    workers: list[int] = []
+
+    def signal_once_decoding(proc, _err) -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            below = _aetool_descendants(proc.pid)  # the launcher's child is aetool; below it, the workers
+            if len(below) >= 3:
+                time.sleep(0.5)
+                workers.extend(_aetool_descendants(below[0]))
+                os.kill(below[0], getattr(signal, how))
+                return
+            time.sleep(0.1)
+
+    r = run("train", "--data", str(folder), "--d", "2", "--epochs", "1", "--workers", "2", "--out", "run", cwd=tmp_path,
+            env=env, on_start=signal_once_decoding, timeout=240)
+    assert len(workers) >= 2, (workers, r.stderr)
+    deadline = time.time() + 10
+    while any(map(_alive, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers)), "a decode worker outlived the command"
+    if how != "SIGKILL":  # a signal it can handle: the clean-up of Ctrl-C, one line, no temporary file left
+        assert r.returncode == (143 if how == "SIGTERM" else 130), (r.returncode, r.stderr)
+        assert r.stderr.strip().splitlines()[-1] == ("terminated" if how == "SIGTERM" else "interrupted")
+        assert "Traceback" not in r.stderr, r.stderr
+        assert [p.name for p in (tmp_path / "cache" / "folders").iterdir()] == []
+    else:
+        assert r.returncode == -signal.SIGKILL
+
+
+# ---------------------------------------------------------------- 2. torchrun: one rank stops on a usage error
+def test_under_torchrun_the_other_rank_stops_with_one_line_too(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("no torchrun beside this Python")
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "aetool", "train", "--latent-dim", "2",
+                           "--data", "empty", "--epochs", "1", "--out", "run", "-q"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "AETOOL_CACHE": str(tmp_path / "cache"),
+                                                        "OMP_NUM_THREADS": "1"})
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode != 0 and any("no image files found" in line for line in ours), proc.stderr
+    assert "Connection closed by peer" not in "".join(line for line in proc.stderr.splitlines() if not line.startswith("error: "))
+    assert "aetool/" not in proc.stderr  # no frame of ours in any traceback: torchrun's own summary is all

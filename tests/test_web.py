@@ -10,6 +10,7 @@ scripts/install.sh fetches with npm) are missing.
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import math
@@ -150,6 +151,9 @@ def test_runtime_is_found_or_named_in_one_line(tmp_path, monkeypatch):
     dist.mkdir(parents=True)
     for name in RUNTIME_FILES:
         (dist / name).write_bytes(b"x")
+    with pytest.raises(AetoolError, match="ort.wasm.min.js is not onnxruntime-web 1.30.0's"):
+        find_runtime(dist.parent)  # the right names are not enough: the same SHA-256 check as npm's files
+    monkeypatch.setattr("aetool.web.RUNTIME_FILES", {name: hashlib.sha256(b"x").hexdigest() for name in RUNTIME_FILES})
     assert find_runtime(dist.parent).folder == dist  # the package folder or its dist/
     with pytest.raises(AetoolError, match="--runtime .*: no ort.wasm.min.js"):
         find_runtime(tmp_path)

@@ -275,17 +275,31 @@ class Recipe:
         return self.stages[-1]
 
 
+MAX_RECIPE_BYTES = 1 << 20  # recipes are a few hundred bytes; anything this large is not one
+MAX_RECIPE_DEPTH = 16  # a recipe nests two levels; tomllib recurses once per bracket
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The recipe's TOML, bounded before parsing: a regular file (a FIFO would block, /dev/zero never
+    end) of at most MAX_RECIPE_BYTES, nested no deeper than MAX_RECIPE_DEPTH."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - older Pythons install tomli (pyproject.toml)
         import tomli as tomllib
+    from ..fileio import _nesting, read_regular
+
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--config {path}: file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        text = read_regular(path, MAX_RECIPE_BYTES, "--config").decode()
+    except AetoolError as e:
+        raise UsageError(str(e)) from None
+    except UnicodeDecodeError as e:
         raise UsageError(f"--config {path}: not a valid TOML recipe ({e})") from None
+    if _nesting(text) > MAX_RECIPE_DEPTH:
+        raise UsageError(f"--config {path}: nested deeper than {MAX_RECIPE_DEPTH} levels, not a recipe")
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise UsageError(f"--config {path}: not a valid TOML recipe ({' '.join(str(e).split())[:160]})") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -300,9 +314,15 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UsageError(f"--config {path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
     stages = []
     for i, raw in enumerate(stages_raw, 1):
+        if not isinstance(raw, dict):
+            raise UsageError(f"--config {path}: stage {i} must be a [[stage]] table, got {raw!r}"[:200])
         raw = renamed(raw)
         out = raw.pop("out", None)
         stop_after = raw.pop("stop_after", None)
+        if out is not None and (not isinstance(out, str) or not out.strip()):
+            raise UsageError(f"--config {path}: stage {i}: 'out' must be a folder name, got {out!r}"[:200])
+        if stop_after is not None and (not isinstance(stop_after, int) or isinstance(stop_after, bool) or stop_after < 1):
+            raise UsageError(f"--config {path}: stage {i}: 'stop_after' must be an epoch >= 1, got {stop_after!r}"[:200])
         bad = set(raw) - FIELDS
         if bad:
             raise UsageError(f"--config {path}: stage {i} has unknown key(s) {', '.join(sorted(bad))}")
@@ -316,7 +336,10 @@ def load_recipe(path: str | Path) -> Recipe:
     name = doc.get("name", stages[-1].out.name)
     if not isinstance(name, str) or not name:
         raise UsageError(f"--config {path}: 'name' must be a bundle name")
-    return Recipe(name=name, stages=stages, int8=bool(doc.get("int8", False)))
+    int8 = doc.get("int8", False)
+    if not isinstance(int8, bool):
+        raise UsageError(f"--config {path}: 'int8' must be true or false, got {int8!r}"[:200])
+    return Recipe(name=name, stages=stages, int8=int8)
 
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}

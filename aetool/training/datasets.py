@@ -10,6 +10,7 @@ than RAM trains without loading it whole.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..bundle_format import ImageSpec
 from ..data import is_image_folder, load_mnist
-from ..errors import UsageError
+from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SHAPE
 from .config import TrainConfig
 
@@ -102,10 +103,39 @@ class TrainingData:
 def load_training_data(config: TrainConfig, *, quiet: bool = True, log: Callable[[str], None] = print) -> TrainingData:
     """The run's training and held-out images; fills in ``config.channels`` and ``config.image_size``
     where they were left to the data."""
+    source = config.data
+    if source not in (None, "hub", "download") and not Path(source).expanduser().is_dir():
+        # without this a run trained on a folder that has since gone would be read as MNIST
+        raise AetoolError(f"data folder {source}: not found (moved or deleted?); the run was trained on it")
     data = _folder_data(config, quiet, log) if is_image_folder(config.data) else _mnist_data(config)
     if config.normal_class is not None:
         data.info["normal_class"] = config.normal_class
     return data
+
+
+def split_digest(paths: list[str]) -> str:
+    """The SHA-256 of a list of relative paths: names a run's validation images in metrics.json."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(os.fsencode(p) + b"\0")
+    return h.hexdigest()
+
+
+def check_same_split(stored: dict[str, Any] | None, data: TrainingData, where: str) -> None:
+    """Refuse to resume a folder run whose validation images are no longer the ones it began with.
+
+    The split is a seeded permutation of the folder's files by index, so a file added or removed
+    moves images between the two parts: resuming would then train on images the earlier epochs
+    were validated on, and the validation numbers would no longer compare.  Runs that predate the
+    recorded digest are compared by their image counts."""
+    if not stored or stored.get("name") != "folder" or data.info.get("name") != "folder":
+        return
+    then, now = stored.get("validation_sha256"), data.info.get("validation_sha256")
+    same = then == now if then is not None else (
+        (stored.get("train_images"), stored.get("test_images")) == (data.info["train_images"], data.info["test_images"]))
+    if not same:
+        raise AetoolError(f"{where}: the folder {data.info['root']} changed since this run began (its validation "
+                          f"images differ): resuming would train on them; restore the folder or start a new run")
 
 
 def _mnist_data(config: TrainConfig) -> TrainingData:
@@ -144,7 +174,8 @@ def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -
         raise UsageError(f"--holdout {config.holdout} leaves none of the folder's training images")
     info = {"name": "folder", "root": str(Path(config.data).resolve()), "train_images": len(train_idx),
             "test_images": len(val_idx), "heldout": "validation", "val_split": config.val_split,
-            "classes": data.class_names, "skipped": len(data.skipped), "fit": data.fit}
+            "classes": data.class_names, "skipped": len(data.skipped), "fit": data.fit,
+            "validation_sha256": split_digest([data.paths[i] for i in val_idx])}
     return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",
                         ImageSpec(channels=data.channels, height=data.size, width=data.size,
                                   preprocessing=f"resize_{data.fit}"), info)

@@ -16,6 +16,21 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import AetoolError
+
+PEER_STOPPED = ("another process of this torchrun stopped (its error is above, from rank 0 or the first to fail); "
+                "this one stops too")
+
+
+def _collective(call, *args, **kwargs):
+    """A collective call whose failure because another rank has gone (the usual cause: it stopped on
+    an error of its own, already printed) is one line here too, not gloo's or NCCL's traceback."""
+    try:
+        return call(*args, **kwargs)
+    except RuntimeError as e:  # torch.distributed.DistBackendError and gloo's errors are RuntimeErrors
+        raise AetoolError(f"rank {dist.get_rank() if dist.is_initialized() else '?'}: {PEER_STOPPED} "
+                          f"({' '.join(str(e).split())[:120]})") from None
+
 
 @dataclass
 class Ranks:
@@ -28,12 +43,12 @@ class Ranks:
 
     def barrier(self) -> None:
         if self.world > 1:
-            dist.barrier()
+            _collective(dist.barrier)
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """The sum over ranks (in place), e.g. of the training loss each rank saw."""
         if self.world > 1:
-            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+            _collective(dist.all_reduce, value, op=dist.ReduceOp.SUM)
         return value
 
     def my_part(self, batch: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from ..progress import progress
 from . import distributed
 from .augment import random_flip, random_noise, random_shift
 from .config import Recipe, TrainConfig
-from .datasets import Rows, load_training_data
+from .datasets import Rows, check_same_split, load_training_data
 from .device import resolve_precision, torch_device
 from .graph_step import GraphStep
 from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
@@ -142,6 +142,8 @@ class Trainer:
         self.history = list(state["history"])
         self.best = state.get("best")
         self.started_from = self.run_folder.started_from()
+        if self.run_folder.has_metrics():
+            check_same_split(self.run_folder.read_metrics().get("data"), self.data, f"--resume {self.out_dir}")
         if self.average is not None and "average" in state:
             self.average.load_state_dict(state["average"])
             first_averaged = self.epoch - int(self.average.n_averaged) + 1

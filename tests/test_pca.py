@@ -48,6 +48,11 @@ def test_exact_streaming_pca_is_the_closed_form(crops):
     assert fit.method == "exact"
     np.testing.assert_allclose(fit.mean, mean, atol=1e-12)
     np.testing.assert_allclose(fit.components, components, atol=1e-9)
+    few = np.divide(crops[0][:300], np.float32(255), dtype=np.float32)  # 300 images of 768 values: the Gram matrix
+    mean, components = fit_pca(few, 6)
+    fit = fit_pca_streaming(few, 6)
+    assert fit.method == "exact" and fit.passes == 2
+    np.testing.assert_allclose(fit.components, components, atol=1e-8)
 
 
 class CountingRows:

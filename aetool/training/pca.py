@@ -4,7 +4,9 @@ The top-d principal directions become a :class:`~aetool.training.model.PCAAutoEn
 saved like any CNN run so export and every runtime command treat both families alike.
 
 Images of up to :data:`EXACT_MAX_PIXELS` values get the exact closed form: the
-covariance (pixels x pixels) summed chunk by chunk and decomposed with ``eigh``.
+covariance (pixels x pixels) summed chunk by chunk and decomposed with ``eigh``;
+so do fewer images than values that fit in one chunk, through their Gram matrix
+(images x images), which is then the smaller problem.
 Larger images (a 128x128 colour picture has 49,152 values, a covariance of 19 GB)
 get Halko, Martinsson and Tropp's randomized subspace iteration, run as passes
 over the images in chunks: each pass forms ``C Q = sum Xc^T (Xc Q)`` over the
@@ -94,14 +96,14 @@ def chunk_rows(pixels: int, chunk_bytes: int = CHUNK_BYTES) -> int:
 def pca_memory_bytes(pixels: int, d: int, *, images: int | None = None, chunk_bytes: int = CHUNK_BYTES,
                      exact_max_pixels: int = EXACT_MAX_PIXELS) -> int:
     """An upper estimate in bytes of the arrays the fit holds at once (not the interpreter and its
-    libraries), independent of the number of images: a chunk as read (uint8) and as floats, then
+    libraries), independent of the number of images: a chunk as read (uint8), as floats and as float64, then
     either five pixels x pixels float64 arrays (the covariance, a chunk's product, ``eigh``'s copy,
     vectors and workspace) or the k-column bases (at most four float64 at once: the pass's sum, Q, and
     the orthonormalisation's two; two float32: Q and a chunk's share) and three float64 copies of the
     d directions as they are rotated and signed."""
     m = chunk_rows(pixels, chunk_bytes)
     exact = pixels <= exact_max_pixels
-    chunk = m * pixels * (1 + (8 if exact else 4))
+    chunk = m * pixels * (1 + 4 + 8)  # as read, as floats, and in float64 (the exact paths)
     if exact:
         return chunk + 5 * 8 * pixels * pixels
     k = subspace_size(d, pixels, images if images is not None else pixels)
@@ -195,6 +197,16 @@ def fit_pca_streaming(rows: ImageRows, d: int, *, seed: int = 0, exact_max_pixel
     mean = _mean(rows, pixels, m, buf, bar)
     centre = mean.astype(dtype)
     chunks = _chunks(n, m)
+    if n <= m and d < n - 1:  # fewer images than values, all in one chunk: the images' Gram matrix, n x n
+        xc = _read(rows, 0, n, pixels, buf).astype(np.float64)
+        xc -= mean
+        eigvals, u = np.linalg.eigh(xc @ xc.T)
+        order = np.argsort(eigvals)[::-1][:d]
+        s = np.sqrt(np.maximum(eigvals[order], 1e-300))
+        components = _orthonormal(xc.T @ (u[:, order] / s))
+        components = components @ np.linalg.eigh(components.T @ (xc.T @ (xc @ components)))[1][:, ::-1]
+        return PCAFit(mean, _fix_signs(components), "exact", 2, eigvals[order].clip(0) / n,
+                      float(np.einsum("ij,ij->", xc, xc) / n), memory)
     if exact:
         cov = np.zeros((pixels, pixels), dtype=np.float64)
         for start, stop in bar(chunks, "PCA covariance"):

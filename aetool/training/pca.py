@@ -75,7 +75,8 @@ def fit_pca(images: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
 def _fix_signs(components: np.ndarray) -> np.ndarray:
     """A deterministic sign per direction (its largest entry positive), so two fits on the same data agree."""
     d = components.shape[1]
-    return components * np.sign(components[np.abs(components).argmax(axis=0), np.arange(d)])
+    sign = np.sign(components[np.abs(components).argmax(axis=0), np.arange(d)])
+    return components * np.where(sign == 0, 1.0, sign)
 
 
 def reconstruct_numpy(images: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -249,7 +250,7 @@ def fit_pca_streaming(rows: ImageRows, d: int, *, seed: int = 0, exact_max_pixel
         ritz, w = ritz[order], w[:, order]
         captured = float(ritz[:d].sum())
         residual = max(total - captured, 0.0)
-        converged = captured_before is not None and captured - captured_before <= tolerance * residual
+        converged = captured_before is not None and captured - captured_before <= tolerance * residual + 1e-12 * total
         if converged or passes - 1 >= max_passes:
             components = q @ w[:, :d]
             break

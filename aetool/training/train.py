@@ -365,7 +365,7 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
     if exists and not resume and not force:
         raise UsageError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
     if config.model == "pca":
-        return train_pca(config, run, load_training_data(config, quiet=quiet, log=log), log=log)  # replaces an old
+        return train_pca(config, run, load_training_data(config, quiet=quiet, log=log), log=log, quiet=quiet)  # replaces an old
         # run's density only once fitted
     if stop_after is not None and stop_after < 1:
         raise UsageError(f"--stop-after must be at least 1, got {stop_after}")

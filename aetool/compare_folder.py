@@ -29,6 +29,7 @@ from .metrics import psnr_from_sse, ssim_per_image
 
 PCA = "pca"
 SPLIT_FIELDS = ("channels", "image_size", "fit", "val_split", "seed", "normal_class")  # what fixes the validation images
+LABEL_WIDTH = 100  # pixels, at most, of the figure's row labels
 EVAL_BATCH_BYTES = 32 << 20  # float32 bytes of validation images evaluated at once
 
 
@@ -151,6 +152,24 @@ def evaluate_run(c: Candidate, heldout, n_show: int, device: str = "cpu") -> tup
     return row, np.concatenate(shown)
 
 
+def labelled(grids: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
+    """The grids stacked, each with its label written to its left (Pillow's own small font)."""
+    from PIL import Image, ImageDraw
+
+    font_draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = max(int(font_draw.textlength(label)) for label in labels) + 8
+    stacked = img.stack_rows(grids, gap=gap)
+    if stacked.ndim == 2:
+        stacked = np.repeat(stacked[:, :, None], 3, axis=2)
+    canvas = Image.new("RGB", (width + stacked.shape[1], stacked.shape[0]), (64, 64, 64))
+    canvas.paste(Image.fromarray(stacked), (width, 0))
+    draw, y = ImageDraw.Draw(canvas), 0
+    for grid, label in zip(grids, labels):
+        draw.text((4, y + grid.shape[0] // 2), label, fill=(255, 255, 255), anchor="lm")
+        y += grid.shape[0] + gap
+    return np.asarray(canvas)
+
+
 def markdown_table(rows: Sequence[dict], net: str) -> str:
     """One line per d: PCA's and the network's numbers side by side, and the network's SSE over PCA's."""
     by = {(r["d"], r["family"] == PCA): r for r in rows}
@@ -198,7 +217,7 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
     shape = heldout_data.image.shape
     n_show = min(n_show, len(heldout))
     grid_h, grid_w = img.grid_size(n_show, n_show, shape[1], shape[2])
-    img.check_output_size(3 * grid_h + 2 * 8, grid_w, scale, lower="--scale")
+    img.check_output_size(3 * grid_h + 2 * 8, grid_w + LABEL_WIDTH, scale, lower="--scale")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
 
     if ds is None:
@@ -212,15 +231,16 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
         if (d, PCA) not in found or (d, "net") not in found:
             missing = "PCA" if (d, PCA) not in found else "network"
             raise UsageError(f"--runs gives d={d} without a {missing} run to compare it with")
-        grids = [img.make_grid(originals, n_show)]
+        grids, labels = [img.make_grid(originals, n_show)], ["original"]
         for role in (PCA, "net"):
             row, recon = evaluate_run(found[(d, role)], heldout, n_show, eval_device)
             rows.append(row)
             grids.append(img.make_grid(recon, n_show))
+            labels.append(f"{row['family']} d={d}")
             log(f"d={d:<4} {row['family']}: validation SSE/image {row['validation_sse_per_image']:.2f}  "
                 f"PSNR {row['psnr_db']:.2f} dB  SSIM {row['ssim']:.4f}")
         path = Path(out_dir) / f"recon-d{d}.png"
-        img.write_png(img.stack_rows(grids, gap=8), path, scale=scale)
+        img.write_png(labelled(grids, labels), path, scale=scale)
         figures.append(path)
     nets = sorted({r["family"] for r in rows if r["family"] != PCA})
     net = "/".join(nets)

@@ -67,7 +67,14 @@ def test_compare_a_folder_trains_tables_and_draws(tmp_path):
     assert rows[(4, "pca")]["validation_sse_per_image"] == pytest.approx(pca["test_sse_per_image"], rel=1e-4)
     assert rows[(4, "pca")]["validation_sse_per_image"] < rows[(2, "pca")]["validation_sse_per_image"]
     # originals, PCA, network: one row of the 4 validation images each
-    assert Image.open(tmp_path / "cmp" / "recon-d4.png").size == (4 * 34 + 2, 3 * 36 + 2 * 8)
+    fig = Image.open(tmp_path / "cmp" / "recon-d4.png")
+    assert fig.mode == "RGB" and fig.size[1] == 3 * 36 + 2 * 8 and 4 * 34 + 2 < fig.size[0] < 4 * 34 + 2 + 100
+    # the originals' row, right of its label, holds validation images as the folder has them
+    from aetool.folder import split
+
+    _, val = split(40, 0.1, 0)
+    cell = np.asarray(fig)[2:34, fig.size[0] - (4 * 34) : fig.size[0] - (4 * 34) + 32]
+    assert (cell == np.asarray(Image.open(tmp_path / "photos" / f"photo{val[0]:04d}.png"))).all()
 
     # a second comparison finds the runs instead of training them; --json is the report
     again = run_cli("compare", "--data", "photos", "--runs", "models/cnn-d4-photos,models/pca-d4-photos", "--json",

@@ -107,7 +107,8 @@ def test_train_pca_on_a_colour_folder_exports_and_reconstructs(tmp_path):
     run_cli("train", "--model", "pca", "--d", "8", "--data", "photos", "--image-size", "64", "--channels", "3",
             "--quiet", cwd=tmp_path, env=env)
     metrics = json.loads((tmp_path / "models" / "pca-d8-photos" / "metrics.json").read_text())
-    assert metrics["family"] == "pca" and metrics["fit"]["method"] == "randomized"  # 12,288 values an image
+    # 54 training images of 12,288 values, in one chunk: the exact fit through their Gram matrix
+    assert metrics["family"] == "pca" and metrics["fit"]["method"] == "exact"
     assert (metrics["data"]["train_images"], metrics["data"]["test_images"]) == (54, 6)
     run_cli("export", "--quiet", cwd=tmp_path, env=env)
     meta = json.loads((tmp_path / "export" / "pca-d8-photos" / "latent.json").read_text())
@@ -128,3 +129,9 @@ def test_train_pca_on_a_colour_folder_exports_and_reconstructs(tmp_path):
     assert report["images"][0]["sse"] == pytest.approx(sse, rel=1e-4)
     # the directions are orthonormal: projecting the reconstruction again changes nothing
     np.testing.assert_allclose(b.reconstruct(recon), recon, atol=1e-4)
+    # more directions than the images have: the randomized fit, every image reproduced
+    run_cli("train", "--model", "pca", "--d", "60", "--data", "photos", "--image-size", "64", "--channels", "3",
+            "--quiet", cwd=tmp_path, env=env)
+    wide = json.loads((tmp_path / "models" / "pca-d60-photos" / "metrics.json").read_text())
+    assert wide["fit"]["method"] == "randomized" and wide["history"][0]["train_loss"] < 1e-6
+    assert wide["test_sse_per_image"] < metrics["test_sse_per_image"]

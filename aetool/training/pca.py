@@ -111,6 +111,13 @@ def pca_memory_bytes(pixels: int, d: int, *, images: int | None = None, chunk_by
     return chunk + pixels * k * (4 * 8 + 2 * 4) + pixels * d * 3 * 8 + m * k * 4
 
 
+def pca_method(pixels: int, d: int, images: int, *, chunk_bytes: int = CHUNK_BYTES,
+               exact_max_pixels: int = EXACT_MAX_PIXELS) -> str:
+    """"exact" where the closed form is cheap (small images, or few images in one chunk), else "randomized"."""
+    gram = images <= chunk_rows(pixels, chunk_bytes) and d < images - 1
+    return "exact" if gram or pixels <= exact_max_pixels else "randomized"
+
+
 @dataclasses.dataclass
 class PCAFit:
     """The fitted mean (pixels,) and directions (pixels, d), and how the fit went."""
@@ -295,6 +302,9 @@ def train_pca(config: TrainConfig, run: "RunFolder", data: TrainingData, *, log:
     pixels = data.image.pixels
     if config.d > pixels:
         raise UsageError(f"--d {config.d}: PCA has at most {pixels} directions")
+    bound = pca_memory_bytes(pixels, config.d, images=len(data.train))
+    log(f"PCA d={config.d} on {len(data.train)} images of {pixels} values: "
+        f"{pca_method(pixels, config.d, len(data.train))} fit, its arrays within {bound / 1e9:.2f} GB")
     t0 = time.perf_counter()
     fit = fit_pca_streaming(data.train, config.d, seed=config.seed, quiet=quiet)
     seconds = time.perf_counter() - t0

@@ -66,10 +66,11 @@ def _same_root(config: dict[str, Any], root: Path) -> bool:
 def _check_split(c: Candidate, root: Path, split: dict[str, Any]) -> None:
     if not _same_root(c.config, root):
         raise UsageError(f"--runs {c.path}: trained on {c.config.get('data')!r}, not on {root}")
-    differ = [f"{k}={c.config.get(k)!r} (here {split[k]!r})" for k in SPLIT_FIELDS if c.config.get(k) != split[k]]
+    differ = [k for k in SPLIT_FIELDS if c.config.get(k) != split[k]]
     if differ:
-        raise UsageError(f"{c.path}: trained with other validation images: {', '.join(differ)}; compare runs of one "
-                         f"folder, image shape, --fit, --val-split and --seed")
+        raise UsageError(f"{c.path} was trained with {', '.join(f'{k}={c.config.get(k)!r}' for k in differ)}, this "
+                         f"comparison has {', '.join(f'{k}={split[k]!r}' for k in differ)}: the runs compared must share "
+                         f"the folder, image shape, --fit, --val-split and --seed")
 
 
 def _train_config(root: Path, split: dict[str, Any], d: int, epochs: int, device: str, family: str | None):
@@ -110,7 +111,7 @@ def find_or_train(root: Path, split: dict[str, Any], ds: Sequence[int], *, runs:
                 try:
                     _check_split(c, root, split)
                 except UsageError as e:
-                    raise UsageError(f"{e}; or pass the runs to compare with --runs") from None
+                    raise UsageError(f"{e} (give matching options, move the run away, or name runs with --runs)") from None
                 if role != PCA and c.config.get("epochs") != epochs:
                     raise UsageError(f"{out} was trained for {c.config.get('epochs')} epochs, not --epochs {epochs}: "
                                      f"pass it with --runs to compare it as it is, or --epochs {c.config.get('epochs')}")

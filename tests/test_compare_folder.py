@@ -85,6 +85,6 @@ def test_compare_a_folder_trains_tables_and_draws(tmp_path):
 
     other = run_cli("compare", "--data", "photos", "--d", "2", "--seed", "1", "--epochs", "1", "--runs",
                     "models/pca-d2-photos", cwd=tmp_path, env=env, check=False)
-    usage_error(other, "trained with other validation images: seed=0 (here 1)")
+    usage_error(other, "models/pca-d2-photos was trained with seed=0, this comparison has seed=1")
     usage_error(run_cli("compare", "--image-size", "32", cwd=tmp_path, check=False), "--image-size go with --data")
     usage_error(run_cli("compare", "--data", "nowhere", cwd=tmp_path, check=False), "nowhere")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import images as img
-from .errors import AetoolError, UsageError
+from .errors import UsageError
 from .fileio import write_bytes, write_json
 from .metrics import psnr_from_sse, ssim_per_image
 

@@ -1,6 +1,6 @@
 """aetool's streaming PCA at photo sizes: fit time, peak memory, and held-out SSE against scikit-learn's exact PCA.
 
-    python benchmarks/pca.py                    # about 20 minutes on 2 idle cores; results in benchmarks/results/
+    python benchmarks/pca.py                    # 33 minutes on 2 cores shared with other work; results in benchmarks/results/
     python benchmarks/pca.py --quick            # a smoke run
 
 The images: random square crops (random side, position and mirror) of scikit-image's colour
@@ -12,7 +12,7 @@ counts nothing of the launching process) beside the RSS it had before fitting (P
 The check: scikit-learn's ``PCA(svd_solver="full")`` (an exact SVD) fitted on the same training
 images, and both scored by the SSE per image of the held-out images through the d directions.
 An exact SVD of all 20,000 images is out of reach here (at 64x64x3 it ran over 15 minutes on the
-shared 2 cores without finishing; at 128x128x3 it would not fit in memory), so both are fitted on the
+shared 2 cores without finishing; at 128x128x3 its data, U and V^T alone take about 9 GB), so both are fitted on the
 first ``--reference-64`` / ``--reference-128`` training images for the check, and aetool's fit on all
 20,000 is timed and measured beside it.
 """

@@ -141,6 +141,11 @@ def markdown(report: dict) -> str:
                          f"{full['seconds']:.1f} | {full['passes']} | {full['peak_rss_gb']:.2f} | "
                          f"{full['memory_bound_bytes'] / 1e9:.2f} |")
         lines.append("")
+    if report.get("cpu_time_rerun"):
+        rerun = report["cpu_time_rerun"]
+        lines += [f"CPU time, {rerun['shape']} on {rerun['train_images']:,} images ({rerun['what']}): "
+                  + "; ".join(f"d={f['d']}: {f['cpu_seconds']:.0f} CPU s in {f['seconds']:.0f} s wall, peak RSS "
+                              f"{f['peak_rss_gb']:.2f} GB" for f in rerun["fits"]) + ".", ""]
     if report.get("note"):
         lines += [report["note"], ""]
     return "\n".join(lines)

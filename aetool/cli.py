@@ -772,20 +772,58 @@ def web(bundle_args, out, runtime_dir, runtime_url, images_dir, points, force, s
     echo(f"serve it: python -m http.server -d {out}   (then open http://localhost:8000)")
 
 
-@main.command(epilog=examples("aetool compare -o compare/", "aetool compare --d 2,8 -o /tmp/cmp"))
-@click.option("--d", "ds", default="2,4,8,16,32", show_default=True, help="Comma-separated latent sizes.")
+@main.command(epilog=examples(
+    "aetool compare -o compare/             # MNIST: the shipped (or ./export) cnn-d* and pca-d* bundles",
+    "aetool compare --d 2,8 -o /tmp/cmp",
+    "aetool compare --data photos/ --image-size 64 --channels 3          # d = 8, 32, 128; trains what is missing",
+    "aetool compare --data photos/ --d 32 --epochs 30 --json > cmp.json",
+    "aetool compare --data photos/ --runs models/cnn-d32-photos,models/pca-d32-photos",
+))
+@click.option("--d", "ds", default=None, help="Comma-separated latent sizes (default: 2,4,8,16,32 for MNIST; with --data "
+              "8,32,128, or those of --runs).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="A folder of your images: PCA against the network on its own validation split, training the runs "
+                   "missing from models/ (as aetool train names them).")
+@click.option("--image-size", type=click.Choice([str(s) for s in IMAGE_SIZES]), default=None,
+              help="With --data: the square the images are resized to (default: nearest to the data).")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="With --data: gray (1) or RGB (3) (default: 1 when every image is gray).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="With --data: epochs of the networks it trains.")
+@click.option("--runs", default=None, metavar="RUN,RUN,...",
+              help="With --data: compare these trained runs (folders) instead of finding or training them.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True,
               help="Folder for the figures and the table.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the sample figures.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed for the sample figures; with --data also of the validation split and the training.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout instead of the table.")
 @scale_option
 @quiet_option
-def compare(ds, out, seed, device, scale, quiet):
-    """CNN vs PCA at several d: the lecture's figures, and a table of SSE, PSNR and identity kept."""
-    from .compare import compare as run_compare
+@click.pass_context
+def compare(ctx, ds, data_dir, image_size, channels, epochs, runs, out, seed, device, as_json, scale, quiet):
+    """CNN vs PCA at several d: on MNIST the lecture's figures and a table of SSE, PSNR and identity kept;
+    on a folder of your images (--data) validation SSE, PSNR and SSIM, and reconstructions side by side."""
+    sizes = None if ds is None else positive_ints(ds, "--d", "2,4,8")
+    log = logger(quiet or as_json)
+    if data_dir is None:
+        given = [f"--{name.replace('_', '-')}" for name in ("image_size", "channels", "epochs", "runs")
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise UsageError(f"{', '.join(given)} go with --data DIR (a folder of your images)")
+        from .compare import compare as run_compare
 
-    sizes = positive_ints(ds, "--d", "2,4,8")
-    report = run_compare(sizes, out, seed=seed, device=device, scale=scale, log=logger(quiet))
+        report = run_compare(sizes or (2, 4, 8, 16, 32), out, seed=seed, device=device, scale=scale, log=log)
+    else:
+        from .compare_folder import compare_folder
+
+        run_list = [Path(r) for r in runs.split(",") if r] if runs else []
+        report = compare_folder(data_dir, sizes, out, image_size=None if image_size is None else int(image_size),
+                                channels=None if channels is None else int(channels), epochs=epochs, runs=run_list,
+                                seed=seed, scale=scale, device=device, quiet=quiet or as_json, log=log)
+    if as_json:
+        emit_json({k: v for k, v in report.items() if k != "table"})
+        return
     click.echo(report["table"])
     click.echo(f"wrote {len(report['figures'])} figures and table.md / table.json to {out}/")
 

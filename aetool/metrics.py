@@ -40,3 +40,57 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
         sums = np.bincount(inverse, weights=ranks)
         ranks = (sums / counts)[inverse]
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# SSIM as Wang et al. (2004) define it and scikit-image computes it with
+# structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1):
+# local means, variances and covariance under an 11-tap Gaussian window (sigma 1.5, truncated at
+# 3.5 sigma), K1 = 0.01, K2 = 0.03, averaged over the pixels at least 5 from the border (where the
+# window lies inside the image, so the border mode never matters) and then over the channels.
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image's truncate=3.5: an 11-pixel window
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def _valid_gaussian(n: int) -> np.ndarray:
+    """(n - 2r, n): the normalised Gaussian window at each position where it lies inside n pixels."""
+    taps = np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (taps / SSIM_SIGMA) ** 2)
+    w /= w.sum()
+    m = np.zeros((n - 2 * SSIM_RADIUS, n))
+    for i in range(len(m)):
+        m[i, i : i + len(w)] = w
+    return m
+
+
+def ssim_per_image(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, batch: int = 64) -> np.ndarray:
+    """Mean SSIM of each image pair of (N, C, H, W) arrays (or (N, H, W)), in float64, a batch at a time;
+    1 for identical images.  The images must be at least 11 pixels on a side."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape != y.shape:
+        raise ValueError(f"SSIM compares images of one shape, got {x.shape} and {y.shape}")
+    if x.ndim == 3:
+        x, y = x[:, None], y[:, None]
+    if x.ndim != 4 or min(x.shape[-2:]) < 2 * SSIM_RADIUS + 1:
+        raise ValueError(f"SSIM needs (N, C, H, W) images of at least {2 * SSIM_RADIUS + 1} pixels a side, got {x.shape}")
+    h, w = x.shape[-2:]
+    gh, gw = np.ascontiguousarray(_valid_gaussian(h).T), np.ascontiguousarray(_valid_gaussian(w).T)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    out = np.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), batch):
+        a = x[start : start + batch].astype(np.float64)
+        b = y[start : start + batch].astype(np.float64)
+
+        def blur(v: np.ndarray) -> np.ndarray:
+            """Along the rows, then the columns, each as one matrix product over the batch (a stacked
+            product per image is many times slower); the result comes out transposed (n, c, W', H'),
+            which the mean over pixels does not mind."""
+            n, c = v.shape[:2]
+            t = (v.reshape(-1, w) @ gw).reshape(n, c, h, -1)
+            return (np.swapaxes(t, 2, 3).reshape(-1, h) @ gh).reshape(n, c, t.shape[3], -1)
+
+        ua, ub = blur(a), blur(b)
+        va, vb, vab = blur(a * a) - ua * ua, blur(b * b) - ub * ub, blur(a * b) - ua * ub
+        s = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua * ua + ub * ub + c1) * (va + vb + c2))
+        out[start : start + batch] = s.mean(axis=(2, 3)).mean(axis=1)
+    return out

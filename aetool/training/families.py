@@ -232,7 +232,7 @@ class PCA(Family):
     def run_name(self, arch: ArchConfig) -> str:
         return f"pca-d{arch.d}"
 
-    def fit(self, config: Any, run: Any, data: Any, log: Callable[[str], None]) -> dict:
+    def fit(self, config: Any, run: Any, data: Any, log: Callable[[str], None], quiet: bool = False) -> dict:
         from .pca import train_pca
 
-        return train_pca(config, run, data, log=log)
+        return train_pca(config, run, data, log=log, quiet=quiet)

@@ -411,7 +411,7 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
     family = config.family()
     if family.closed_form:  # replaces an old run's density only once fitted
         data = load_training_data(config, quiet=quiet, log=log)
-        return family.fit(config.resolved(data.image), run, data, log)
+        return family.fit(config.resolved(data.image), run, data, log=log, quiet=quiet)
     if stop_after is not None and stop_after < 1:
         raise UsageError(f"--stop-after must be at least 1, got {stop_after}")
     trainer = Trainer(config, out_dir, quiet=quiet, log=log)

@@ -130,7 +130,7 @@ def evaluate_run(c: Candidate, heldout, n_show: int, device: str = "cpu") -> tup
     from .training.model import forward_all
     from .training.run import RunFolder
 
-    model, _ = RunFolder(c.path).load_model()
+    model, _ = RunFolder(c.path).load_model(best=True)  # the weights export ships
     pixels = int(np.prod(heldout.shape[1:]))
     batch = max(1, EVAL_BATCH_BYTES // (4 * pixels))
     sse, ssim, shown = [], [], []

@@ -128,7 +128,7 @@ def _histogram(scores: np.ndarray) -> dict[str, list] | None:
     lo, hi = float(scores.min()), float(scores.max())
     width = 1e-6 * max(abs(lo), abs(hi), 1.0)
     if not hi - lo >= width:  # all equal, 1 ulp apart, or too close for 40 finite bins
-        lo, hi = lo - width, hi + width
+        lo, hi = (v if math.isfinite(v) else w for v, w in ((lo - width, lo), (hi + width, hi)))
     t = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
     with np.errstate(over="ignore", invalid="ignore"):
         edges = lo * (1 - t) + hi * t  # no hi - lo: that overflows for scores of opposite signs near the limit
@@ -138,6 +138,12 @@ def _histogram(scores: np.ndarray) -> dict[str, list] | None:
         return None
     counts, _ = np.histogram(np.clip(scores, edges[0], edges[-1]), bins=edges)
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def conformal_threshold(scores: np.ndarray, fpr: float) -> float | None:
+    """The conformal_rank-th smallest of ``scores``, or None where they are too few for ``fpr``."""
+    rank = conformal_rank(len(scores), fpr)
+    return None if rank is None else float(np.partition(np.asarray(scores, np.float64), rank - 1)[rank - 1])
 
 
 def calibrate_parts(sse: np.ndarray, nll: np.ndarray, fpr: float = 0.01, source: str = "held-out images",
@@ -162,8 +168,7 @@ def calibrate_parts(sse: np.ndarray, nll: np.ndarray, fpr: float = 0.01, source:
                              rule=rule, method="conformal", standardisation_images=n_std)
     limit = np.finfo(np.float64).max  # an overflowing score is still the largest: ranks and verdicts hold
     scores = np.sort(np.clip(combine(sse[second], nll[second], cal), -limit, limit))
-    cal.rank = conformal_rank(n_cal, fpr)
-    cal.threshold = None if cal.rank is None else float(scores[cal.rank - 1])
+    cal.rank, cal.threshold = conformal_rank(n_cal, fpr), conformal_threshold(scores, fpr)
     cal.quantiles = {str(q): float(scores[max(0, math.ceil(q * n_cal) - 1)]) for q in QUANTILES}  # order statistics
     cal.histogram = _histogram(scores)
     cal.heldout_images = n_check

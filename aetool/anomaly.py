@@ -298,7 +298,7 @@ def calibration_set(bundle: Bundle, data: str | os.PathLike | None = None) -> Ca
         if recorded is None:
             return _training_heldout(bundle, record, None)
         state = "" if recorded.is_dir() else ", which is not a folder here now"
-        raise UsageError(f"bundle {bundle.name} was trained on {record.data or recorded} (as its latent.json records"
+        raise UsageError(f"bundle {bundle.name} was trained on {recorded} (as its latent.json records"
                          f"{state}): give --data DIR, that folder to calibrate on its validation split, or a folder "
                          f"of other normal images training never saw")
     folder = Path(data).expanduser()

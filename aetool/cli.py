@@ -561,7 +561,7 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
         if given:  # one rule: an option that needs a verdict refuses a bundle without a threshold, before any work
             require_threshold(bundle, option)
     threshold = None if cal is None else cal.threshold
-    if threshold is None and not quiet:
+    if threshold is None and not click.get_current_context().params.get("quiet"):  # stderr: shown under --json too
         click.echo(f"note: bundle {bundle.name} has no anomaly threshold, so nothing is flagged"
                    f"{'' if cal is None else ' (scores only)'}: {no_threshold_reason(cal)}", err=True)
     paths = expand_inputs(inputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -239,8 +240,11 @@ def test_a_bundle_without_a_threshold_is_refused_alike_by_every_verdict(squares,
 def test_calibrate_on_a_folder_of_the_users_own_normal_images(squares, tmp_path):
     root, env, _ = squares
     bundle = tmp_path / "b"
+    blocker = tmp_path / "block"  # a runtime command: torch made unimportable
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
     proc = run_cli("calibrate", "--bundle", str(root / "b1"), "--out", str(bundle), "--data", "new", "--json",
-                   cwd=root, env=env)
+                   cwd=root, env={**env, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])})
     report = json.loads(proc.stdout)
     assert (report["standardisation_images"], report["images"], report["heldout_images"]) == (40, 99, 61)
     assert report["rank"] == 99 and report["source"] == "200 images of new" and report["threshold"] is not None

@@ -212,7 +212,7 @@ def measured(cal: AnomalyCalibration) -> str:
 def no_threshold_reason(cal: AnomalyCalibration | None) -> str:
     """Why a bundle has no threshold, and what sets one."""
     if cal is None:
-        return "it was never calibrated (aetool calibrate --data DIR sets one)"
+        return "it was never calibrated (aetool calibrate sets one)"
     total = cal.images + (cal.standardisation_images or 0) + (cal.heldout_images or 0)
     lowest = smallest_fpr(total)
     return (f"a {100 * cal.fpr:g} % false-positive rate needs at least {cal.needed_images} calibration images and "
@@ -268,6 +268,7 @@ class CalibrationSet:
     source: str
     images: np.ndarray | None = None
     paths: list[Path] | None = None
+    holder: str = "the set"  # what a "too few" message names: the user's folder or the run's split
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.paths or [])
@@ -318,7 +319,7 @@ def calibration_set(bundle: Bundle, data: str | os.PathLike | None = None) -> Ca
     paths = expand_inputs([folder])
     if not paths:
         raise UsageError(f"--data {data}: no pictures in it")
-    return CalibrationSet(f"{len(paths)} images of {data}", paths=paths)
+    return CalibrationSet(f"{len(paths)} images of {data}", paths=paths, holder=f"--data {data} holds")
 
 
 def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path | None) -> CalibrationSet:
@@ -337,7 +338,8 @@ def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path |
     if tuple(data.image.shape) != tuple(bundle.image_shape):
         raise AetoolError(f"{folder or 'the training data'} gives {'x'.join(map(str, data.image.shape))} images; "
                           f"bundle {bundle.name} takes {'x'.join(map(str, bundle.image_shape))}")
-    return CalibrationSet(f"{data.heldout_name} images ({data.info.get('name')})", images=as_float(data.heldout[:]))
+    source = f"{data.heldout_name} images ({data.info.get('name')})"
+    return CalibrationSet(source, images=as_float(data.heldout[:]), holder=f"the run's {data.heldout_name} images are")
 
 
 def parts_of_files(bundle: Bundle, paths: Sequence[Path], invert: bool | None = None,
@@ -363,8 +365,7 @@ def calibrate_set(bundle: Bundle, images: CalibrationSet, fpr: float, invert: bo
     if n < MIN_IMAGES or conformal_rank(n_cal, fpr) is None:
         lowest = smallest_fpr(n)
         raise AetoolError(f"a {100 * fpr:g} % threshold needs at least {images_needed(fpr)} held-out normal images "
-                          f"({conformal_minimum(fpr)} to set it); {images.source} "
-                          f"{'are' if images.paths is None else 'give'} {n}: "
+                          f"({conformal_minimum(fpr)} to set it), and {images.holder} {n}: "
                           f"give --data a folder of more normal images training never saw"
                           + (f", or --fpr {lowest:g} (the lowest rate these support)" if lowest is not None else ""))
     if images.images is not None:

@@ -158,8 +158,8 @@ def test_a_too_small_validation_split_exports_without_a_threshold(tmp_path):
     proc = run_cli("calibrate", "--bundle", "b", "--data", "data", cwd=tmp_path, env=env, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0] == ("error: a 1 % threshold needs at least 164 held-out normal images (99 to set "
-                                           "it); validation images (folder) are 1: give --data a folder of more normal "
-                                           "images training never saw")
+                                           "it), and the run's validation images are 1: give --data a folder of more "
+                                           "normal images training never saw")
 
 
 def test_score_streams_a_large_folder_to_csv_and_shows_the_first_thousand(tmp_path):
@@ -259,7 +259,12 @@ def test_calibrate_on_a_folder_of_the_users_own_normal_images(squares, tmp_path)
     before = (bundle / "latent.json").read_bytes()
     proc = run_cli("calibrate", "--bundle", str(bundle), "--data", "imgs1", cwd=root, env=env, check=False)
     assert proc.returncode == 1 and proc.stderr.startswith("error: a 1 % threshold needs at least 164 held-out")
-    assert "validation images (folder) are 4" in proc.stderr and (bundle / "latent.json").read_bytes() == before
+    assert "the run's validation images are 4" in proc.stderr and (bundle / "latent.json").read_bytes() == before
+    assert "or --fpr 0.5 (the lowest rate these support)" in proc.stderr
+    proc = run_cli("calibrate", "--bundle", str(bundle), "--data", "imgs0", "--fpr", "0.01", cwd=root, env=env,
+                   check=False)  # another folder: all its 40 pictures, still too few for 1 %
+    assert proc.returncode == 1 and "and --data imgs0 holds 40: give --data" in proc.stderr
+    assert "or --fpr 0.04 (the lowest rate these support)" in proc.stderr
     # the training folder itself: its validation split (4 images), never its training images
     report = json.loads(run_cli("calibrate", "--bundle", str(bundle), "--data", "imgs1", "--fpr", "0.5", "--json",
                                 cwd=root, env=env).stdout)

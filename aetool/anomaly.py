@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .bundle import Bundle
-from .bundle_format import (CONFIDENCE, AnomalyCalibration, BundleMeta, TrainingDataRecord, conformal_minimum,
+from .bundle_format import (CONFIDENCE, AnomalyCalibration, TrainingDataRecord, conformal_minimum,
                             conformal_rank, read_meta, write_meta)
 from .errors import AetoolError, UsageError
 from .metrics import sse_per_image
@@ -219,11 +219,6 @@ def no_threshold_reason(cal: AnomalyCalibration | None) -> str:
             f"{total} held-out images gave {cal.images}: aetool calibrate --data DIR with at least "
             f"{images_needed(cal.fpr)} normal images training never saw sets one"
             + (f" (or --fpr {lowest:g}, the lowest rate these images support)" if lowest is not None else ""))
-
-
-def threshold_of(meta: BundleMeta) -> float | None:
-    """The threshold a verdict is made against, or None (no calibration, or one too small for its rate)."""
-    return None if meta.anomaly is None else meta.anomaly.threshold
 
 
 def require_threshold(bundle: Bundle, option: str) -> AnomalyCalibration:

@@ -626,7 +626,7 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, invert, bundle, echo, 
                    "itself: its validation split). Needed for bundles trained on a folder; default for MNIST "
                    "bundles: MNIST's test set.")
 @click.option("--fpr", type=click.FloatRange(min=0, max=0.5, min_open=True), default=0.01, show_default=True,
-              help="False-positive rate the threshold promises (at most) for new normal images.")
+              help="False-positive rate the threshold keeps (at most) for new normal images like these.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the calibrated bundle here (a copy); default: the bundle in place (not a shipped one).")
 @invert_option

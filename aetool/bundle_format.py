@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,12 @@ class _Reader:
         if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
             raise self._bad(key, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
         return v
+
+    def optional_int(self, key: str, low: int = 0, high: int | None = None) -> int | None:
+        """An integer key that may be absent or null."""
+        if self._get(key, True) is None:
+            return None
+        return self.int(key, low, high)
 
     def str(self, key: str, choices: tuple[str, ...] | None = None, optional: bool = False) -> str | None:
         v = self._get(key, optional)
@@ -140,6 +147,8 @@ class GraphInfo:
 
 
 SCORE_RULES = ("max", "sum")
+THRESHOLD_METHODS = ("conformal", "quantile")
+CONFIDENCE = 0.95  # of the held-out rate's interval
 
 
 @dataclass
@@ -150,17 +159,21 @@ class AnomalyCalibration:
     nll_std, where SSE is the reconstruction's sum of squared errors and NLL the latent's negative
     log-likelihood per dimension under the default density; ``rule`` "max" (score = max(a, b):
     unusual in either way) or "sum" (a + b, the first calibrations').  A picture is flagged above
-    ``threshold``, the score's (1 - fpr)
-    quantile on the calibration images.  ``heldout_fpr`` is the rate measured on a second, fresh
-    half of the held-out images.  ``histogram`` (``edges``, ``counts``) keeps the calibration scores'
-    shape, so ``aetool score --figure`` can draw new scores against it without the training data.
+    ``threshold``.  ``method`` "conformal": the threshold is the ``rank``-th smallest of ``images``
+    calibration scores, rank = ceil((images + 1) (1 - fpr)), which keeps the rate at most ``fpr`` for
+    new images exchangeable with them; where images + 1 < 1 / fpr no rank exists and ``threshold``
+    is None: such a bundle scores but flags nothing, and every command that needs a verdict refuses
+    it.  "quantile" (files without the key): the plain (1 - fpr) quantile of the older calibrations.
+    ``heldout_flagged`` of ``heldout_images`` fresh images were over it: ``heldout_fpr``, with its
+    Clopper-Pearson ``heldout_interval`` at CONFIDENCE.  ``histogram`` (``edges``, ``counts``) keeps
+    the calibration scores' shape, so ``aetool score --figure`` can draw new scores against it.
     """
 
     log_sse_mean: float
     log_sse_std: float
     nll_mean: float
     nll_std: float
-    threshold: float
+    threshold: float | None
     fpr: float
     images: int
     quantiles: dict[str, float]
@@ -169,11 +182,24 @@ class AnomalyCalibration:
     heldout_images: int | None = None
     histogram: dict[str, list] | None = None
     rule: str = "sum"  # files without the key were calibrated for the sum
+    method: str = "quantile"  # files without the key set the plain quantile
+    rank: int | None = None
+    standardisation_images: int | None = None  # None: the calibration images themselves (older files)
+    heldout_flagged: int | None = None
+    heldout_interval: tuple[float, float] | None = None
+
+    @property
+    def needed_images(self) -> int:
+        """The fewest calibration images for which a conformal threshold at ``fpr`` exists."""
+        return conformal_minimum(self.fpr)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if out["histogram"] is None:
-            del out["histogram"]
+        for key in ("histogram", "rank", "standardisation_images", "heldout_flagged", "heldout_interval"):
+            if out[key] is None:
+                del out[key]
+        if self.heldout_interval is not None:
+            out["heldout_interval"] = list(self.heldout_interval)
         return out
 
     @classmethod
@@ -182,18 +208,45 @@ class AnomalyCalibration:
         numbers = {}
         for key in ("log_sse_mean", "log_sse_std", "nll_mean", "nll_std", "threshold", "fpr"):
             v = r._get(key, False)
+            if key == "threshold" and v is None:
+                numbers[key] = None
+                continue
             if not _finite(v) or (key.endswith("_std") and v <= 0) or (key == "fpr" and not 0 < v <= 0.5):
                 raise r._bad(key, "a finite number" + (" > 0" if key.endswith("_std") else "")
-                             + (" in (0, 0.5]" if key == "fpr" else ""))
+                             + (" in (0, 0.5]" if key == "fpr" else "") + (" or null" if key == "threshold" else ""))
             numbers[key] = float(v)
         quantiles = r.mapping("quantiles")
         if not all(_finite(v) for v in quantiles.values()):
             raise r._bad("quantiles", "finite numbers")
+        method = r.str("method", THRESHOLD_METHODS, optional=True) or "quantile"
+        if numbers["threshold"] is None and method != "conformal":
+            raise r._bad("threshold", "a finite number (only a conformal calibration may lack one)")
+        images = r.int("images", 1)
+        rank = r.optional_int("rank", 1, images)
+        if method == "conformal" and rank != conformal_rank(images, numbers["fpr"]):
+            raise r._bad("rank", f"ceil((images + 1) (1 - fpr)) = {conformal_rank(images, numbers['fpr'])}")
         fresh = r._get("heldout_fpr", True)
-        return cls(**numbers, images=r.int("images", 1), quantiles={k: float(v) for k, v in quantiles.items()},
-                   source=r.str("source"), heldout_fpr=float(fresh) if _finite(fresh) else None,
-                   heldout_images=r.obj.get("heldout_images") if isinstance(r.obj.get("heldout_images"), int) else None,
-                   histogram=cls._histogram(r), rule=cls._rule(r))
+        heldout_images = r.obj.get("heldout_images") if isinstance(r.obj.get("heldout_images"), int) else None
+        heldout_fpr = float(fresh) if _finite(fresh) and numbers["threshold"] is not None else None
+        flagged = r.optional_int("heldout_flagged", 0, heldout_images)
+        if flagged is None and heldout_fpr is not None and heldout_images:  # older files kept the rate alone
+            flagged = min(heldout_images, max(0, round(heldout_fpr * heldout_images)))
+        interval = r._get("heldout_interval", True)
+        if interval is not None and not (isinstance(interval, list) and len(interval) == 2
+                                         and all(_finite(v) and 0 <= v <= 1 for v in interval)
+                                         and interval[0] <= interval[1]):
+            raise r._bad("heldout_interval", "[low, high] with 0 <= low <= high <= 1")
+        if interval is None and flagged is not None and heldout_images:
+            from .stats import clopper_pearson
+
+            interval = clopper_pearson(flagged, heldout_images, CONFIDENCE)
+        return cls(**numbers, images=images, quantiles={k: float(v) for k, v in quantiles.items()},
+                   source=r.str("source"), heldout_fpr=heldout_fpr, heldout_images=heldout_images,
+                   histogram=cls._histogram(r), rule=cls._rule(r), method=method, rank=rank,
+                   standardisation_images=r.optional_int("standardisation_images", 1),
+                   heldout_flagged=flagged if heldout_fpr is not None else None,
+                   heldout_interval=None if interval is None or heldout_fpr is None
+                   else (float(interval[0]), float(interval[1])))
 
     @staticmethod
     def _rule(r: "_Reader") -> str:
@@ -215,6 +268,66 @@ class AnomalyCalibration:
                 and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
             raise r._bad("histogram", "{edges: increasing finite numbers, counts: one count >= 0 per bin}")
         return {"edges": [float(e) for e in edges], "counts": list(counts)}
+
+
+def _exact(fpr: float) -> Fraction:
+    """The rate a user typed (0.01 is one hundredth, not the double nearest it), so ranks are exact."""
+    return Fraction(repr(float(fpr)))
+
+
+def conformal_rank(n: int, fpr: float) -> int | None:
+    """ceil((n + 1) (1 - fpr)): the calibration score's rank (1 = smallest) that is the threshold, or
+    None where n + 1 < 1 / fpr and even the largest of n scores cannot promise the rate."""
+    rank = math.ceil((n + 1) * (1 - _exact(fpr)))
+    return rank if rank <= n else None
+
+
+def conformal_minimum(fpr: float) -> int:
+    """The fewest calibration images for which conformal_rank exists: ceil(1 / fpr - 1)."""
+    return max(1, math.ceil(1 / _exact(fpr) - 1))
+
+
+@dataclass
+class TrainingDataRecord:
+    """The training record's data options that calibration reuses to rebuild a run's held-out split,
+    read through the schema: a tampered latent.json (its graphs are hashed, its records are not)
+    gives one clear error, and a recorded path is only a hint that a user must name (``--data``)."""
+
+    data: str | None = None  # None: MNIST's offline copy; else a folder, an IDX folder or "download"
+    root: str | None = None  # the folder's absolute path when training resolved one
+    val_split: float = 0.1
+    seed: int = 0
+    normal_class: str | None = None
+    holdout: int = 0
+    limit: int | None = None
+    channels: int | None = None
+    image_size: int | None = None
+    fit: str = "pad"
+
+    @classmethod
+    def from_meta(cls, meta: "BundleMeta", where: str) -> "TrainingDataRecord":
+        training = meta.training
+        config = training.get("config", {})
+        r = _Reader(config if config is not None else {}, f"{where}: training.config")
+        d = _Reader(training.get("data") or {}, f"{where}: training.data")
+        seed = r.optional_int("seed", 0, 2**32 - 1)
+        split = r._get("val_split", True)
+        if split is not None and not (_finite(split) and 0 < split <= 0.5):
+            raise r._bad("val_split", "a number in (0, 0.5]")
+        channels = r.optional_int("channels", 1, 3)
+        if channels == 2:
+            raise r._bad("channels", "1 or 3")
+        return cls(data=r.str("data", optional=True), root=d.str("root", optional=True),
+                   val_split=0.1 if split is None else float(split), seed=0 if seed is None else seed,
+                   normal_class=r.str("normal_class", optional=True),
+                   holdout=r.optional_int("holdout", 0) or 0, limit=r.optional_int("limit", 1),
+                   channels=channels, image_size=r.optional_int("image_size", 1, 4096),
+                   fit=r.str("fit", ("pad", "crop"), optional=True) or "pad")
+
+    @property
+    def is_mnist(self) -> bool:
+        """Trained on MNIST itself (the offline copy, or downloaded): no recorded path is walked."""
+        return self.data in (None, "mnist", "download")
 
 
 @dataclass

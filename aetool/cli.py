@@ -596,17 +596,21 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     from .fileio import atomic_path, path_text
     from .progress import progress
 
+    from .anomaly import no_threshold_reason, require_threshold
+
     skipped: list[tuple[str, str]] = []
     paths = expand_inputs(inputs, skipped)
     for target in (csv_path, figure_path):
         if target is not None:
             refuse_input_as_output(target, paths, "--csv" if target is csv_path else "--figure")
     cal = bundle.meta.anomaly
-    if cal is None:
-        if figure_path is not None:
-            raise UsageError(f"--figure draws scores against a threshold; bundle {bundle.name} has none "
-                             f"(run aetool calibrate)")
-        click.echo(f"note: bundle {bundle.name} has no threshold (run aetool calibrate): SSE and NLL only", err=True)
+    for option, given in (("--fail-on-anomaly", fail_on_anomaly), ("--figure", figure_path is not None)):
+        if given:  # one rule: an option that needs a verdict refuses a bundle without a threshold, before any work
+            require_threshold(bundle, option)
+    threshold = None if cal is None else cal.threshold
+    if threshold is None and not click.get_current_context().params.get("quiet"):  # stderr: shown under --json too
+        click.echo(f"note: bundle {bundle.name} has no anomaly threshold, so nothing is flagged"
+                   f"{'' if cal is None else ' (scores only)'}: {no_threshold_reason(cal)}", err=True)
     keep_all = click.get_current_context().params.get("as_json")  # the JSON report lists every image
     shown, listed, scores_seen, flagged, seen = [], [], [], 0, 0
     worst = []  # a heap of the highest flagged (score, path) for the figure
@@ -618,7 +622,7 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
             writer.writeheader()
         for batch, sse, nll, scores in progress(score_files(bundle, paths, invert, strict=strict, skipped=skipped),
                                                 quiet=quiet, desc="scoring", total=-(-len(paths) // 256)):
-            flags = None if scores is None else is_anomalous(scores, cal.threshold)
+            flags = None if scores is None or threshold is None else is_anomalous(scores, threshold)
             rows = [{"path": path_text(path), "sse": float(sse[i]), "nll": float(nll[i]),
                      "score": None if scores is None or not math.isfinite(scores[i]) else float(scores[i]),
                      "anomalous": None if flags is None else bool(flags[i])} for i, path in enumerate(batch)]
@@ -645,10 +649,10 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
              f"{'-' if r['score'] is None else format(r['score'], '8.3f'):>8}  {'' if r['anomalous'] is None else r['anomalous']}")
     if seen > len(shown):
         echo(f"... {seen - len(shown)} more" + (f" in {csv_path}" if csv_path is not None else " (--csv FILE lists all)"))
-    if cal is not None:
-        echo(f"{flagged} of {seen} flagged (threshold {cal.threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
-             f"false positives on {cal.images} {cal.source})")
-    report = {"threshold": None if cal is None else cal.threshold, "flagged": flagged, "images": listed,
+    if threshold is not None:
+        echo(f"{flagged} of {seen} flagged (threshold {threshold:.3f}, calibrated at {100 * cal.fpr:g} % "
+             f"false positives on {cal.source})")
+    report = {"threshold": threshold, "flagged": flagged if threshold is not None else None, "images": listed,
               "skipped": [{"path": p, "error": e} for p, e in skipped]}
     if figure_path is not None:
         from .anomaly import flagged_examples
@@ -664,22 +668,33 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
 
 
 @main.command(epilog=examples(
-    "aetool calibrate --bundle export/cnn-d8 --fpr 0.01",
+    "aetool calibrate --bundle export/cnn-d8 --fpr 0.01   # an MNIST bundle: on MNIST's test set",
+    "aetool calibrate --bundle export/parts --data good-parts/   # your own normal images, never trained on",
     "aetool calibrate --bundle cnn-d16 --out export/cnn-d16-calibrated   # a copy of a shipped bundle",
 ))
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Normal images training never saw (a folder, searched recursively; the bundle's training folder "
+                   "itself: its validation split). Needed for bundles trained on a folder; default for MNIST "
+                   "bundles: MNIST's test set.")
 @click.option("--fpr", type=click.FloatRange(min=0, max=0.5, min_open=True), default=0.01, show_default=True,
-              help="False-positive rate the threshold is set for, on held-out normal images.")
+              help="False-positive rate the threshold keeps (at most) for new normal images like these.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the calibrated bundle here (a copy); default: the bundle in place (not a shipped one).")
 @click.option("--force", is_flag=True, help="Replace --out even when it is a folder that is not a bundle.")
+@invert_option
 @bundle_options
-def calibrate(fpr, out, force, bundle, echo, quiet):
-    """Set the anomaly threshold of a bundle on held-out normal images (MNIST's test set, or the
-    validation split of the folder it was trained on); stored in its latent.json."""
+def calibrate(data_dir, fpr, out, force, invert, bundle, echo, quiet):
+    """Set the anomaly threshold of a bundle on held-out normal images; stored in its latent.json.
+
+    A fifth of the images standardises the score, the threshold is the rank ceil((n+1)(1-fpr)) of
+    n more (at most fpr false positives for new images like them), and the rest measure the rate,
+    shown with its 95 % interval. Too few images for the rate: an error, and nothing is written.
+    """
     import shutil
 
-    from .anomaly import calibrate as fit_calibration, calibration_note, heldout_images, write_calibration
+    from .anomaly import calibrate_set, calibration_set, summary, write_calibration
     from .bundle import shipped_root
+    from .progress import progress
 
     from .fileio import check_replaceable_dir
 
@@ -689,8 +704,9 @@ def calibrate(fpr, out, force, bundle, echo, quiet):
     copy = out is not None and Path(out).resolve() != bundle.path.resolve()
     if copy:
         check_replaceable_dir(out, force=force)  # before the work: never swap away a folder of the user's
-    images, source = heldout_images(bundle)
-    cal = fit_calibration(bundle, images, fpr, source)
+    images = calibration_set(bundle, data_dir)
+    cal = calibrate_set(bundle, images, fpr, invert,
+                        lambda it: progress(it, quiet=quiet, desc="calibrating", total=-(-len(images) // 256)))
     if copy:
         from .fileio import atomic_dir
 
@@ -701,10 +717,7 @@ def calibrate(fpr, out, force, bundle, echo, quiet):
             write_calibration(staging, cal)
     else:
         write_calibration(target, cal)
-    echo(f"calibrated {target}: threshold {cal.threshold:.3f} at {100 * fpr:g} % false positives on {cal.images} "
-         f"{source}; measured on {cal.heldout_images} fresh ones: {100 * cal.heldout_fpr:.2f} %")
-    if (note := calibration_note(cal)) is not None and not quiet:
-        click.echo(note, err=True)
+    echo(f"calibrated {target}: {summary(cal)}")
     return {"output": str(target), **cal.to_dict()}
 
 
@@ -861,12 +874,16 @@ def info(bundle_arg, as_json):
 
     path = resolve_bundle_path(bundle_arg, note=lambda line: click.echo(line, err=True))
     m = read_meta(path)
+    from .anomaly import no_threshold_reason, summary as anomaly_summary
+
     if as_json:
         emit_json({"path": str(path), **m.summary(),
                    "graphs": {part: {"parameters": g.parameters, "macs_per_image": g.macs, "form": g.form}
                               for part, g in (("encoder", m.encoder), ("decoder", m.decoder))},
                    "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
-                   "training": m.training, "variant": m.variant, "anomaly": None if m.anomaly is None else m.anomaly.to_dict()})
+                   "training": m.training, "variant": m.variant, "anomaly": None if m.anomaly is None else m.anomaly.to_dict(),
+                   "no_threshold": None if m.anomaly is not None and m.anomaly.threshold is not None
+                   else no_threshold_reason(m.anomaly)})
         return
     click.echo(f"{path}: {m.family}, d={m.d}, {m.precision}, image {'x'.join(map(str, m.image.shape))} in "
                f"{list(m.image.range)}, preprocessing {m.image.preprocessing}")
@@ -886,11 +903,7 @@ def info(bundle_arg, as_json):
                + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else "")
                + (f"; denoising, input noise {noise:g}" if (noise := config.get("denoise")) else "")
                + (f"; normal class {normal!r} only" if (normal := config.get("normal_class")) is not None else ""))
-    a = m.anomaly
-    click.echo("anomaly threshold: none (aetool calibrate sets one)" if a is None else
-               f"anomaly threshold {a.threshold:.3f} ({a.rule} of the two parts) for {100 * a.fpr:g} % false positives "
-               f"on {a.images} {a.source}"
-               + ("" if a.heldout_fpr is None else f"; {100 * a.heldout_fpr:.2f} % on {a.heldout_images} fresh ones"))
+    click.echo(anomaly_summary(m.anomaly))
     if m.variant:
         v = m.variant
         click.echo(f"variant of {v.get('source')}: test SSE/image {_fmt(v.get('test_sse_per_image'))} "

@@ -346,7 +346,8 @@ def build_site(bundle_args: Sequence[str], out: Path, runtime: Runtime, images: 
             write_json(folder / "map.json", data)
             entries.append({"name": name, "path": f"bundles/{name}/", "source": str(b.path), "family": b.family, "d": b.d,
                             "image": list(b.image_shape), "preprocessing": b.meta.image.preprocessing,
-                            "anomaly": b.meta.anomaly is not None, "map": data["source"], "points": len(data["points"])})
+                            "anomaly": b.meta.anomaly is not None and b.meta.anomaly.threshold is not None,
+                            "map": data["source"], "points": len(data["points"])})
         site = {"generator": GENERATOR, "runtime": {"package": RUNTIME_PACKAGE, "version": RUNTIME_VERSION,
                                                      "url": "ort/" if runtime.folder is not None else runtime.url},
                 "bundles": entries}

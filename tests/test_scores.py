@@ -80,8 +80,9 @@ def test_calibration_needs_held_out_images_and_finite_scores():
         calibrate(b, images[:0])
     with pytest.raises(AetoolError, match="got 3"):
         calibrate(b, images[:3])
-    cal = calibrate(b, images, 0.5)
-    assert cal.images == 20 and cal.heldout_images == 20 and cal.rule == "max"
+    cal = calibrate(b, images, 0.5)  # 8 standardise, 16 set the threshold, 16 check it
+    assert (cal.standardisation_images, cal.images, cal.heldout_images) == (8, 16, 16) and cal.rule == "max"
+    assert cal.method == "conformal" and cal.rank == 9 and cal.threshold is not None
     with pytest.raises(Exception, match="--fpr must be above 0 and at most 0.5"):
         calibrate(b, images, 0.6)
     bad = images.copy()
@@ -90,10 +91,16 @@ def test_calibration_needs_held_out_images_and_finite_scores():
         calibrate(b, bad)
 
 
-def test_too_few_calibration_images_for_the_rate_get_a_note():
-    from aetool.anomaly import calibration_note
+def test_an_older_calibration_still_loads_and_gets_its_interval():
+    """Files from before the conformal threshold: the plain quantile, a rate without its count."""
+    from aetool.anomaly import summary
 
-    few = AnomalyCalibration.from_dict({**CAL, "images": 10, "fpr": 0.01}, "x")
-    assert "10 held-out images set this threshold" in calibration_note(few) and "1000 or more" in calibration_note(few)
-    assert calibration_note(AnomalyCalibration.from_dict({**CAL, "images": 5000, "fpr": 0.01}, "x")) is None
-    assert calibration_note(AnomalyCalibration.from_dict({**CAL, "images": 10, "fpr": 0.5}, "x")) is None
+    old = AnomalyCalibration.from_dict({**CAL, "rule": "max", "heldout_fpr": 0.0074, "heldout_images": 5000}, "x")
+    assert old.method == "quantile" and old.rank is None and old.heldout_flagged == 37
+    lo, hi = old.heldout_interval
+    assert lo < 0.0074 < hi and hi - lo < 0.01
+    line = summary(old)
+    assert "an older calibration" in line and "0.74 % on 5000 fresh held-out images (95 % interval" in line
+    assert "heldout_interval" in old.to_dict() and "rank" not in old.to_dict()
+    with pytest.raises(AetoolError, match="only a conformal calibration may lack one"):
+        AnomalyCalibration.from_dict({**CAL, "threshold": None}, "x")

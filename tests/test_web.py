@@ -219,7 +219,13 @@ def page(tmp_path_factory):
     root = tmp_path_factory.mktemp("web")
     site = root / "site"
     colour = _linear_colour_bundle(root / "colour")
-    build_site(["cnn-d2", "cnn-d16", str(colour)], site, Runtime(folder=runtime), points=500, images=_pictures(root / "pics"))
+    unsure = _linear_colour_bundle(root / "colour-unsure")  # calibrated on too few images for 1 %: no threshold
+    from aetool.anomaly import calibrate_parts, write_calibration
+
+    rng = np.random.default_rng(2)
+    write_calibration(unsure, calibrate_parts(np.exp(rng.normal(2, 0.3, 20)), rng.normal(0, 1, 20), 0.01))
+    build_site(["cnn-d2", "cnn-d16", str(colour), str(unsure)], site, Runtime(folder=runtime), points=500,
+               images=_pictures(root / "pics"))
     page_colour[:] = [colour, root / "pics"]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -370,4 +376,24 @@ def test_colour_bundle_runs_in_the_page(page):
     assert np.abs(np.array(got["z"]) - b.encode(np.array(got["x"], np.float32).reshape(1, 3, 8, 8)).ravel()).max() < 1e-4
     assert got["score"]["score"] is None  # no anomaly calibration in this bundle
     assert page.evaluate("window.aetool.map().points.length") == 6
+    assert page.evaluate("window.aetool.errors") == []
+
+
+def test_a_bundle_without_a_threshold_scores_but_gives_no_verdict_in_the_page(page):
+    """The rule of aetool score: a calibration too small for its rate has a score and no threshold."""
+    from PIL import Image
+
+    from aetool import load_bundle
+    from aetool.anomaly import combine, parts
+
+    bundle_dir, pics = page_colour
+    _use(page, "colour-unsure")
+    assert "no anomaly threshold" in page.evaluate("document.getElementById('info').textContent")
+    rgba = np.asarray(Image.open(pics / "p1.png").convert("RGBA"))
+    got = page.evaluate("([a, w, h]) => window.aetool.analyse(a, w, h)", [rgba.ravel().tolist(), rgba.shape[1], rgba.shape[0]])
+    b = load_bundle(bundle_dir.parent / "colour-unsure", device="cpu")
+    sse, nll = parts(b, np.array(got["x"], np.float32).reshape(1, 3, 8, 8))
+    assert got["score"]["score"] == pytest.approx(float(combine(sse, nll, b.meta.anomaly)[0]), rel=1e-4, abs=1e-4)
+    assert got["score"]["threshold"] is None and got["score"]["flagged"] is None
+    assert "no threshold in this bundle, so no verdict" in page.evaluate("document.getElementById('score').textContent")
     assert page.evaluate("window.aetool.errors") == []

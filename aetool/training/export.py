@@ -213,21 +213,20 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             },
         )
         write_meta(staging, meta)
-        from ..anomaly import MIN_IMAGES, calibrate, calibration_note
+        from ..anomaly import export_calibration
         from ..bundle import load_bundle
 
-        if fpr and len(data.heldout) < MIN_IMAGES:
-            log(f"note: not calibrated for anomaly scores: {len(data.heldout)} held-out images, {MIN_IMAGES} needed")
-        elif fpr:  # the anomaly threshold, on the held-out images (aetool calibrate does it again later)
-            meta.anomaly = calibrate(load_bundle(staging, device="cpu"), as_float(data.heldout[:]), fpr,
-                                     f"{data.heldout_name} images ({data.info.get('name')})")
-            write_meta(staging, meta)
-            if (note := calibration_note(meta.anomaly)) is not None:
-                log(note)
+        calibrated = None
+        if fpr:  # the anomaly threshold, on the held-out images (aetool calibrate --data DIR can redo it)
+            calibrated = export_calibration(load_bundle(staging, device="cpu"), as_float(data.heldout[:]), fpr,
+                                            f"{data.heldout_name} images ({data.info.get('name')})")
+            meta.anomaly = calibrated.calibration
+            if meta.anomaly is not None:
+                write_meta(staging, meta)
     log(f"exported {run} -> {out_dir}  ({family.name}, d={meta.d}, {weights} weights, "
-        f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})"
-        + ("" if meta.anomaly is None else f"; anomaly threshold at {100 * fpr:g} % false positives "
-           f"({100 * meta.anomaly.heldout_fpr:.2f} % on fresh held-out images)"))
+        f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})")
+    if calibrated is not None:
+        log(calibrated.line)
     return meta
 
 

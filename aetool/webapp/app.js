@@ -338,7 +338,9 @@
       const nll = -this.density.logProb(z) / this.d, cal = this.meta.anomaly;
       const parts = cal ? [(Math.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std, (nll - cal.nll_mean) / cal.nll_std] : null;
       const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
-      return { sse, nll, score, threshold: cal ? cal.threshold : null, flagged: cal ? score > cal.threshold : null };
+      // aetool.anomaly.require_threshold: without a threshold (none set, or too few images for its rate) no verdict
+      const threshold = cal && typeof cal.threshold === "number" ? cal.threshold : null;
+      return { sse, nll, score, threshold, flagged: threshold === null ? null : !(score <= threshold) };
     }
     /** A point of the map's plane -> a latent: mean + a * axis1 + b * axis2. */
     fromPlane(a, b) {
@@ -509,7 +511,9 @@
     toCanvas($("draw-recon"), recon, m.shape, m.image.range);
     const s = m.score(x, recon, z), el = $("score");
     el.textContent = `SSE ${s.sse.toFixed(2)}, NLL/dim ${s.nll.toFixed(2)}` +
-      (s.score === null ? "; no anomaly calibration in this bundle" : `; anomaly score ${s.score.toFixed(2)} (threshold ${s.threshold.toFixed(2)}): ${s.flagged ? "unusual" : "normal"}`);
+      (s.score === null ? "; no anomaly calibration in this bundle"
+        : s.threshold === null ? `; anomaly score ${s.score.toFixed(2)}: no threshold in this bundle, so no verdict (aetool calibrate --data DIR sets one)`
+        : `; anomaly score ${s.score.toFixed(2)} (threshold ${s.threshold.toFixed(2)}): ${s.flagged ? "unusual" : "normal"}`);
     el.className = "small" + (s.flagged ? " flagged" : "");
     ui.drawn = { x, recon, z, score: s, grey, w, h, source };
     drawMap();
@@ -564,7 +568,7 @@
     ui.model = m; ui.selected = ui.drawn = ui.a = ui.b = null; ui.frames = [];
     $("bundle").value = entry.name;
     $("info").textContent = `${m.meta.family}, d=${m.d}, image ${m.shape.join("×")}, ${m.image.preprocessing}, density ${m.meta.default_density}` +
-      (m.meta.anomaly ? ", anomaly threshold set" : "");
+      (m.meta.anomaly && typeof m.meta.anomaly.threshold === "number" ? ", anomaly threshold set" : ", no anomaly threshold");
     $("draw-note").textContent = m.image.preprocessing === "mnist_digit"
       ? "draw white on black; the drawing is prepared as aetool prepares a picture of a digit: ink cropped, fitted in 20×20 (LANCZOS), centred by mass in 28×28"
       : `a picture is ${m.image.preprocessing === "resize_crop" ? "centre-cropped to a square" : "fitted inside the square on black"} and resized to ${m.shape[2]}×${m.shape[1]}, as aetool reads pictures`;

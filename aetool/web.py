@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.resources
-import io
 import os
 import shutil
 import tarfile

@@ -35,35 +35,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402
+from photo_patches import photo_crops  # noqa: E402
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 DS = (8, 32, 128)
-
-
-def photo_crops(n: int, size: int, seed: int) -> np.ndarray:
-    """(n, 3, size, size) uint8 crops of scikit-image's colour photographs."""
-    from PIL import Image
-    from skimage import data as skdata
-
-    photos = [getattr(skdata, name)()[..., :3] for name in PHOTOS]
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, 3, size, size), dtype=np.uint8)
-    for i in range(n):
-        im = photos[rng.integers(len(photos))]
-        side = int(rng.integers(size // 2, min(4 * size, *im.shape[:2]) + 1))
-        y, x = rng.integers(0, im.shape[0] - side + 1), rng.integers(0, im.shape[1] - side + 1)
-        crop = Image.fromarray(im[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR)
-        if rng.random() < 0.5:
-            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-        out[i] = np.asarray(crop).transpose(2, 0, 1)
-    return out
 
 
 def write_images(path: Path, n: int, size: int, seed: int) -> None:
     array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
     for start in range(0, n, 1000):
         stop = min(start + 1000, n)
-        array[start:stop] = photo_crops(stop - start, size, seed + start)
+        array[start:stop] = photo_crops(stop - start, size, seed + start, PHOTOS)
     array.flush()
     del array
 

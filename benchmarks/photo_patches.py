@@ -44,6 +44,26 @@ def cut(photos: dict[str, np.ndarray], size: int, count: int, seed: int) -> list
     return out
 
 
+def photo_crops(n: int, size: int, seed: int, names: tuple[str, ...]) -> np.ndarray:
+    """(n, 3, size, size) uint8 crops of random side (size/2 to 4x size), place and mirror of the named
+    photographs, resized with Pillow: more varied than same-size patches, for PCA's check at scale."""
+    from PIL import Image
+
+    photos = photographs()
+    photos = [photos[name] for name in names]
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 3, size, size), dtype=np.uint8)
+    for i in range(n):
+        im = photos[rng.integers(len(photos))]
+        side = int(rng.integers(size // 2, min(4 * size, *im.shape[:2]) + 1))
+        y, x = rng.integers(0, im.shape[0] - side + 1), rng.integers(0, im.shape[1] - side + 1)
+        crop = Image.fromarray(im[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        out[i] = np.asarray(crop).transpose(2, 0, 1)
+    return out
+
+
 def write(patches: list[np.ndarray], folder: Path) -> Path:
     from PIL import Image
 

@@ -9,7 +9,7 @@ EPOCHS=${EPOCHS:-10}
 mkdir -p demo
 cd demo
 [ -d photos ] || python -c "from aetool.data import write_coloured_digits; write_coloured_digits('photos', n=10000)"
-aetool train --data photos --d 16 --epochs "$EPOCHS" --schedule cosine --force
+aetool train --data photos --arch cnn --d 16 --epochs "$EPOCHS" --schedule cosine --force   # digits: the lecture's network, no flips
 aetool export models/cnn-d16-photos
 aetool reconstruct photos/digit-*/0000?.png -o recon.png     # the first ten images
 aetool interpolate photos/digit-3/00007.png photos/digit-8/00017.png -o walk.gif --steps 12

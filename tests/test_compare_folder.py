@@ -49,19 +49,19 @@ def test_compare_a_folder_trains_tables_and_draws(tmp_path):
     env = {"AETOOL_CACHE": str(tmp_path / "cache")}
     proc = run_cli("compare", "--data", "photos", "--d", "2,4", "--epochs", "1", "-o", "cmp", "--scale", "1",
                    cwd=tmp_path, env=env)
-    assert "| d | PCA SSE / image | cnn SSE / image | cnn / PCA |" in proc.stdout
+    assert "| d | PCA SSE / image | photo SSE / image | photo / PCA |" in proc.stdout
     assert "\n| 2 | " in proc.stdout and "\n| 4 | " in proc.stdout
     runs = sorted(p.name for p in (tmp_path / "models").iterdir())
-    assert runs == ["cnn-d2-photos", "cnn-d4-photos", "pca-d2-photos", "pca-d4-photos"]  # as aetool train names them
+    assert runs == ["pca-d2-photos", "pca-d4-photos", "photo-d2-photos", "photo-d4-photos"]  # as aetool train names them
     report = json.loads((tmp_path / "cmp" / "table.json").read_text())
     assert report["validation_images"] == 4 and report["train_images"] == 36 and report["image"] == [3, 32, 32]
     rows = {(r["d"], r["family"]): r for r in report["rows"]}
-    assert set(rows) == {(2, "pca"), (4, "pca"), (2, "cnn"), (4, "cnn")}
+    assert set(rows) == {(2, "pca"), (4, "pca"), (2, "photo"), (4, "photo")}
     for (d, family), r in rows.items():
         assert r["psnr_db"] == pytest.approx(10 * np.log10(3 * 32 * 32 / r["validation_sse_per_image"]))
         assert -1 <= r["ssim"] <= 1
         assert report["sse_ratio_net_over_pca"][str(d)] == pytest.approx(
-            rows[(d, "cnn")]["validation_sse_per_image"] / rows[(d, "pca")]["validation_sse_per_image"])
+            rows[(d, "photo")]["validation_sse_per_image"] / rows[(d, "pca")]["validation_sse_per_image"])
     # PCA's validation SSE is its training run's own, computed there in numpy
     pca = json.loads((tmp_path / "models" / "pca-d4-photos" / "metrics.json").read_text())
     assert rows[(4, "pca")]["validation_sse_per_image"] == pytest.approx(pca["test_sse_per_image"], rel=1e-4)
@@ -77,11 +77,11 @@ def test_compare_a_folder_trains_tables_and_draws(tmp_path):
     assert (cell == np.asarray(Image.open(tmp_path / "photos" / f"photo{val[0]:04d}.png"))).all()
 
     # a second comparison finds the runs instead of training them; --json is the report
-    again = run_cli("compare", "--data", "photos", "--runs", "models/cnn-d4-photos,models/pca-d4-photos", "--json",
+    again = run_cli("compare", "--data", "photos", "--runs", "models/photo-d4-photos,models/pca-d4-photos", "--json",
                     "-o", "cmp2", cwd=tmp_path, env=env)
     j = json.loads(again.stdout)
-    assert [(r["d"], r["family"]) for r in j["rows"]] == [(4, "pca"), (4, "cnn")] and j["figures"] == ["recon-d4.png"]
-    assert j["rows"][1]["validation_sse_per_image"] == pytest.approx(rows[(4, "cnn")]["validation_sse_per_image"])
+    assert [(r["d"], r["family"]) for r in j["rows"]] == [(4, "pca"), (4, "photo")] and j["figures"] == ["recon-d4.png"]
+    assert j["rows"][1]["validation_sse_per_image"] == pytest.approx(rows[(4, "photo")]["validation_sse_per_image"])
 
     other = run_cli("compare", "--data", "photos", "--d", "2", "--seed", "1", "--epochs", "1", "--runs",
                     "models/pca-d2-photos", cwd=tmp_path, env=env, check=False)

@@ -178,7 +178,7 @@ TAMPERED = {  # name: (change to latent.json, a fragment of the one-line error)
     "density-kind-field-unknown": (lambda m: _diagonal(m).update(kind="mystery"), "its kind is 'mystery'"),
     "schema-from-the-future": (_set("schema_version", 99), "unsupported schema_version 99"),
     "schema-missing": (lambda m: m.pop("schema_version"), "lacks 'schema_version'"),
-    "family-unknown": (_set("family", "gan"), "'family' must be one of cnn, pca"),
+    "family-malformed": (_set("family", "GAN!"), "'family' must be a short lower-case name"),
     "channels-zero": (_set("image.channels", 0), "'channels' must be an integer >= 1"),
     "range-reversed": (_set("image.range", [1.0, 0.0]), "'range' must be [low, high]"),
     "preprocessing-unknown": (_set("image.preprocessing", "warp"), "'preprocessing' must be one of"),

@@ -30,7 +30,9 @@ def colour_ws(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("colour")
     coloured_digits(ws / "photos")
     env = {"AETOOL_CACHE": str(ws / "cache")}
-    run_cli("train", "--data", "photos", "--d", "8", "--epochs", "2", "--batch-size", "50", "--quiet", cwd=ws, env=env)
+    # coloured digits: the lecture's network (the photo family's flips would mirror digits)
+    run_cli("train", "--data", "photos", "--arch", "cnn", "--d", "8", "--epochs", "2", "--batch-size", "50", "--quiet",
+            cwd=ws, env=env)
     run_cli("export", "--quiet", cwd=ws, env=env)
     return ws
 
@@ -126,8 +128,9 @@ def test_torchrun_two_processes_match_one(tmp_path):
     """Two CPU processes (gloo), each with half of every global batch, give the losses of one process."""
     coloured_digits(tmp_path / "photos", n=200)
     env = {**os.environ, "AETOOL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    args = ["train", "--data", "photos", "--latent-dim", "4", "--epochs", "2", "--batch-size", "40", "--precision", "fp32",
-            "--quiet"]
+    # the lecture's network: BatchNorm (the photo family's) normalises each process's half batch on its own
+    args = ["train", "--data", "photos", "--arch", "cnn", "--latent-dim", "4", "--epochs", "2", "--batch-size", "40",
+            "--precision", "fp32", "--quiet"]
     run_cli(*args, "--out", "one", cwd=tmp_path, env=env)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "aetool", *args,
                            "--out", "two"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -341,7 +341,7 @@ def test_train_refuses_to_clobber_a_run(ws_copy):
     (["--d", "100000"], "Invalid value for '--d'"),
     (["--d", "4", "--epochs", "0"], "Invalid value for '--epochs'"),
     (["--d", "4", "--limit", "0"], "Invalid value for '--limit'"),
-    (["--d", "4", "--nb-channels", "0"], "Invalid value for '--nb-channels'"),
+    (["--d", "4", "--nb-channels", "0"], "Invalid value for '--width' / '--nb-channels'"),
     (["--d", "4", "--lr", "-1"], "Invalid value for '--lr'"),
     (["--d", "4", "--revive-dead"], "pass --init-from RUN with it"),
     (["--d", "4", "--resume"], "no checkpoint to resume"),

@@ -211,8 +211,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    """The site for cnn-d2 and cnn-d16 (which has an anomaly calibration), open in headless Chromium."""
+def page(tmp_path_factory, photo_bundle):
+    """The site for cnn-d2, cnn-d16 (which has an anomaly calibration), linear colour bundles and a photo
+    network's bundle, open in headless Chromium."""
     chromium, runtime = _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
@@ -224,7 +225,7 @@ def page(tmp_path_factory):
 
     rng = np.random.default_rng(2)
     write_calibration(unsure, calibrate_parts(np.exp(rng.normal(2, 0.3, 20)), rng.normal(0, 1, 20), 0.01))
-    build_site(["cnn-d2", "cnn-d16", str(colour), str(unsure)], site, Runtime(folder=runtime), points=500,
+    build_site(["cnn-d2", "cnn-d16", str(colour), str(unsure), str(photo_bundle)], site, Runtime(folder=runtime), points=500,
                images=_pictures(root / "pics"))
     page_colour[:] = [colour, root / "pics"]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
@@ -396,4 +397,22 @@ def test_a_bundle_without_a_threshold_scores_but_gives_no_verdict_in_the_page(pa
     assert got["score"]["score"] == pytest.approx(float(combine(sse, nll, b.meta.anomaly)[0]), rel=1e-4, abs=1e-4)
     assert got["score"]["threshold"] is None and got["score"]["flagged"] is None
     assert "no threshold in this bundle, so no verdict" in page.evaluate("document.getElementById('score').textContent")
+    assert page.evaluate("window.aetool.errors") == []
+
+
+@pytestmark_browser
+def test_photo_network_bundle_runs_in_the_page(page, photo_bundle):
+    """The photo family's graphs (folded BatchNorm, SiLU, DepthToSpace, its linear paths) give in
+    onnxruntime-web what they give in Python."""
+    _use(page, "photo")
+    b = load_bundle(photo_bundle, device="cpu")
+    z = b.density.sample(3, rng=np.random.default_rng(3)).astype(np.float64)
+    in_page = np.array(page.evaluate("zs => window.aetool.decodeMany(zs)", z.tolist()))
+    assert np.abs(in_page - b.decode(z.astype(np.float32)).reshape(3, -1)).max() < 1e-4
+    rgb = np.random.default_rng(4).integers(0, 256, (32, 32, 3))
+    rgba = np.concatenate([rgb, np.full((32, 32, 1), 255)], 2)
+    got = page.evaluate("([a, w, h]) => window.aetool.analyse(a, w, h)", [rgba.ravel().tolist(), 32, 32])
+    x = np.array(got["x"], np.float32).reshape(1, 3, 32, 32)
+    assert np.abs(x - rgb.transpose(2, 0, 1)[None] / 255).max() <= 1.01 / 255  # a 32x32 picture stays as it is
+    assert np.abs(np.array(got["z"]) - b.encode(x).ravel()).max() < 1e-4
     assert page.evaluate("window.aetool.errors") == []

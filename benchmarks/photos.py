@@ -1,7 +1,7 @@
 """Real photographs: aetool's photo network against PCA at the same d, on patches of colour photographs.
 
     pip install -e ".[bench]"                   # scikit-image (the photos, SSIM), scikit-learn (the PCA check)
-    python benchmarks/photos.py                 # the table; about an hour on 2 cores (CPU named in the results)
+    python benchmarks/photos.py                 # the table; about three hours on 2 cores (CPU named in the results)
     python benchmarks/photos.py --quick         # a smoke run: tiny folders, 2 epochs
 
 The photographs are those inside scikit-image's wheel (benchmarks/photo_patches.py cuts them).
@@ -161,7 +161,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny folders and 2 epochs: a smoke run")
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--count", type=int, default=5000, help="patches at 32 and 64 px (128 px: a third)")
+    ap.add_argument("--count", type=int, default=12000, help="patches at 32 and 64 px (128 px: a third)")
     ap.add_argument("--rows", default="all", help="comma-separated row numbers (0-based) of ROWS, or all")
     ap.add_argument("--work", type=Path, default=None, help="keep folders, runs and bundles here")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")

@@ -1,7 +1,7 @@
 """Real photographs: aetool's photo network against PCA at the same d, on patches of colour photographs.
 
     pip install -e ".[bench]"                   # scikit-image (the photos, SSIM), scikit-learn (the PCA check)
-    python benchmarks/photos.py                 # the table; about three hours on 2 cores (CPU named in the results)
+    python benchmarks/photos.py                 # the table; about two hours on 2 cores (CPU named in the results)
     python benchmarks/photos.py --quick         # a smoke run: tiny folders, 2 epochs
 
 The photographs are those inside scikit-image's wheel (benchmarks/photo_patches.py cuts them).

@@ -130,13 +130,20 @@ class PCAAutoEncoder(nn.Module):
     @torch.no_grad()
     def set_basis(self, mean: np.ndarray, components: np.ndarray) -> "PCAAutoEncoder":
         """``components``: (pixels, d) orthonormal columns."""
-        w = torch.from_numpy(components.astype(np.float32))
-        mu = torch.from_numpy(mean.astype(np.float32))
-        self.encoder.linear.weight.copy_(w.T)
-        self.encoder.linear.bias.copy_(-(mu @ w))
-        self.decoder.linear.weight.copy_(w)
-        self.decoder.linear.bias.copy_(mu)
+        set_pca_layers(self.encoder.linear, self.decoder.linear, mean, components)
         return self
+
+
+@torch.no_grad()
+def set_pca_layers(project: nn.Linear, reconstruct: nn.Linear, mean: np.ndarray, components: np.ndarray) -> None:
+    """Two Linear layers as PCA's projection z = (x - mean) W and reconstruction x = z W^T + mean
+    (``components`` W: (pixels, d) orthonormal columns): PCA's model, and the photo network's linear paths."""
+    w = torch.from_numpy(np.ascontiguousarray(components, dtype=np.float32))
+    mu = torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32))
+    project.weight.copy_(w.T)
+    project.bias.copy_(-(mu @ w))
+    reconstruct.weight.copy_(w)
+    reconstruct.bias.copy_(mu)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from .model import set_pca_layers
+
 MAX_WIDTH_FACTOR = 8  # the widths stop doubling at 8x the full-size width
 SMALLEST_SIDE = 4  # halve the side while it is even and above this
 
@@ -163,12 +165,7 @@ class PhotoAutoEncoder(nn.Module):
     def start_at_pca(self, mean: np.ndarray, components: np.ndarray) -> "PhotoAutoEncoder":
         """Set both linear paths to PCA's (``components``: (pixels, d) orthonormal columns), so the
         network starts as the best linear autoencoder and training adds what no linear map can."""
-        w = torch.from_numpy(np.ascontiguousarray(components, dtype=np.float32))
-        mu = torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32))
-        self.encoder.linear.weight.copy_(w.T)
-        self.encoder.linear.bias.copy_(-(mu @ w))
-        self.decoder.linear.weight.copy_(w)
-        self.decoder.linear.bias.copy_(mu)
+        set_pca_layers(self.encoder.linear, self.decoder.linear, mean, components)
         return self
 
 

@@ -954,7 +954,7 @@ def _start(entry: dict) -> str:
 
 
 def _shifted(pixels: int) -> str:
-    return f"digits shifted by up to {pixels} pixel{'s' if pixels != 1 else ''}"
+    return f"shifted by up to {pixels} pixel{'s' if pixels != 1 else ''}"
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:

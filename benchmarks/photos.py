@@ -13,7 +13,9 @@ For each row the CNN is trained and exported by the aetool CLI, as a user would,
 the exported bundle (onnxruntime); PCA is fitted on the same training images (aetool's PCA where it
 takes the size, scikit-learn's as the check) and scored on the same validation images.  Scores: SSE
 per image, PSNR, SSIM (scikit-image's, Gaussian window) and CNN/PCA SSE.  Then the bundle's encoder
-and decoder speed, images/s side by side.  Results: benchmarks/results/photos-<date>.{md,json}.
+and decoder speed, images/s side by side.  Results: benchmarks/results/photos-<date>.{md,json}; a run
+with --rows adds its rows to that day's file (the table can be built over several sittings), and
+photos-<date>.png shows validation patches over the CNN's and PCA's reconstructions at d=32.
 """
 
 from __future__ import annotations
@@ -72,7 +74,12 @@ def scores(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
     return {"sse": float(sse.mean()), "psnr": psnr_from_sse(float(sse.mean()), x[0].size), "ssim": float(np.mean(ssim))}
 
 
-def pca_scores(train: np.ndarray, val: np.ndarray, d: int) -> tuple[dict, float]:
+def pca_reconstruct(fit, x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return ((flat - fit.mean) @ fit.components @ fit.components.T + fit.mean).reshape(x.shape).astype(np.float32)
+
+
+def pca_scores(train: np.ndarray, val: np.ndarray, d: int) -> tuple[dict, float, object]:
     """aetool's PCA (training.pca, any size) fitted on ``train`` and scored on ``val``, with its fit
     seconds; scikit-learn's randomized PCA on the same images is the check (its SSE beside ours)."""
     from sklearn.decomposition import PCA
@@ -82,12 +89,11 @@ def pca_scores(train: np.ndarray, val: np.ndarray, d: int) -> tuple[dict, float]
     t0 = time.perf_counter()
     fit = fit_pca_streaming(train, d)
     seconds = time.perf_counter() - t0
-    flat = val.reshape(len(val), -1).astype(np.float64)
-    recon = ((flat - fit.mean) @ fit.components @ fit.components.T + fit.mean).reshape(val.shape)
+    recon = pca_reconstruct(fit, val)
     check = PCA(d, svd_solver="randomized", random_state=0).fit(train.reshape(len(train), -1))
     check_sse = float(((check.inverse_transform(check.transform(val.reshape(len(val), -1))) - val.reshape(len(val), -1)) ** 2)
                       .sum(1).mean())
-    return {**scores(val, recon.astype(np.float32)), "pca": "aetool", "scikit_learn_sse": check_sse}, seconds
+    return {**scores(val, recon), "pca": "aetool", "scikit_learn_sse": check_sse}, seconds, fit
 
 
 def cnn_row(work: Path, folder: Path, size: int, d: int, epochs: int, val: np.ndarray, name: str) -> dict:
@@ -126,6 +132,32 @@ def speed(bundle_dir: str, batch: int = 256, repeats: int = 7) -> dict:
         dec.append(time.perf_counter() - t0)
     e, g = batch / np.median(enc), batch / np.median(dec)
     return {"batch": batch, "encode_images_per_s": e, "decode_images_per_s": g, "decode_over_encode": g / e}
+
+
+def figure(val: np.ndarray, bundle_dir: str, fit, path: Path, n: int = 12) -> None:
+    """Validation patches (top) over the CNN's (middle) and PCA's (bottom) reconstructions."""
+    from aetool.bundle import load_bundle
+    from aetool.images import make_grid, stack_rows, write_png
+
+    x = val[np.random.default_rng(0).choice(len(val), n, replace=False)]
+    cnn = np.clip(load_bundle(bundle_dir, device="cpu").reconstruct(x), 0, 1)
+    pca = np.clip(pca_reconstruct(fit, x), 0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(stack_rows([make_grid(part, n) for part in (x, cnn, pca)]), path, scale=2)
+
+
+def merged(path: Path, rows: list[dict], info: dict) -> list[dict]:
+    """This run's rows added to those already in ``path`` (same day, same settings), in ROWS order."""
+    key = lambda r: (r["split"], r["size"], r["d"])  # noqa: E731
+    if path.exists():
+        old = json.loads(path.read_text())
+        if all(old["info"].get(k) == info[k] for k in ("cpu", "epochs", "quick")):
+            info["counts"] = {**{int(k): v for k, v in old["info"]["counts"].items()}, **info["counts"]}
+            info["speed"] = old["info"].get("speed")
+            new = {key(r) for r in rows}
+            rows = [r for r in old["rows"] if key(r) not in new] + rows
+    order = {row: i for i, row in enumerate(ROWS)}
+    return sorted(rows, key=lambda r: order.get(key(r), len(order)))
 
 
 def markdown(rows: list[dict], info: dict) -> str:
@@ -184,7 +216,9 @@ def main() -> None:
         val = images_of(folders["heldout"], size, "all") if held else images_of(train_folder, size, "val")
         name = f"photo-{size}-d{d}-{'heldout' if held else 'random'}"
         cnn = cnn_row(work, train_folder, size, d, epochs, val, name)
-        pca, pca_seconds = pca_scores(train, val, d)
+        pca, pca_seconds, fit = pca_scores(train, val, d)
+        if (split_name, size, d) == ("random", 64, 32):
+            figure(val, cnn["bundle"], fit, a.out / f"photos-{datetime.date.today().isoformat()}.png")
         row = {"split": split_name, "size": size, "d": d, "train_images": len(train), "val_images": len(val),
                "cnn": cnn, "pca": {**pca, "fit_seconds": pca_seconds}, "ratio": cnn["sse"] / pca["sse"]}
         out_rows.append(row)
@@ -193,10 +227,12 @@ def main() -> None:
               f"{cnn['images_per_s']:.0f} img/s", flush=True)
     info = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "epochs": epochs, "counts": counts,
             "quick": a.quick}
-    main_row = next((r for r in out_rows if r["size"] == 64 and r["d"] == 32), out_rows[0])
-    info["speed"] = {"bundle": Path(main_row["cnn"]["bundle"]).name, **speed(main_row["cnn"]["bundle"])}
     stem = "photos-quick" if a.quick else f"photos-{info['date']}"
     a.out.mkdir(parents=True, exist_ok=True)
+    out_rows = merged(a.out / f"{stem}.json", out_rows, info)
+    main_row = next((r for r in out_rows if r["size"] == 64 and r["d"] == 32 and r["split"] == "random"), None)
+    if main_row is not None and Path(main_row["cnn"]["bundle"]).exists():
+        info["speed"] = {"bundle": Path(main_row["cnn"]["bundle"]).name, **speed(main_row["cnn"]["bundle"])}
     (a.out / f"{stem}.json").write_text(json.dumps({"info": info, "rows": out_rows}, indent=1) + "\n")
     (a.out / f"{stem}.md").write_text(markdown(out_rows, info))
     print(markdown(out_rows, info))

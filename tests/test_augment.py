@@ -32,6 +32,19 @@ def test_shift_images_moves_each_image_by_its_own_offset():
         np.testing.assert_array_equal(got[i, 0], shifted_reference(x[i, 0], down, right))
 
 
+def test_reflect_shift_fills_the_gap_with_the_pictures_mirrored_edge():
+    """A photograph has no background: what a shift moves in is the picture's own edge, mirrored
+    (numpy's "reflect" padding), not a black band."""
+    rng = np.random.default_rng(1)
+    x = rng.random((4, 3, 6, 8), dtype=np.float32)
+    offsets = np.array([[0, 0], [2, 0], [0, -1], [-2, 2]])
+    got = shift_images(torch.from_numpy(x), torch.from_numpy(offsets), fill="reflect").numpy()
+    for i, (down, right) in enumerate(offsets):
+        padded = np.pad(x[i], ((0, 0), (2, 2), (2, 2)), mode="reflect")
+        np.testing.assert_array_equal(got[i], padded[:, 2 - down : 2 - down + 6, 2 - right : 2 - right + 8])
+    assert got.min() > 0  # no zeros came in
+
+
 def test_random_shift_draws_every_offset_in_range_and_keeps_inner_digits_whole():
     x = torch.zeros(400, 1, 28, 28)
     x[:, :, 10:18, 12:16] = 1.0  # a blob 10 pixels from every edge

@@ -205,7 +205,7 @@ def test_default_bundle_is_newest_in_export_else_shipped(workspace, tmp_path):
     proc = run_cli("info", cwd=empty)
     assert "pretrained/cnn-d16: cnn, d=16" in proc.stdout
     # the shipped d=16 run's start trained on moved digits, and its chain says so
-    assert "started from cnn-d16-r7 (162 epochs, digits shifted by up to 1 pixel): 174 epochs in all" in proc.stdout
+    assert "started from cnn-d16-r7 (162 epochs, shifted by up to 1 pixel): 174 epochs in all" in proc.stdout
 
 
 def test_device_cuda_is_clear_when_unusable(workspace):

@@ -72,6 +72,16 @@ def test_default_family_is_the_lecture_on_mnist_and_photo_on_a_folder(tmp_path):
     assert TrainConfig(d=8, width=64).default_run_name() == "cnn-d8-w64"
 
 
+def test_shifts_are_the_familys_default_and_a_given_value_wins():
+    from aetool.bundle_format import ImageSpec
+
+    photo = ImageSpec(channels=3, height=32, width=32, preprocessing="resize_pad")
+    assert TrainConfig(model="photo").resolved(photo).shift == 2
+    assert TrainConfig(model="photo", shift=0).resolved(photo).shift == 0
+    assert TrainConfig().resolved(ImageSpec()).shift == 0  # the lecture's digits: never moved unless asked
+    assert TrainConfig(model="pca").resolved(photo).shift == 0
+
+
 def test_legacy_config_gives_the_architecture():
     old = {"config": {"d": 8, "model": "cnn", "nb_channels": 64, "channels": None, "image_size": None}}
     assert ArchConfig.from_stored(old) == ArchConfig("cnn", 8, 64, 1, 28)
@@ -123,6 +133,7 @@ def test_photo_run_records_its_architecture_and_defaults(photo_workspace):
     assert metrics["arch"] == {"family": "photo", "d": 6, "width": 8, "channels": 3, "image_size": 32}
     c = metrics["config"]
     assert (c["model"], c["schedule"], c["flip"], c["weight_decay"] > 0, c["clip"] > 0) == ("photo", "onecycle", True, True, True)
+    assert c["shift"] == 2  # moved pictures, the edge mirrored in (families.PhotoNet.shift_fill)
     best = min(metrics["history"], key=lambda h: h["test_sse_per_image"])
     assert metrics["best_epoch"] == best["epoch"] and metrics["best_test_sse_per_image"] == best["test_sse_per_image"]
 

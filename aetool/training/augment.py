@@ -19,15 +19,17 @@ import torch
 import torch.nn.functional as F
 
 
-def shift_images(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def shift_images(x: torch.Tensor, offsets: torch.Tensor, fill: str = "zeros") -> torch.Tensor:
     """Move image ``i`` of an N×C×H×W batch down by ``offsets[i, 0]`` and right by
-    ``offsets[i, 1]`` pixels (negative: up / left), zeros filling what comes in."""
+    ``offsets[i, 1]`` pixels (negative: up / left).  What comes in is zeros (a digit's black
+    background) or, with ``fill="reflect"``, the picture's own edge mirrored: a photograph has no
+    background, and a black band would be a feature no real picture has."""
     n, _, h, w = x.shape
     k = int(offsets.abs().max()) if len(offsets) else 0
     if k == 0:
         return x
     offsets = offsets.to(x.device)
-    padded = F.pad(x, (k, k, k, k))
+    padded = F.pad(x, (k, k, k, k), mode="reflect") if fill == "reflect" else F.pad(x, (k, k, k, k))
     rows = torch.arange(h, device=x.device) + k - offsets[:, :1]  # N×H: the padded row each output row reads
     cols = torch.arange(w, device=x.device) + k - offsets[:, 1:]  # N×W
     batch = torch.arange(n, device=x.device)[:, None, None]
@@ -35,14 +37,14 @@ def shift_images(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: str = "zeros") -> torch.Tensor:
     """Each image moved by its own offset, uniform in [-max_shift, max_shift] on both axes.
 
     ``generator`` is the epoch's CPU generator, so a resumed run draws the same shifts."""
     if max_shift == 0:
         return x
     offsets = torch.randint(-max_shift, max_shift + 1, (len(x), 2), generator=generator)
-    return shift_images(x, offsets)
+    return shift_images(x, offsets, fill)
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -150,8 +150,9 @@ class TrainConfig:
         "With --init-from: give the start's dead ReLU channels fresh weights (same function).")))
     average_last: int = field(default=0, metadata=opt("--average-last", low=0, metavar="K", help=(
         "Ship the mean of the weights at the end of the last K epochs (stochastic weight averaging).")))
-    shift: int = field(default=0, metadata=opt("--shift", low=0, high=MAX_SHIFT, metavar="PIXELS", help=(
-        "Move each training digit by a random offset of up to PIXELS per axis, anew every epoch.")))
+    shift: int | None = field(default=None, metadata=opt("--shift", low=0, high=MAX_SHIFT, metavar="PIXELS", help=(
+        "Move each training picture by a random offset of up to PIXELS per axis, anew every epoch (default: "
+        "cnn 0, photo 2, its edge mirrored into the gap).")))
     denoise: float = field(default=0.0, metadata=opt("--denoise", low=0, high=1, metavar="SIGMA", help=(
         "Train to reconstruct each image from a copy with Gaussian noise of this level (one-class detectors).")))
     holdout: int = field(default=0, metadata=opt("--holdout", low=0, metavar="N", help=(

@@ -91,6 +91,7 @@ class Family:
     summary: ClassVar[str]
     closed_form: ClassVar[bool] = False  # fitted in closed form (fit), not trained by the Trainer
     defaults: ClassVar[dict[str, Any]] = {}
+    shift_fill: ClassVar[str] = "zeros"  # what --shift moves in: zeros, or the picture's edge mirrored
 
     def build(self, arch: ArchConfig) -> nn.Module:
         """A fresh model with ``.encoder`` (N,C,H,W)->(N,d,1,1) and ``.decoder`` back."""
@@ -158,7 +159,7 @@ class LectureCNN(Family):
     aliases = ("lecture",)
     summary = "the lecture's network (exactly, at 1x28x28); a constant-width plan at other sizes"
     defaults = {"width": NB_CHANNELS, "lr": 1e-3, "schedule": "constant", "weight_decay": 0.0, "clip": 0.0,
-                "flip": False}
+                "flip": False, "shift": 0}
 
     def build(self, arch: ArchConfig) -> nn.Module:
         from .model import AutoEncoder
@@ -194,7 +195,9 @@ class LectureCNN(Family):
 class PhotoNet(Family):
     name = "photo"
     summary = "residual stages with widths doubling as the side halves, BatchNorm, SiLU, a Linear bottleneck"
-    defaults = {"width": 16, "lr": 2e-3, "schedule": "onecycle", "weight_decay": 1e-4, "clip": 1.0, "flip": True}
+    defaults = {"width": 16, "lr": 2e-3, "schedule": "onecycle", "weight_decay": 1e-4, "clip": 1.0, "flip": True,
+                "shift": 2}
+    shift_fill = "reflect"
 
     def build(self, arch: ArchConfig) -> nn.Module:
         from .photo import PhotoAutoEncoder
@@ -222,7 +225,7 @@ class PCA(Family):
     name = "pca"
     summary = "the linear baseline: the top-d principal directions, fitted in closed form"
     closed_form = True
-    defaults = {"flip": False}
+    defaults = {"flip": False, "shift": 0}
 
     def build(self, arch: ArchConfig) -> nn.Module:
         from .model import PCAAutoEncoder

@@ -246,7 +246,7 @@ class Trainer:
         for i, start in enumerate(bar):
             if per_step:
                 self.set_lr(self.lr_at(self.epoch + i / len(batches)))
-            x = random_shift(x_train.batch(self.ranks.my_part(order[start : start + c.batch_size])), c.shift, g)
+            x = random_shift(x_train.batch(self.ranks.my_part(order[start : start + c.batch_size])), c.shift, g, self.family.shift_fill)
             x = random_flip(x, g) if c.flip else x
             total += self.step(x, random_noise(x, c.denoise, g) if c.denoise else None) * len(x)
             seen += len(x)

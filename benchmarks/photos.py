@@ -135,11 +135,13 @@ def speed(bundle_dir: str, batch: int = 256, repeats: int = 7) -> dict:
 
 
 def figure(val: np.ndarray, bundle_dir: str, fit, path: Path, n: int = 12) -> None:
-    """Validation patches (top) over the CNN's (middle) and PCA's (bottom) reconstructions."""
+    """Validation patches (top) over the CNN's (middle) and PCA's (bottom) reconstructions: patches
+    spread from the median to the most detailed (by pixel spread), as flat ones look alike in all three."""
     from aetool.bundle import load_bundle
     from aetool.images import make_grid, stack_rows, write_png
 
-    x = val[np.random.default_rng(0).choice(len(val), n, replace=False)]
+    order = np.argsort(val.reshape(len(val), -1).std(1))
+    x = val[order[np.linspace(len(val) // 2, len(val) - 1, n).astype(int)]]
     cnn = np.clip(load_bundle(bundle_dir, device="cpu").reconstruct(x), 0, 1)
     pca = np.clip(pca_reconstruct(fit, x), 0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +220,7 @@ def main() -> None:
         cnn = cnn_row(work, train_folder, size, d, epochs, val, name)
         pca, pca_seconds, fit = pca_scores(train, val, d)
         if (split_name, size, d) == ("random", 64, 32):
-            figure(val, cnn["bundle"], fit, a.out / f"photos-{datetime.date.today().isoformat()}.png")
+            figure(val, cnn["bundle"], fit, a.out / ("photos-quick.png" if a.quick else f"photos-{datetime.date.today().isoformat()}.png"))
         row = {"split": split_name, "size": size, "d": d, "train_images": len(train), "val_images": len(val),
                "cnn": cnn, "pca": {**pca, "fit_seconds": pca_seconds}, "ratio": cnn["sse"] / pca["sse"]}
         out_rows.append(row)

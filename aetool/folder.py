@@ -44,7 +44,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from . import images as _images
+from . import image_input
 from .errors import AetoolError
 from .fileio import STALE_SECONDS, path_text, read_json, sha256_file, write_json
 from .lecture import IMAGE_SIZES
@@ -181,7 +181,7 @@ def _header(path: Path) -> tuple[bool, int, int] | None:
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
                 mode = im.mode
-                grey = _images._is_grey_mode(mode) or mode in ("LA", "La") or (
+                grey = image_input.is_grey_mode(mode) or mode in ("LA", "La") or (
                     mode in ("P", "PA") and _grey_palette(im))
                 return grey, int(im.width), int(im.height)
     except Exception:  # noqa: BLE001 - unreadable files are load_folder's to report, not ours
@@ -263,8 +263,8 @@ def _check_options(channels: int | None, size: int | None, fit: str, workers: in
         raise AetoolError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
     if size is not None and not (whole(size) and size in IMAGE_SIZES):
         raise AetoolError(f"image size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size!r}")
-    if fit not in _images.FITS:
-        raise AetoolError(f"unknown fit {fit!r}; use {' or '.join(_images.FITS)}")
+    if fit not in image_input.FITS:
+        raise AetoolError(f"unknown fit {fit!r}; use {' or '.join(image_input.FITS)}")
     if workers is not None and not (whole(workers) and workers >= 1):
         raise AetoolError(f"workers must be a whole number >= 1, got {workers!r}")
 
@@ -354,7 +354,7 @@ def _decode_chunk(paths: list[str], channels: int, size: int, fit: str) -> tuple
     failed: list[tuple[int, str]] = []
     for i, p in enumerate(paths):
         try:
-            out[i] = _images.picture_to_uint8(p, channels, size, fit)
+            out[i] = image_input.picture_to_uint8(p, channels, size, fit)
         except AetoolError as e:
             failed.append((i, str(e)))
     return out, failed

@@ -62,7 +62,7 @@ def test_interpolate_gif_and_strip(workspace, digit_pngs, tmp_path):
 
 def test_interpolation_endpoints_are_the_reconstructions(bundle_dir, digit_pngs):
     from aetool import load_bundle
-    from aetool.images import load_images
+    from aetool.image_input import load_images
 
     b = load_bundle(bundle_dir, device="cpu")
     x = load_images(digit_pngs)

@@ -838,12 +838,12 @@ def test_one_corrupt_picture_among_web_images_is_skipped_and_strict_refuses(tmp_
 # ---------------------------------------------------------------- 3., 8. the decode workers die with the command
 SLOW_DECODE = '''
 import time
-import aetool.images as images
-_decode = images.picture_to_uint8
+import aetool.image_input as image_input
+_decode = image_input.picture_to_uint8
 def _slow(*args, **kwargs):
     time.sleep(0.4)
     return _decode(*args, **kwargs)
-images.picture_to_uint8 = _slow
+image_input.picture_to_uint8 = _slow
 '''
 
 

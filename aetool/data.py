@@ -31,7 +31,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import io
-import os
 import pickle
 import struct
 import urllib.error
@@ -45,9 +44,9 @@ from typing import Any
 import numpy as np
 
 from .errors import AetoolError
-from .fileio import atomic_path, write_bytes
+from .fileio import atomic_path, default_cache_dir, write_bytes
 
-__all__ = ["Dataset", "load_mnist", "mnist_test_head", "default_cache_dir"]
+__all__ = ["Dataset", "load_mnist", "mnist_test_head"]
 
 SPLITS = ("train", "test")
 SPLIT_SIZES = {"train": 60000, "test": 10000}
@@ -116,17 +115,6 @@ def _to_dataset(images_u8: np.ndarray, labels: np.ndarray, scale: int) -> Datase
 
 # --------------------------------------------------------------------------
 # public API
-
-
-def default_cache_dir() -> Path:
-    """``$AETOOL_CACHE``, else ``$XDG_CACHE_HOME/aetool``, else ``~/.cache/aetool``."""
-    env = os.environ.get("AETOOL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "aetool"
-    return Path.home() / ".cache" / "aetool"
 
 
 def load_mnist(

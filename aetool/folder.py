@@ -658,7 +658,7 @@ def load_folder(
 
 
 def _default_cache_dir() -> Path:
-    from .data import default_cache_dir  # data imports nothing heavy; late so tests can patch it
+    from .fileio import default_cache_dir  # late, so that a test can patch it
 
     return default_cache_dir() / "folders"
 

@@ -49,7 +49,8 @@ SSE_RTOL = 0.03
 
 def pack(folder: Path) -> None:
     """Write MNIST's uint8 cache, compressed, into ``folder`` (point AETOOL_CACHE at it there)."""
-    from aetool.data import default_cache_dir, load_mnist
+    from aetool.data import load_mnist
+    from aetool.fileio import default_cache_dir
 
     folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):

@@ -344,17 +344,6 @@ def test_bad_split(tmp_path):
         mnist_test_head(0, cache_dir=tmp_path)
 
 
-def test_default_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("AETOOL_CACHE", str(tmp_path / "a"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert data.default_cache_dir() == tmp_path / "a"
-    monkeypatch.delenv("AETOOL_CACHE")
-    assert data.default_cache_dir() == tmp_path / "x" / "aetool"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "h"))
-    assert data.default_cache_dir() == tmp_path / "h" / ".cache" / "aetool"
-
-
 def test_dataset_head_and_checks():
     ds = Dataset(np.zeros((5, 1, 28, 28), np.float32), np.arange(5, dtype=np.int64))
     h = ds.head(3)

@@ -427,7 +427,7 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
     height, width = img.grid_size(mnist_test or len(images), ncols, *bundle.image_shape[1:])
     img.check_output_size(2 * height + 4, width, scale, lower="the number of images or --scale")
     if mnist_test:
-        from .data import mnist_test_head
+        from .mnist import mnist_test_head
 
         x, names = mnist_test_head(mnist_test).images, [f"test[{i}]" for i in range(mnist_test)]
     else:
@@ -852,7 +852,7 @@ def evaluate(n_images, bundle, echo, quiet):
     """Score a bundle on the MNIST test set: SSE per image, PSNR and identity kept."""
     from .classify import DigitClassifier
     from .compare import evaluate as evaluate_bundle
-    from .data import mnist_test_head
+    from .mnist import mnist_test_head
 
     if bundle.meta.image.preprocessing != "mnist_digit":
         raise UsageError(f"evaluate scores MNIST digits; bundle {bundle.name} was trained on other images "

@@ -18,12 +18,12 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle
 from .classify import DigitClassifier, confidently_read, identity_kept
-from .data import load_mnist
 from .errors import AetoolError
 from .fileio import write_bytes, write_json
 from .image_output import make_grid, stack_rows, write_gif, write_png
 from .lecture import IMAGE_SHAPE, NB_CHANNELS
 from .metrics import psnr_from_sse, sse_per_image
+from .mnist import load_mnist
 
 FAMILIES = ("cnn", "pca")
 INTERPOLATION_MODELS = (("pca", 32), ("cnn", 8), ("cnn", 32))

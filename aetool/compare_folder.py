@@ -197,7 +197,7 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
     latent sizes of ``runs``, else :data:`DEFAULT_DS`): trains what ``runs`` and ``models_dir`` lack, writes
     ``recon-d<d>.png``, ``table.md`` and ``table.json`` to ``out_dir`` and returns the report (its
     ``table`` the markdown)."""
-    from .data import is_image_folder
+    from .folder import is_image_folder
     from .training.datasets import load_training_data
     from .training.device import torch_device
 

@@ -15,6 +15,9 @@ decoded again rather than trusted.  It is written under a temporary name and ren
 ``.json`` description written last: a run killed half way leaves nothing that
 a later load would trust.
 
+Which ``--data`` values name such a folder (:func:`is_image_folder`: a folder without IDX files) is
+decided here too, so that every command tells a folder of pictures from MNIST's sources the same way.
+
 numpy, Pillow and the standard library only: the runtime imports this without torch.
 """
 
@@ -47,12 +50,14 @@ from PIL import Image
 from . import image_input
 from .errors import AetoolError
 from .fileio import STALE_SECONDS, path_text, read_json, sha256_file, write_json
+from .idx import is_idx_folder
 from .lecture import IMAGE_SIZES
 from .progress import progress
 
 __all__ = [
     "SUFFIXES",
     "FolderData",
+    "is_image_folder",
     "scan",
     "infer_channels",
     "infer_size",
@@ -71,6 +76,14 @@ MAX_CACHE_JSON_BYTES = 1 << 30  # the .json lists every path: allow more than re
 
 # --------------------------------------------------------------------------
 # finding the images
+
+
+def is_image_folder(source: str | Path | None) -> bool:
+    """A --data value naming a folder of a user's images: a folder that holds no IDX files."""
+    if source in (None, "hub", "download"):
+        return False
+    folder = Path(source).expanduser()
+    return folder.is_dir() and not is_idx_folder(folder)
 
 
 def _walk(root: Path, unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[Path, bool]]:

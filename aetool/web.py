@@ -163,7 +163,7 @@ def _labelled_points(bundle: Bundle, n: int) -> tuple[np.ndarray, np.ndarray | N
     bundles: nothing (the map then shows no scatter; ``--images`` gives it points)."""
     if bundle.meta.image.preprocessing != "mnist_digit":
         return np.zeros((0, bundle.d)), None, np.zeros((0, *bundle.image_shape), np.float32), None, "none"
-    from .data import mnist_test_head
+    from .mnist import mnist_test_head
 
     test = mnist_test_head(n)
     z = bundle.encode(test.images).reshape(n, bundle.d)

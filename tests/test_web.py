@@ -112,7 +112,7 @@ def test_site_holds_page_bundles_and_map(tmp_path):
     axes = np.array(m["plane"]["axes"])
     assert axes.shape == (2, 16) and np.allclose(axes @ axes.T, np.eye(2), atol=1e-4)  # orthonormal directions
     # the map's points are the test digits' latents projected on that plane
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     b = load_bundle("cnn-d16", device="cpu")
     z = b.encode(mnist_test_head(300).images).reshape(300, 16)
@@ -270,7 +270,7 @@ def test_decode_and_encode_match_python_onnxruntime(page, name):
     z = b.density.sample(3, rng=rng).astype(np.float64)
     in_page = np.array(page.evaluate("zs => window.aetool.decodeMany(zs)", z.tolist()))
     assert np.abs(in_page - b.decode(z).reshape(3, -1)).max() < 1e-4
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     x = mnist_test_head(1).images[0]
     z_page = np.array(page.evaluate("x => window.aetool.encode(x)", x.ravel().tolist()))

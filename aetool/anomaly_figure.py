@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .bundle_format import AnomalyCalibration
-from .images import to_uint8, write_png
+from .image_output import to_uint8, write_png
 
 WIDTH, PLOT_H, MARGIN, TILE = 640, 200, 48, 84
 GREY, BLUE, RED, INK = (170, 170, 170), (40, 110, 200), (210, 40, 40), (20, 20, 20)

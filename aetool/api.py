@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import images as img
 from .bundle import Bundle
+from .image_output import make_grid, stack_rows
 from .metrics import sse_per_image
 
 
@@ -13,5 +13,5 @@ def reconstruction_figure(bundle: Bundle, x: np.ndarray, ncols: int = 12) -> tup
     """Originals above reconstructions (a uint8 grid), and each image's SSE."""
     x_hat = bundle.reconstruct(x)
     sse = sse_per_image(x, x_hat)
-    grid = img.stack_rows([img.make_grid(x, ncols), img.make_grid(x_hat, ncols)])
+    grid = stack_rows([make_grid(x, ncols), make_grid(x_hat, ncols)])
     return grid, sse

@@ -124,7 +124,7 @@ class Bundle:
     def load_images(self, paths: Sequence[str | os.PathLike], invert: bool | None = None) -> np.ndarray:
         """Picture files as this bundle's inputs (N, C, H, W), by its own preprocessing: MNIST's digit
         normalisation for digit bundles, resized grey or RGB for bundles trained on a folder."""
-        from . import images as img
+        from . import image_input as img
 
         image = self.meta.image
         return img.load_for(paths, image.channels, image.height, image.width, image.preprocessing, invert=invert)

@@ -163,7 +163,7 @@ def output_option(default: str, help: str = f"Output picture: {PICTURE_FORMATS} 
 
 def picture_path(value: Path | None, param: click.Parameter) -> Path | None:
     """An output picture's name is checked before any work: a wrong suffix is a usage error."""
-    from .images import OUTPUT_FORMATS
+    from .image_output import OUTPUT_FORMATS
 
     if value is not None and value.suffix.lower() not in OUTPUT_FORMATS:
         raise click.BadParameter(f"{value}: use a picture name ending in one of {PICTURE_FORMATS}", param=param)
@@ -417,7 +417,7 @@ def train_classifier_cmd(epochs, seed, limit, device, out, quiet):
 @bundle_options
 def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, quiet):
     """Reconstruct IMAGES: originals above reconstructions in one PNG grid, SSE per image."""
-    from . import images as img
+    from . import image_output as img
     from .api import reconstruction_figure
 
     if bool(images) == bool(mnist_test):
@@ -427,7 +427,7 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
     height, width = img.grid_size(mnist_test or len(images), ncols, *bundle.image_shape[1:])
     img.check_output_size(2 * height + 4, width, scale, lower="the number of images or --scale")
     if mnist_test:
-        from .data import mnist_test_head
+        from .mnist import mnist_test_head
 
         x, names = mnist_test_head(mnist_test).images, [f"test[{i}]" for i in range(mnist_test)]
     else:
@@ -462,7 +462,7 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 @bundle_options
 def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bundle, echo, quiet):
     """Walk the latent line g((1-a) f(A) + a f(B)): an animated GIF, or a PNG strip for -o *.png."""
-    from . import images as img
+    from . import image_output as img
 
     animated = output.suffix.lower() == ".gif"
     _, height, width = bundle.image_shape
@@ -497,7 +497,7 @@ def interpolate(image_a, image_b, output, steps, fps, bounce, scale, invert, bun
 @bundle_options
 def sample(n, seed, density, output, ncols, scale, bundle, echo, quiet):
     """Draw from the bundle's latent density and decode: a grid of new digits."""
-    from . import images as img
+    from . import image_output as img
 
     ncols = ncols or math.ceil(math.sqrt(n))
     img.check_output_size(*img.grid_size(n, ncols, *bundle.image_shape[1:]), scale, lower="-n or --scale")
@@ -852,7 +852,7 @@ def evaluate(n_images, bundle, echo, quiet):
     """Score a bundle on the MNIST test set: SSE per image, PSNR and identity kept."""
     from .classify import DigitClassifier
     from .compare import evaluate as evaluate_bundle
-    from .data import mnist_test_head
+    from .mnist import mnist_test_head
 
     if bundle.meta.image.preprocessing != "mnist_digit":
         raise UsageError(f"evaluate scores MNIST digits; bundle {bundle.name} was trained on other images "

@@ -16,14 +16,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import images as img
 from .bundle import Bundle, load_bundle
 from .classify import DigitClassifier, confidently_read, identity_kept
-from .data import load_mnist
 from .errors import AetoolError
 from .fileio import write_bytes, write_json
+from .image_output import make_grid, stack_rows, write_gif, write_png
 from .lecture import IMAGE_SHAPE, NB_CHANNELS
 from .metrics import psnr_from_sse, sse_per_image
+from .mnist import load_mnist
 
 FAMILIES = ("cnn", "pca")
 INTERPOLATION_MODELS = (("pca", 32), ("cnn", 8), ("cnn", 32))
@@ -119,15 +119,15 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
     shown = test.images[:n_show]
     rows, written = [], []
     for d in ds:
-        grids = [img.make_grid(shown, 12)]
+        grids = [make_grid(shown, 12)]
         for family in FAMILIES:
             row, recon = evaluate(bundles[(family, d)], test.images, test.labels, classifier, n_show)
             rows.append(row)
-            grids.append(img.make_grid(recon[:n_show], 12))
+            grids.append(make_grid(recon[:n_show], 12))
             log(f"d={d:<3} {family}: SSE/image {row['test_sse_per_image']:.2f}  PSNR {row['psnr_db']:.2f} dB  "
                 f"identity kept {100 * row['identity_kept']:.2f} %  ({row[f'kept_first_{n_show}']}/{n_show} of the first)")
         path = out_dir / f"recon-d{d}.png"
-        img.write_png(img.stack_rows(grids, gap=8), path, scale=scale)
+        write_png(stack_rows(grids, gap=8), path, scale=scale)
         written.append(path)
 
     starts = np.stack([test.images[a] for a, _ in PAIRS])
@@ -136,11 +136,11 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
         if (family, d) not in bundles:
             continue
         walks = np.stack([bundles[(family, d)].interpolate(a, b, steps) for a, b in zip(starts, ends)])  # (pairs, steps, 1, 28, 28)
-        strip = img.make_grid(walks.reshape(-1, *IMAGE_SHAPE), ncols=steps)
+        strip = make_grid(walks.reshape(-1, *IMAGE_SHAPE), ncols=steps)
         path = out_dir / f"interp-{family}-d{d}.png"
-        img.write_png(strip, path, scale=scale)
+        write_png(strip, path, scale=scale)
         gif = out_dir / f"interp-{family}-d{d}.gif"
-        img.write_gif([img.make_grid(walks[:, t], ncols=len(PAIRS)) for t in range(steps)], gif, fps=6, scale=scale, bounce=True)
+        write_gif([make_grid(walks[:, t], ncols=len(PAIRS)) for t in range(steps)], gif, fps=6, scale=scale, bounce=True)
         written += [path, gif]
 
     density_rows = []
@@ -156,7 +156,7 @@ def compare(ds: Sequence[int] = (2, 4, 8, 16, 32), out_dir: Path = Path("compare
                     continue
                 # the lecture's figure keeps its name; the mixture's sits beside it
                 path = out_dir / (f"samples-{family}-d{d}.png" if density == "diagonal" else f"samples-{density}-{family}-d{d}.png")
-                img.write_png(img.make_grid(b.sample(n_samples, seed=seed, density=density), 8), path, scale=scale)
+                write_png(make_grid(b.sample(n_samples, seed=seed, density=density), 8), path, scale=scale)
                 written.append(path)
                 read = confidently_read(classifier, b.sample(SCORED_SAMPLES, seed=seed + 1, density=density))
                 density_rows.append({"family": family, "d": d, "density": density, "read_as_a_digit": float(read.mean()),

@@ -22,9 +22,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import images as img
 from .errors import UsageError
 from .fileio import write_bytes, write_json
+from .image_output import check_output_size, grid_size, make_grid, stack_rows, write_png
 from .metrics import psnr_from_sse, ssim_per_image
 
 PCA = "pca"
@@ -159,7 +159,7 @@ def labelled(grids: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -
 
     font_draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     width = max(int(font_draw.textlength(label)) for label in labels) + 8
-    stacked = img.stack_rows(grids, gap=gap)
+    stacked = stack_rows(grids, gap=gap)
     if stacked.ndim == 2:
         stacked = np.repeat(stacked[:, :, None], 3, axis=2)
     canvas = Image.new("RGB", (width + stacked.shape[1], stacked.shape[0]), (64, 64, 64))
@@ -197,7 +197,7 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
     latent sizes of ``runs``, else :data:`DEFAULT_DS`): trains what ``runs`` and ``models_dir`` lack, writes
     ``recon-d<d>.png``, ``table.md`` and ``table.json`` to ``out_dir`` and returns the report (its
     ``table`` the markdown)."""
-    from .data import is_image_folder
+    from .folder import is_image_folder
     from .training.datasets import load_training_data
     from .training.device import torch_device
 
@@ -217,8 +217,8 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
         raise UsageError(f"{root}: no validation images; raise --val-split or add images")
     shape = heldout_data.image.shape
     n_show = min(n_show, len(heldout))
-    grid_h, grid_w = img.grid_size(n_show, n_show, shape[1], shape[2])
-    img.check_output_size(3 * grid_h + 2 * 8, grid_w + LABEL_WIDTH, scale, lower="--scale")
+    grid_h, grid_w = grid_size(n_show, n_show, shape[1], shape[2])
+    check_output_size(3 * grid_h + 2 * 8, grid_w + LABEL_WIDTH, scale, lower="--scale")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
 
     if ds is None:
@@ -232,16 +232,16 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
         if (d, PCA) not in found or (d, "net") not in found:
             missing = "PCA" if (d, PCA) not in found else "network"
             raise UsageError(f"--runs gives d={d} without a {missing} run to compare it with")
-        grids, labels = [img.make_grid(originals, n_show)], ["original"]
+        grids, labels = [make_grid(originals, n_show)], ["original"]
         for role in (PCA, "net"):
             row, recon = evaluate_run(found[(d, role)], heldout, n_show, eval_device)
             rows.append(row)
-            grids.append(img.make_grid(recon, n_show))
+            grids.append(make_grid(recon, n_show))
             labels.append(f"{row['family']} d={d}")
             log(f"d={d:<4} {row['family']}: validation SSE/image {row['validation_sse_per_image']:.2f}  "
                 f"PSNR {row['psnr_db']:.2f} dB  SSIM {row['ssim']:.4f}")
         path = Path(out_dir) / f"recon-d{d}.png"
-        img.write_png(labelled(grids, labels), path, scale=scale)
+        write_png(labelled(grids, labels), path, scale=scale)
         figures.append(path)
     nets = sorted({r["family"] for r in rows if r["family"] != PCA})
     net = "/".join(nets)

@@ -22,10 +22,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import images as img
 from .bundle import Bundle
 from .errors import AetoolError, UsageError
 from .fileio import atomic_path, path_text, stat_regular
+from .image_output import OUTPUT_FORMATS, check_output_size, grid_size, make_grid, write_png
 from .progress import progress
 
 BATCH = 256
@@ -255,21 +255,21 @@ def decode_file(bundle: Bundle, latents: str | os.PathLike, out: str | os.PathLi
     out_text = os.fspath(out)
     to_folder = out_text.endswith(("/", os.sep)) or Path(out_text).is_dir()
     out = Path(out_text)
-    if not to_folder and out.suffix.lower() not in img.OUTPUT_FORMATS:
+    if not to_folder and out.suffix.lower() not in OUTPUT_FORMATS:
         raise UsageError(f"-o {path_text(out)}: use a picture name ending in one of "
-                         f"{' '.join(sorted(img.OUTPUT_FORMATS))}, or a folder ending in /")
+                         f"{' '.join(sorted(OUTPUT_FORMATS))}, or a folder ending in /")
     z = read_latents(latents, bundle.d)
     channels, height, width = bundle.image_shape
     if to_folder:
-        img.check_output_size(height, width, scale, frames=len(z), lower="the number of latents or --scale")
+        check_output_size(height, width, scale, frames=len(z), lower="the number of latents or --scale")
         out.mkdir(parents=True, exist_ok=True)
         digits = len(str(len(z) - 1))
         for start in progress(range(0, len(z), BATCH), quiet=quiet, desc="decoding", unit="batch"):
             pictures = bundle.decode(np.asarray(z[start : start + BATCH]))
             for i, picture in enumerate(pictures, start):
-                img.write_png(img.make_grid(picture[None], 1, pad=0), out / f"{i:0{digits}d}.png", scale=scale)
+                write_png(make_grid(picture[None], 1, pad=0), out / f"{i:0{digits}d}.png", scale=scale)
         return {"output": path_text(out), "images": len(z)}
     ncols = ncols or int(np.ceil(np.sqrt(len(z))))
-    img.check_output_size(*img.grid_size(len(z), ncols, height, width), scale, lower="the number of latents or --scale")
-    img.write_png(img.make_grid(bundle.decode(np.asarray(z)), ncols), out, scale=scale)
+    check_output_size(*grid_size(len(z), ncols, height, width), scale, lower="the number of latents or --scale")
+    write_png(make_grid(bundle.decode(np.asarray(z)), ncols), out, scale=scale)
     return {"output": path_text(out), "images": len(z)}

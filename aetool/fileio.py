@@ -1,5 +1,8 @@
 """Atomic file writes: a reader never sees half a file, and a failed write
-never destroys what was on disk before."""
+never destroys what was on disk before.
+
+Also where aetool keeps what it can rebuild (:func:`default_cache_dir`): MNIST's arrays,
+decoded folders of pictures and the web page's runtime share that one folder."""
 
 from __future__ import annotations
 
@@ -321,3 +324,14 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$AETOOL_CACHE``, else ``$XDG_CACHE_HOME/aetool``, else ``~/.cache/aetool``."""
+    env = os.environ.get("AETOOL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "aetool"
+    return Path.home() / ".cache" / "aetool"

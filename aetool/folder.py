@@ -15,6 +15,9 @@ decoded again rather than trusted.  It is written under a temporary name and ren
 ``.json`` description written last: a run killed half way leaves nothing that
 a later load would trust.
 
+Which ``--data`` values name such a folder (:func:`is_image_folder`: a folder without IDX files) is
+decided here too, so that every command tells a folder of pictures from MNIST's sources the same way.
+
 numpy, Pillow and the standard library only: the runtime imports this without torch.
 """
 
@@ -44,15 +47,17 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from . import images as _images
+from . import image_input
 from .errors import AetoolError
 from .fileio import STALE_SECONDS, path_text, read_json, sha256_file, write_json
+from .idx import is_idx_folder
 from .lecture import IMAGE_SIZES
 from .progress import progress
 
 __all__ = [
     "SUFFIXES",
     "FolderData",
+    "is_image_folder",
     "scan",
     "infer_channels",
     "infer_size",
@@ -71,6 +76,14 @@ MAX_CACHE_JSON_BYTES = 1 << 30  # the .json lists every path: allow more than re
 
 # --------------------------------------------------------------------------
 # finding the images
+
+
+def is_image_folder(source: str | Path | None) -> bool:
+    """A --data value naming a folder of a user's images: a folder that holds no IDX files."""
+    if source in (None, "hub", "download"):
+        return False
+    folder = Path(source).expanduser()
+    return folder.is_dir() and not is_idx_folder(folder)
 
 
 def _walk(root: Path, unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[Path, bool]]:
@@ -181,7 +194,7 @@ def _header(path: Path) -> tuple[bool, int, int] | None:
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
                 mode = im.mode
-                grey = _images._is_grey_mode(mode) or mode in ("LA", "La") or (
+                grey = image_input.is_grey_mode(mode) or mode in ("LA", "La") or (
                     mode in ("P", "PA") and _grey_palette(im))
                 return grey, int(im.width), int(im.height)
     except Exception:  # noqa: BLE001 - unreadable files are load_folder's to report, not ours
@@ -263,8 +276,8 @@ def _check_options(channels: int | None, size: int | None, fit: str, workers: in
         raise AetoolError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
     if size is not None and not (whole(size) and size in IMAGE_SIZES):
         raise AetoolError(f"image size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {size!r}")
-    if fit not in _images.FITS:
-        raise AetoolError(f"unknown fit {fit!r}; use {' or '.join(_images.FITS)}")
+    if fit not in image_input.FITS:
+        raise AetoolError(f"unknown fit {fit!r}; use {' or '.join(image_input.FITS)}")
     if workers is not None and not (whole(workers) and workers >= 1):
         raise AetoolError(f"workers must be a whole number >= 1, got {workers!r}")
 
@@ -354,7 +367,7 @@ def _decode_chunk(paths: list[str], channels: int, size: int, fit: str) -> tuple
     failed: list[tuple[int, str]] = []
     for i, p in enumerate(paths):
         try:
-            out[i] = _images.picture_to_uint8(p, channels, size, fit)
+            out[i] = image_input.picture_to_uint8(p, channels, size, fit)
         except AetoolError as e:
             failed.append((i, str(e)))
     return out, failed
@@ -658,7 +671,7 @@ def load_folder(
 
 
 def _default_cache_dir() -> Path:
-    from .data import default_cache_dir  # data imports nothing heavy; late so tests can patch it
+    from .fileio import default_cache_dir  # late, so that a test can patch it
 
     return default_cache_dir() / "folders"
 

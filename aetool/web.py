@@ -36,7 +36,7 @@ import numpy as np
 from .bundle import Bundle, load_bundle
 from .bundle_format import DECODER, ENCODER, LATENT
 from .errors import AetoolError, UsageError
-from .fileio import atomic_dir, check_replaceable_dir, read_json, sha256_file, write_json
+from .fileio import atomic_dir, check_replaceable_dir, default_cache_dir, read_json, sha256_file, write_json
 
 RUNTIME_VERSION = "1.30.0"
 RUNTIME_PACKAGE = "onnxruntime-web"
@@ -63,8 +63,6 @@ RUNTIME_HELP = ("run scripts/install.sh (it fetches onnxruntime-web with npm), p
 # ---------------------------------------------------------------------------- the runtime files
 def runtime_cache_dir() -> Path:
     """Where the runtime files are kept between builds (next to aetool's MNIST cache)."""
-    from .data import default_cache_dir
-
     return default_cache_dir() / f"{RUNTIME_PACKAGE}-{RUNTIME_VERSION}"
 
 
@@ -165,7 +163,7 @@ def _labelled_points(bundle: Bundle, n: int) -> tuple[np.ndarray, np.ndarray | N
     bundles: nothing (the map then shows no scatter; ``--images`` gives it points)."""
     if bundle.meta.image.preprocessing != "mnist_digit":
         return np.zeros((0, bundle.d)), None, np.zeros((0, *bundle.image_shape), np.float32), None, "none"
-    from .data import mnist_test_head
+    from .mnist import mnist_test_head
 
     test = mnist_test_head(n)
     z = bundle.encode(test.images).reshape(n, bundle.d)

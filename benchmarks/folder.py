@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aetool.data import write_coloured_digits  # noqa: E402
+from aetool.coloured_digits import write_coloured_digits  # noqa: E402
 from aetool.folder import load_folder  # noqa: E402
 from machine import cpu_name  # noqa: E402
 

@@ -49,7 +49,8 @@ SSE_RTOL = 0.03
 
 def pack(folder: Path) -> None:
     """Write MNIST's uint8 cache, compressed, into ``folder`` (point AETOOL_CACHE at it there)."""
-    from aetool.data import default_cache_dir, load_mnist
+    from aetool.fileio import default_cache_dir
+    from aetool.mnist import load_mnist
 
     folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
@@ -119,7 +120,7 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_train.py needs a CUDA GPU (PyTorch sees none here)", file=sys.stderr)
         return 2
-    from aetool.data import write_coloured_digits
+    from aetool.coloured_digits import write_coloured_digits
 
     e, dev, shared = args.epochs, args.device, {"epochs": args.epochs, "limit": args.limit}
     rows, failures = [], []

@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from aetool.anomaly import calibrate, combine  # noqa: E402
 from aetool.bundle import load_bundle  # noqa: E402
 from aetool.bundle_format import AnomalyCalibration  # noqa: E402
-from aetool.data import load_mnist  # noqa: E402
 from aetool.metrics import auroc, sse_per_image  # noqa: E402
+from aetool.mnist import load_mnist  # noqa: E402
 from aetool.stats import clopper_pearson  # noqa: E402
 from aetool.training.config import TrainConfig  # noqa: E402
 from aetool.training.export import export_run  # noqa: E402

@@ -98,7 +98,7 @@ def bench_inference(engines: dict, batches, seconds: float, flops: dict, peak: f
 # ------------------------------------------------------------------ training
 def bench_training(steps: int, batch: int = 100) -> dict:
     """images/s of the lecture's plain loop (fp32) and of aetool's own training step, same batches."""
-    from aetool.data import load_mnist
+    from aetool.mnist import load_mnist
     from aetool.training.config import TrainConfig
     from aetool.training.train import Trainer
 
@@ -153,7 +153,7 @@ def bench_decoder_forms(model: AutoEncoder, repeats: int, batches=(1024, 1)) -> 
     Both int8 decoders are quantized here the same way (variants.py: static QDQ, 1000 training images,
     last layer kept float), so the forms differ in nothing else.  Medians of interleaved single calls.
     """
-    from aetool.data import load_mnist
+    from aetool.mnist import load_mnist
     from aetool.runtime import make_session
     from aetool.training.conv_form import conv_form, depth_to_space_dcr
     from aetool.training.export import GraphConfig, export_graph

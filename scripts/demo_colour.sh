@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-10}
 mkdir -p demo
 cd demo
-[ -d photos ] || python -c "from aetool.data import write_coloured_digits; write_coloured_digits('photos', n=10000)"
+[ -d photos ] || python -c "from aetool.coloured_digits import write_coloured_digits; write_coloured_digits('photos', n=10000)"
 aetool train --data photos --arch cnn --d 16 --epochs "$EPOCHS" --schedule cosine --force   # digits: the lecture's network, no flips
 aetool export models/cnn-d16-photos
 aetool reconstruct photos/digit-*/0000?.png -o recon.png     # the first ten images

@@ -15,8 +15,8 @@ aetool sample -n 64 --seed 0 -o shipped-samples.png --bundle cnn-d16
 aetool reconstruct --mnist-test 36 -o shipped-recon.png --bundle cnn-d16 | tail -n 2
 # two test digits as image files, as a user would bring them
 python - <<'PY'
-from aetool.data import mnist_test_head
-from aetool.images import make_grid, write_png
+from aetool.mnist import mnist_test_head
+from aetool.image_output import make_grid, write_png
 x = mnist_test_head(2).images
 write_png(make_grid(x[:1], 1, pad=0), "a.png", scale=1)
 write_png(make_grid(x[1:], 1, pad=0), "b.png", scale=1)

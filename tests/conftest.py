@@ -63,7 +63,7 @@ def digit_pngs(tmp_path_factory) -> tuple[Path, Path]:
     """Two real MNIST test digits saved as black-on-white PNGs of another size, as a user might have."""
     from PIL import Image
 
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     folder = tmp_path_factory.mktemp("digits")
     paths = []

@@ -129,7 +129,7 @@ def test_normal_class_trains_a_one_class_detector(tmp_path):
 
 
 def test_normal_class_of_a_folder_is_a_sub_folder(tmp_path):
-    from aetool.data import write_coloured_digits
+    from aetool.coloured_digits import write_coloured_digits
 
     write_coloured_digits(tmp_path / "photos", n=120)
     env = {"AETOOL_CACHE": str(tmp_path / "cache")}
@@ -163,7 +163,7 @@ def test_a_too_small_validation_split_exports_without_a_threshold(tmp_path):
 
 
 def test_score_streams_a_large_folder_to_csv_and_shows_the_first_thousand(tmp_path):
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     folder = tmp_path / "many"
     folder.mkdir()

@@ -62,7 +62,7 @@ def test_interpolate_gif_and_strip(workspace, digit_pngs, tmp_path):
 
 def test_interpolation_endpoints_are_the_reconstructions(bundle_dir, digit_pngs):
     from aetool import load_bundle
-    from aetool.images import load_images
+    from aetool.image_input import load_images
 
     b = load_bundle(bundle_dir, device="cpu")
     x = load_images(digit_pngs)
@@ -74,7 +74,7 @@ def test_bound_round_trip_is_encode_then_decode(bundle_dir):
     import dataclasses
 
     from aetool import load_bundle
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
     from aetool.errors import AetoolError
 
     b = load_bundle(bundle_dir, device="cpu")
@@ -93,7 +93,7 @@ def test_large_cpu_batches_run_in_slices_with_the_same_numbers(bundle_dir):
 
     from aetool import load_bundle
     from aetool.bundle_format import DECODER, ENCODER
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     x = mnist_test_head(37).images
     one = load_bundle(bundle_dir, device="cpu", threads=1)

@@ -1,5 +1,5 @@
-"""Tests for aetool.images' pictures (bundles trained on a folder: grey or RGB, any size) and its
-colour output; grey output must stay exactly what it was.  Synthetic files only, no torch."""
+"""Tests for aetool.image_input's pictures (bundles trained on a folder: grey or RGB, any size) and
+aetool.image_output's colour output; grey output must stay exactly what it was.  Synthetic files only, no torch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from aetool.errors import AetoolError
-from aetool.images import (
+from aetool.image_input import (
     FITS,
     PREPROCESSINGS,
     _read_pillow,
@@ -21,13 +21,9 @@ from aetool.images import (
     load_images,
     load_picture,
     load_pictures,
-    make_grid,
     picture_to_uint8,
-    stack_rows,
-    to_uint8,
-    write_gif,
-    write_png,
 )
+from aetool.image_output import make_grid, stack_rows, to_uint8, write_gif, write_png
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aetool.data import load_mnist
+from aetool.mnist import load_mnist
 from aetool.training.pca import fit_pca, reconstruct_numpy
 from conftest import run_cli
 

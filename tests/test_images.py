@@ -1,5 +1,5 @@
-"""Tests for aetool.images: reading any user image as an MNIST digit, and
-writing grids / GIFs atomically.  No model, no torch; every file is synthetic."""
+"""Tests for aetool.image_input, reading any user image as an MNIST digit, and
+aetool.image_output, writing grids / GIFs atomically.  No model, no torch; every file is synthetic."""
 
 from __future__ import annotations
 
@@ -12,15 +12,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from aetool.errors import AetoolError
-from aetool.images import (
-    load_image,
-    load_images,
-    make_grid,
-    stack_rows,
-    to_uint8,
-    write_gif,
-    write_png,
-)
+from aetool.image_input import load_image, load_images
+from aetool.image_output import make_grid, stack_rows, to_uint8, write_gif, write_png
 
 # ---------------------------------------------------------------------------
 # synthetic digits
@@ -526,6 +519,6 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch, which):
     assert sorted(x.name for x in tmp_path.iterdir()) == [p.name]
 
 
-def test_module_does_not_import_torch():
-    code = "import sys, aetool.images; sys.exit(1 if 'torch' in sys.modules else 0)"
+def test_modules_do_not_import_torch():
+    code = "import sys, aetool.image_input, aetool.image_output; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0

@@ -19,7 +19,7 @@ from conftest import run_cli, usage_error
 pytestmark = pytest.mark.slow
 
 def coloured_digits(folder: Path, n: int = 400) -> Path:
-    from aetool.data import write_coloured_digits
+    from aetool.coloured_digits import write_coloured_digits
 
     return write_coloured_digits(folder, n=n)
 

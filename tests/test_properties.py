@@ -17,7 +17,7 @@ from aetool.bundle import shipped_root
 from aetool.bundle_format import BundleMeta
 from aetool.errors import AetoolError
 from aetool.fileio import read_json
-from aetool.images import load_image
+from aetool.image_input import load_image
 
 VALID = json.loads((shipped_root() / "pca-d2" / "latent.json").read_text())
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

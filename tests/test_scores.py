@@ -72,7 +72,7 @@ def test_the_score_is_the_larger_standardised_part_and_old_files_keep_the_sum():
 def test_calibration_needs_held_out_images_and_finite_scores():
     from aetool import load_bundle
     from aetool.anomaly import calibrate
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     b = load_bundle("pca-d2", device="cpu")
     images = mnist_test_head(40).images

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from aetool.bundle_format import sha256_file
-from aetool.data import mnist_test_head
 from aetool.compare import epochs_cell
+from aetool.mnist import mnist_test_head
 from aetool.training.run import RunFolder, epochs_in_all
 from conftest import TINY, run_cli, usage_error
 
@@ -268,7 +268,7 @@ def test_init_from_starts_at_the_shrunk_run(ws_copy):
     assert "done: shrunk" in out
     metrics = json.loads((ws_copy / "shrunk" / "metrics.json").read_text())
     assert metrics["config"]["init_from"] == "models/cnn-d4" and metrics["config"]["d"] == 2
-    from aetool.data import load_mnist
+    from aetool.mnist import load_mnist
 
     images = load_mnist("train").head(300).images
     expected = shrink_latent(big, 2, forward_all(big.encoder, images, torch.device("cpu"))).eval()
@@ -292,7 +292,7 @@ def test_init_from_widens_a_run(ws_copy):
     assert "done: models/cnn-d4-w40" in out
     wide, state = load_run_model(ws_copy / "models" / "cnn-d4-w40")
     assert wide.nb_channels == 40 and state["config"]["revive_dead"]
-    from aetool.data import load_mnist
+    from aetool.mnist import load_mnist
 
     # channels dead on the 300 training images seen were revived: the same function on those images
     x = torch.from_numpy(load_mnist("train").head(50).images)
@@ -403,7 +403,7 @@ def test_int8_and_fp16_variants_are_bundles(ws_copy, tmp_path):
 
 
 def test_holdout_leaves_the_head_of_the_training_set_out(tmp_path):
-    from aetool.data import Dataset
+    from aetool.mnist import Dataset
     from aetool.training.config import TrainConfig
 
     images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)

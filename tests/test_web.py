@@ -112,7 +112,7 @@ def test_site_holds_page_bundles_and_map(tmp_path):
     axes = np.array(m["plane"]["axes"])
     assert axes.shape == (2, 16) and np.allclose(axes @ axes.T, np.eye(2), atol=1e-4)  # orthonormal directions
     # the map's points are the test digits' latents projected on that plane
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     b = load_bundle("cnn-d16", device="cpu")
     z = b.encode(mnist_test_head(300).images).reshape(300, 16)
@@ -270,7 +270,7 @@ def test_decode_and_encode_match_python_onnxruntime(page, name):
     z = b.density.sample(3, rng=rng).astype(np.float64)
     in_page = np.array(page.evaluate("zs => window.aetool.decodeMany(zs)", z.tolist()))
     assert np.abs(in_page - b.decode(z).reshape(3, -1)).max() < 1e-4
-    from aetool.data import mnist_test_head
+    from aetool.mnist import mnist_test_head
 
     x = mnist_test_head(1).images[0]
     z_page = np.array(page.evaluate("x => window.aetool.encode(x)", x.ravel().tolist()))
@@ -296,11 +296,11 @@ def test_drawn_stroke_is_reconstructed_placed_and_scored_like_python(page):
     x, recon = np.array(drawn["x"], np.float32).reshape(1, 1, 28, 28), np.array(drawn["recon"]).reshape(1, 1, 28, 28)
     assert x.max() > 0.9 and 20 < (x > 0.5).sum() < 400  # a stroke, fitted as a digit
     assert recon.max() > 0.3 and np.abs(recon - x).mean() < 0.2  # reconstructed, not blank
-    # the page prepares the drawing as images.py prepares a picture of a digit
-    from aetool.images import _mnist_normalise
+    # the page prepares the drawing as image_input.py prepares a picture of a digit
+    from aetool.image_input import mnist_normalise
 
     grey = np.array(drawn["grey"], np.float32).reshape(drawn["h"], drawn["w"])
-    assert np.abs(_mnist_normalise(grey) - x[0, 0]).max() < 2e-3
+    assert np.abs(mnist_normalise(grey) - x[0, 0]).max() < 2e-3
     # its latent, place on the map and anomaly score are Python's
     b = load_bundle("cnn-d16", device="cpu")
     assert np.abs(np.array(drawn["z"]) - b.encode(x).ravel()).max() < 1e-4
@@ -361,7 +361,7 @@ def test_screenshot_is_not_blank(page, tmp_path):
 
 @pytestmark_browser
 def test_colour_bundle_runs_in_the_page(page):
-    """An RGB bundle: decoding, and a picture prepared as images.py prepares it (resize_pad, 8 bits)."""
+    """An RGB bundle: decoding, and a picture prepared as image_input.py prepares it (resize_pad, 8 bits)."""
     from PIL import Image
 
     bundle_dir, pics = page_colour

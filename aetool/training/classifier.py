@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import load_mnist
 from ..fileio import write_json
+from ..mnist import load_mnist
 from ..progress import progress
 from .device import resolve_precision, torch_device
 from .export import GraphConfig, export_graph, validate_graph

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from ..bundle_format import ImageSpec
-from ..data import Dataset, is_image_folder
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES
+from ..mnist import Dataset
 from .families import ArchConfig, Family, family_names, get_family
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -202,6 +202,8 @@ class TrainConfig:
     def family(self) -> Family:
         """The model family: the one asked for, else the lecture's network on MNIST and the photo
         network on a folder of pictures."""
+        from ..folder import is_image_folder  # late: folder imports Pillow, not needed when the CLI starts
+
         return get_family(self.model or ("photo" if is_image_folder(self.data) else "cnn"))
 
     def resolved(self, image: ImageSpec) -> "TrainConfig":
@@ -223,6 +225,8 @@ class TrainConfig:
     def default_run_name(self) -> str:
         """``cnn-d16``; a network wider than its family's default says so (``cnn-d16-w64``), and a run on a
         folder of images names it (``photo-d32-photos``)."""
+        from ..folder import is_image_folder  # late: folder imports Pillow, not needed when the CLI starts
+
         family = self.family()
         arch = ArchConfig(family.name, self.d, self.width or family.defaults.get("width"))
         return (family.run_name(arch)

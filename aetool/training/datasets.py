@@ -19,9 +19,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..bundle_format import ImageSpec
-from ..data import is_image_folder, load_mnist
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SHAPE
+from ..mnist import load_mnist
 from .config import TrainConfig
 
 
@@ -103,6 +103,8 @@ class TrainingData:
 def load_training_data(config: TrainConfig, *, quiet: bool = True, log: Callable[[str], None] = print) -> TrainingData:
     """The run's training and held-out images; fills in ``config.channels`` and ``config.image_size``
     where they were left to the data."""
+    from ..folder import is_image_folder
+
     source = config.data
     if source not in (None, "hub", "download") and not Path(source).expanduser().is_dir():
         # without this a run trained on a folder that has since gone would be read as MNIST

@@ -22,10 +22,10 @@ import numpy as np
 
 from ..bundle import Bundle, load_bundle
 from ..bundle_format import DECODER, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, BundleMeta, read_meta, sha256_file, write_meta
-from ..data import Dataset, load_mnist
 from ..errors import AetoolError
 from ..fileio import atomic_dir
 from ..metrics import psnr_from_sse, sse_per_image
+from ..mnist import Dataset, load_mnist
 from ..runtime import make_session
 from .export import validate_graph
 

@@ -118,7 +118,7 @@
     throw new Error(`unknown density kind ${p.kind}`);
   }
 
-  // ------------------------------------------------------------------ preprocessing (aetool/images.py)
+  // ------------------------------------------------------------------ preprocessing (aetool/image_input.py)
   /** Pillow's separable LANCZOS resampling (support 3, widened when shrinking), in float. */
   function lanczos(x) {
     if (x === 0) return 1;
@@ -161,7 +161,7 @@
     }
     return Float32Array.from(cur, (v) => Math.min(Math.max(v, 0), 1));
   }
-  /** images.py _mnist_normalise: crop to the ink, fit it in 20x20, centre its mass in 28x28. */
+  /** image_input.py mnist_normalise: crop to the ink, fit it in 20x20, centre its mass in 28x28. */
   function mnistNormalise(grey, w, h) {
     const SIZE = 28, BOX = 20;
     let top = h, bottom = -1, left = w, right = -1;
@@ -188,7 +188,7 @@
   function preprocess(rgba, w, h, image) {
     const n = w * h;
     if (image.preprocessing === "mnist_digit") {
-      // images.py load_image: luma, transparency onto the colour opposite the ink, a light border inverted
+      // image_input.py load_image: luma, transparency onto the colour opposite the ink, a light border inverted
       const grey = new Float32Array(n), alpha = new Float32Array(n);
       let opaque = 0, inkSum = 0, anyAlpha = false;
       for (let i = 0; i < n; i++) {
@@ -208,7 +208,7 @@
       for (let i = 0; i < n; i++) grey[i] = Math.min(Math.max(invert ? 1 - grey[i] : grey[i], 0), 1);
       return { x: w === 28 && h === 28 ? grey : mnistNormalise(grey, w, h), grey };
     }
-    // resize_pad / resize_crop (images.py picture_to_uint8): planes onto black, fitted, 8 bits, / 255
+    // resize_pad / resize_crop (image_input.py picture_to_uint8): planes onto black, fitted, 8 bits, / 255
     const C = image.channels, H = image.height, W = image.width, planes = [];
     for (let c = 0; c < C; c++) {
       const p = new Float32Array(n);

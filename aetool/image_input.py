@@ -1,4 +1,4 @@
-"""Reading user images into the tensors a bundle expects, and writing grids/animations.
+"""Reading a user's pictures into the tensors a bundle expects.
 
 The digit bundles were trained on MNIST: 28x28, white digit on black, the digit
 scaled into a 20x20 box and centred by its centre of mass.  Real user files are
@@ -12,6 +12,10 @@ them another way: grey or RGB, resized keeping the aspect ratio into a square
 that function's bytes and the runtime calls the same function, so the two agree
 bit for bit.  ``load_for`` picks the right one from a bundle's image spec.
 
+Every way a file can be wrong (missing, a FIFO, truncated, a decompression bomb)
+is turned into one line here, because this is where untrusted files are opened.
+Writing pictures is ``aetool.image_output``'s.
+
 Only numpy and Pillow are used so this stays importable without torch.
 """
 
@@ -19,36 +23,31 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import os
 import stat
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import AetoolError, UsageError
-from .fileio import atomic_path
+from .errors import AetoolError
+from .image_output import to_uint8
 from .lecture import IMAGE_SHAPE
 
 __all__ = [
     "load_image",
     "load_images",
+    "mnist_normalise",
     "picture_to_uint8",
     "load_picture",
     "load_pictures",
     "load_for",
     "from_uint8",
+    "is_grey_mode",
     "FITS",
     "PREPROCESSINGS",
-    "to_uint8",
-    "make_grid",
-    "stack_rows",
-    "write_png",
-    "write_gif",
-    "OUTPUT_FORMATS",
 ]
 
 SIZE = IMAGE_SHAPE[-1]  # MNIST canvas
@@ -60,8 +59,6 @@ INK_THRESHOLD = 0.1
 # MAX_INPUT_PIXELS decoded is refused before any pixel is read.
 WORK_SIDE = 1024
 MAX_INPUT_PIXELS = 40_000_000
-# The largest picture a command writes (all frames of a GIF together); checked before any work.
-MAX_OUTPUT_PIXELS = 50_000_000
 # How a picture of another aspect ratio becomes a square: "pad" keeps all of it (black bars),
 # "crop" keeps the largest centred square.
 FITS = ("pad", "crop")
@@ -72,19 +69,6 @@ PREPROCESSINGS = ("mnist_digit", "resize_pad", "resize_crop")
 REDUCING_GAP = 3.0
 # picture_to_uint8 decodes a big picture at about this many times the target size, then resamples.
 PICTURE_OVERSAMPLE = 4
-
-# Suffix -> (Pillow format, save options).  WebP is lossless because grids of
-# digits are exactly what lossy WebP smears; JPEG gets a high quality for the
-# same reason.
-OUTPUT_FORMATS: dict[str, tuple[str, dict]] = {
-    ".png": ("PNG", {}),
-    ".jpg": ("JPEG", {"quality": 95}),
-    ".jpeg": ("JPEG", {"quality": 95}),
-    ".bmp": ("BMP", {}),
-    ".webp": ("WEBP", {"lossless": True}),
-    ".tif": ("TIFF", {}),
-    ".tiff": ("TIFF", {}),
-}
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +247,7 @@ def _resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
 
-def _mnist_normalise(x: np.ndarray) -> np.ndarray:
+def mnist_normalise(x: np.ndarray) -> np.ndarray:
     """Crop to the ink, fit it in 20x20, centre its mass in 28x28 like MNIST."""
     ink = x > INK_THRESHOLD
     if not ink.any():
@@ -310,7 +294,7 @@ def load_image(path: str | os.PathLike, invert: bool | None = None) -> np.ndarra
         gray = 1.0 - gray
     gray = np.clip(gray, 0.0, 1.0)
     if gray.shape != (SIZE, SIZE):
-        gray = _mnist_normalise(gray)
+        gray = mnist_normalise(gray)
     return gray.astype(np.float32, copy=False).reshape(1, SIZE, SIZE)
 
 
@@ -328,7 +312,8 @@ def load_images(paths: Iterable[str | os.PathLike], invert: bool | None = None) 
 _GREY_MODES = ("1", "L", "I", "F")  # and every "I;16..." mode: one channel, no alpha
 
 
-def _is_grey_mode(mode: str) -> bool:
+def is_grey_mode(mode: str) -> bool:
+    """Whether Pillow's ``mode`` holds one channel and no alpha (grey, bilevel, 16-bit, int, float)."""
     return mode in _GREY_MODES or mode.startswith("I;16")
 
 
@@ -340,7 +325,7 @@ def _planes(im: Image.Image, path: Path, channels: int) -> np.ndarray:
     not load_image's "opposite of the ink", because a photo has no ink: black is the canvas
     the padding uses too.
     """
-    if channels == 1 or _is_grey_mode(im.mode):
+    if channels == 1 or is_grey_mode(im.mode):
         gray, alpha = _gray_and_alpha(im, path)
         if alpha is not None:
             gray = gray * alpha
@@ -449,216 +434,3 @@ def load_for(
                               f"{height}x{width}")
         return load_pictures(paths, channels, height, fit=preprocessing[len("resize_"):])
     raise AetoolError(f"unknown image preprocessing {preprocessing!r}; aetool knows {', '.join(PREPROCESSINGS)}")
-
-
-# ---------------------------------------------------------------------------
-# layout
-
-
-def grid_size(n: int, ncols: int, height: int = SIZE, width: int = SIZE, pad: int = 2) -> tuple[int, int]:
-    """(height, width) in pixels of :func:`make_grid` of ``n`` cells, before upscaling."""
-    ncols = max(1, min(int(ncols), n))
-    nrows = math.ceil(n / ncols)
-    return nrows * (height + pad) + pad, ncols * (width + pad) + pad
-
-
-def check_output_size(height: int, width: int, scale: int, *, frames: int = 1, lower: str) -> None:
-    """Refuse, before any work, a picture above MAX_OUTPUT_PIXELS (all frames together), naming the
-    options that would bring it down."""
-    pixels = height * width * scale * scale * frames
-    if pixels > MAX_OUTPUT_PIXELS:
-        what = f"{frames} frames of " if frames > 1 else ""
-        raise UsageError(f"the output would be {what}{width * scale}x{height * scale} pixels "
-                         f"({pixels / 1e6:,.0f} megapixels), above aetool's limit of "
-                         f"{MAX_OUTPUT_PIXELS // 1_000_000} megapixels; lower {lower}")
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Quantise [0, 1] floats to bytes; model outputs overshoot, so clip first."""
-    a = np.nan_to_num(np.asarray(images, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _pad_byte(pad_value: float) -> int:
-    return to_uint8(np.float32(pad_value)).reshape(()).item()
-
-
-def make_grid(images: np.ndarray, ncols: int, pad: int = 2, pad_value: float = 0.25) -> np.ndarray:
-    """Tile (N, 1, H, W) images into one 2-D uint8 picture for viewing, (N, 3, H, W) ones into an
-    (H', W', 3) RGB picture.
-
-    The padding is grey by default so black digit backgrounds stay visibly
-    separate cells.
-    """
-    a = np.asarray(images)
-    if a.ndim == 3:  # (N, H, W) is unambiguous enough to accept
-        a = a[:, None]
-    if a.ndim != 4 or a.shape[1] not in (1, 3):
-        raise ValueError(f"make_grid expects (N, 1, H, W) or (N, 3, H, W) images, got shape {a.shape}")
-    n, c, h, w = a.shape
-    if n == 0:
-        raise AetoolError("no images to put in a grid")
-    if int(ncols) < 1:
-        raise AetoolError(f"number of columns must be at least 1, got {ncols}")
-    if int(pad) < 0:
-        raise AetoolError(f"padding must be >= 0, got {pad}")
-    ncols, pad = min(int(ncols), n), int(pad)
-    nrows = math.ceil(n / ncols)
-    cells = a if a.dtype == np.uint8 else to_uint8(a)
-    if c == 3:
-        cells = cells.transpose(0, 2, 3, 1)  # channels last, as pictures are stored
-    else:
-        cells = cells[:, 0]
-    grid = np.full(
-        (nrows * (h + pad) + pad, ncols * (w + pad) + pad) + cells.shape[3:], _pad_byte(pad_value), dtype=np.uint8
-    )
-    for i in range(n):
-        r, col = divmod(i, ncols)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        grid[y : y + h, x : x + w] = cells[i]
-    return grid
-
-
-def _is_rgb(a: np.ndarray) -> bool:
-    return a.ndim == 3 and a.shape[2] == 3
-
-
-def stack_rows(grids: Sequence[np.ndarray], gap: int = 4, pad_value: float = 0.25) -> np.ndarray:
-    """Stack uint8 grids vertically, e.g. originals above reconstructions: 2-D grey grids give a
-    2-D grid, (H, W, 3) RGB ones an RGB grid; where both meet, the grey ones become RGB."""
-    if len(grids) == 0:
-        raise AetoolError("no grids to stack")
-    if int(gap) < 0:
-        raise AetoolError(f"gap must be >= 0, got {gap}")
-    gs = [np.asarray(g) for g in grids]
-    for g in gs:
-        if g.ndim != 2 and not _is_rgb(g):
-            raise ValueError(f"stack_rows expects 2-D or (H, W, 3) grids, got shape {g.shape}")
-    gs = [g if g.dtype == np.uint8 else to_uint8(g) for g in gs]
-    if any(g.ndim == 3 for g in gs):
-        gs = [g if g.ndim == 3 else np.repeat(g[:, :, None], 3, axis=2) for g in gs]
-    width = max(g.shape[1] for g in gs)
-    height = sum(g.shape[0] for g in gs) + int(gap) * (len(gs) - 1)
-    out = np.full((height, width) + gs[0].shape[2:], _pad_byte(pad_value), dtype=np.uint8)
-    y = 0
-    for g in gs:
-        out[y : y + g.shape[0], : g.shape[1]] = g
-        y += g.shape[0] + int(gap)
-    return out
-
-
-# ---------------------------------------------------------------------------
-# writing
-
-
-def _as_frame(grid: np.ndarray) -> np.ndarray:
-    a = np.asarray(grid)
-    if a.ndim != 2 and not _is_rgb(a):
-        raise ValueError(f"expected a 2-D (grey) or (H, W, 3) (RGB) image, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a
-    if np.issubdtype(a.dtype, np.floating):
-        return to_uint8(a)
-    raise ValueError(f"expected uint8 (or float in [0, 1]) pixels, got {a.dtype}")
-
-
-def _check_scale(scale: int) -> int:
-    try:
-        s = int(scale)
-    except (TypeError, ValueError):
-        raise AetoolError(f"scale must be a whole number >= 1, got {scale!r}") from None
-    if s != scale or s < 1:
-        raise AetoolError(f"scale must be a whole number >= 1, got {scale!r}")
-    return s
-
-
-def _upscale(a: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour so each 28x28 pixel stays a crisp block when viewed (grey or RGB)."""
-    if scale == 1:
-        return a
-    return np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
-
-
-def _output_format(path: Path) -> tuple[str, dict]:
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        shown = suffix or "(none)"
-        allowed = ", ".join(OUTPUT_FORMATS)
-        raise AetoolError(f"{path}: unsupported output format '{shown}' (use {allowed})")
-    return OUTPUT_FORMATS[suffix]
-
-
-def _save_atomically(path: Path, save) -> None:
-    """Run ``save(tmp)`` via atomic_path; an OS failure becomes one line and
-    leaves any previous file untouched."""
-    try:
-        with atomic_path(path) as tmp:
-            save(tmp)
-    except AetoolError:
-        raise
-    except OSError as e:
-        raise AetoolError(f"cannot write {path}: {e.strerror or _one_line(e)}") from None
-
-
-def write_png(grid: np.ndarray, path: str | os.PathLike, scale: int = 4) -> None:
-    """Save a 2-D (grey) or (H, W, 3) (RGB) uint8 picture, upscaled; the format follows the suffix
-    (.png, .jpg/.jpeg, .bmp, .webp, .tif/.tiff) despite the historic name."""
-    path = Path(path)
-    fmt, options = _output_format(path)
-    s = _check_scale(scale)
-    img = Image.fromarray(np.ascontiguousarray(_upscale(_as_frame(grid), s)))
-    _save_atomically(path, lambda tmp: img.save(tmp, format=fmt, **options))
-
-
-def write_gif(
-    frames: Sequence[np.ndarray],
-    path: str | os.PathLike,
-    fps: float = 8.0,
-    scale: int = 4,
-    loop: bool = True,
-    bounce: bool = False,
-) -> None:
-    """Save 2-D uint8 frames as an animated greyscale GIF (e.g. a latent walk), or (H, W, 3) frames
-    as a colour one.
-
-    A GIF holds at most 256 colours a frame, so each RGB frame is quantised to its own palette
-    (median cut, no dithering: deterministic, and no dither noise crawling across a walk); grey
-    frames need no palette work and are stored exactly.  ``bounce`` plays the frames back in reverse so a walk returns smoothly to
-    its start instead of jumping.  Pillow merges consecutive identical frames
-    (adding their durations), so the stored frame count can be lower than
-    given when frames repeat.
-    """
-    path = Path(path)
-    try:
-        fps_f = float(fps)
-    except (TypeError, ValueError):
-        raise AetoolError(f"fps must be a number > 0, got {fps!r}") from None
-    if not math.isfinite(fps_f) or fps_f <= 0:
-        raise AetoolError(f"fps must be a number > 0, got {fps!r}")
-    s = _check_scale(scale)
-    seq = [_as_frame(f) for f in frames]
-    if not seq:
-        raise AetoolError(f"{path}: no frames to write")
-    if any(f.shape != seq[0].shape for f in seq):
-        raise ValueError("all GIF frames must have the same shape")
-    if bounce and len(seq) > 2:
-        seq = seq + seq[-2:0:-1]
-    images = [_gif_frame(np.ascontiguousarray(_upscale(f, s))) for f in seq]
-    # GIF stores delays in 1/100 s and browsers slow anything under 20 ms down
-    # to 100 ms, so very high fps would play slower than a moderate one.
-    options: dict = {"duration": max(20, int(1000 / fps_f))}
-    if loop:
-        options["loop"] = 0  # without the loop extension the GIF plays once
-
-    def save(tmp: Path) -> None:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], **options)
-
-    _save_atomically(path, save)
-
-
-def _gif_frame(a: np.ndarray) -> Image.Image:
-    """A grey frame as is ("L"); an RGB frame quantised to its own 256-colour palette ("P")."""
-    im = Image.fromarray(a)
-    if im.mode == "RGB":
-        im = im.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    return im

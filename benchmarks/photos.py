@@ -138,7 +138,7 @@ def figure(val: np.ndarray, bundle_dir: str, fit, path: Path, n: int = 12) -> No
     """Validation patches (top) over the CNN's (middle) and PCA's (bottom) reconstructions: patches
     spread from the median to the most detailed (by pixel spread), as flat ones look alike in all three."""
     from aetool.bundle import load_bundle
-    from aetool.images import make_grid, stack_rows, write_png
+    from aetool.image_output import make_grid, stack_rows, write_png
 
     order = np.argsort(val.reshape(len(val), -1).std(1))
     x = val[order[np.linspace(len(val) // 2, len(val) - 1, n).astype(int)]]

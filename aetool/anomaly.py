@@ -320,16 +320,13 @@ def calibration_set(bundle: Bundle, data: str | os.PathLike | None = None) -> Ca
 def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path | None) -> CalibrationSet:
     """The run's own held-out images: MNIST's test set (of the normal class), or the validation split
     of its folder rebuilt from the validated record."""
-    from .training.config import config_from_dict  # numpy only: no torch in these modules
-    from .training.datasets import as_float, load_training_data
+    from .datasets import DataSelection, as_float, load_training_data
 
-    options = {"data": None if folder is None else str(folder), "val_split": record.val_split, "seed": record.seed,
-               "normal_class": record.normal_class, "holdout": record.holdout, "limit": record.limit,
-               "channels": record.channels, "image_size": record.image_size, "fit": record.fit}
-    if folder is None and record.data == "download":
-        options["data"] = "download"
-    config = config_from_dict(options, f"bundle {bundle.path}: latent.json")
-    data = load_training_data(config, quiet=True, log=lambda line: None)
+    source = str(folder) if folder is not None else "download" if record.data == "download" else None
+    selection = DataSelection(data=source, val_split=record.val_split, seed=record.seed,
+                              normal_class=record.normal_class, holdout=record.holdout, limit=record.limit,
+                              channels=record.channels, image_size=record.image_size, fit=record.fit)
+    data = load_training_data(selection, quiet=True, log=lambda line: None)
     if tuple(data.image.shape) != tuple(bundle.image_shape):
         raise AetoolError(f"{folder or 'the training data'} gives {'x'.join(map(str, data.image.shape))} images; "
                           f"bundle {bundle.name} takes {'x'.join(map(str, bundle.image_shape))}")
@@ -390,7 +387,7 @@ def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool
     A file that cannot be read is left out and added to ``skipped`` as (path as written, reason),
     as ``aetool encode`` does, so one corrupt picture does not cost the scores of all the others;
     with ``strict`` it is the error."""
-    from .embed import _without_path
+    from .embed import without_path
     from .fileio import path_text
 
     cal = bundle.meta.anomaly
@@ -404,7 +401,7 @@ def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool
                 if strict:
                     raise
                 if skipped is not None:
-                    skipped.append((path_text(p), _without_path(str(e), p)))
+                    skipped.append((path_text(p), without_path(str(e), p)))
         if not batch:
             continue
         sse, nll = parts(bundle, np.stack(arrays))

@@ -1,4 +1,4 @@
-"""Latency benchmarks of a bundle: onnxruntime, and torch eager beside it when installed.
+"""Latency benchmarks of a bundle: onnxruntime, and torch eager beside it when the caller has it.
 
 Numbers on shared machines are noisy, so every engine is measured in the same
 run on the same inputs, and the table is meant to be read as ratios.
@@ -51,29 +51,6 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def torch_ops(bundle: Bundle, x: np.ndarray) -> tuple[dict[str, Callable[[], object]], str]:
-    """The bundle's model in torch eager, weights copied from the ONNX graphs."""
-    from .training.torch_from_onnx import model_from_bundle  # imports torch: only when asked
-    import torch
-
-    model, weights = model_from_bundle(bundle)
-    xt = torch.from_numpy(x)
-    with torch.inference_mode():
-        zt = model.encoder(xt)
-
-    def wrap(f):
-        def call():
-            with torch.inference_mode():
-                return f()
-        return call
-
-    return {
-        "encode": wrap(lambda: model.encoder(xt)),
-        "decode": wrap(lambda: model.decoder(zt)),
-        "roundtrip": wrap(lambda: model.decoder(model.encoder(xt))),
-    }, weights
-
-
 EngineOps = Callable[[np.ndarray], Mapping[str, Callable[[], object]]]
 
 
@@ -100,14 +77,16 @@ def measure(engines: Mapping[str, EngineOps], batch_sizes: Sequence[int], image_
     return rows
 
 
-def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, with_torch: bool | None = None,
+TorchOps = Callable[[Bundle, np.ndarray], tuple[Mapping[str, Callable[[], object]], str]]
+
+
+def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, torch_ops: TorchOps | None = None,
               max_seconds: float = 1.0, quiet: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Measure encode / decode / round trip per engine and batch size."""
-    if with_torch is None:
-        with_torch = torch_available()
+    """Measure encode / decode / round trip per engine and batch size; with ``torch_ops``
+    (aetool.training.torch_from_onnx.torch_ops: the training stage's) torch eager beside onnxruntime."""
     notes: dict[str, str] = {}
     engines: dict[str, EngineOps] = {"onnxruntime": lambda x: onnx_ops(bundle, x)}
-    if with_torch:
+    if torch_ops is not None:
         def torch_engine(x: np.ndarray) -> Mapping[str, Callable[[], object]]:
             ops, notes["torch_weights"] = torch_ops(bundle, x)
             return ops

@@ -48,7 +48,7 @@ def expand_inputs(items: Iterable[str | os.PathLike], skipped: list[tuple[str, s
     return paths
 
 
-def _without_path(message: str, path: str | os.PathLike) -> str:
+def without_path(message: str, path: str | os.PathLike) -> str:
     """A reading error without the file's name in front: the caller names the file itself."""
     prefix = f"{path}: "
     return message[len(prefix):] if message.startswith(prefix) else message
@@ -71,7 +71,7 @@ def _batches(bundle: Bundle, paths: Sequence[Path], strict: bool, invert: bool |
             except AetoolError as e:
                 if strict:
                     raise
-                skipped.append((path_text(path), _without_path(str(e), path)))
+                skipped.append((path_text(path), without_path(str(e), path)))
         if ok:
             yield ok, bundle.encode(np.stack(arrays)).reshape(len(ok), bundle.d)
 

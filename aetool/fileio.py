@@ -127,7 +127,7 @@ def read_json(path: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES, max_dept
         text = data.decode()
     except UnicodeDecodeError as e:
         raise AetoolError(f"{path}: not valid JSON ({e})") from None
-    if _nesting(text) > max_depth:
+    if bracket_depth(text) > max_depth:
         raise AetoolError(f"{path}: nested deeper than {max_depth} levels, not a file aetool wrote")
     try:
         return json.loads(text)
@@ -138,7 +138,7 @@ def read_json(path: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES, max_dept
 _BRACKETS_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
-def _nesting(text: str) -> int:
+def bracket_depth(text: str) -> int:
     """The deepest nesting of brackets outside strings (without parsing)."""
     depth = deepest = 0
     for m in _BRACKETS_OR_STRING.finditer(text):

@@ -177,7 +177,7 @@ def _folder_points(bundle: Bundle, folder: Path, n: int, strict: bool = False,
     """Latents and pictures of up to ``n`` readable images of ``folder`` (searched recursively), read
     with the bundle's own preprocessing.  A file that cannot be read is skipped and counted, as
     ``aetool encode`` and ``score`` do (``strict``: the error)."""
-    from .embed import _without_path, expand_inputs
+    from .embed import without_path, expand_inputs
     from .fileio import path_text
 
     found = expand_inputs([folder])
@@ -193,7 +193,7 @@ def _folder_points(bundle: Bundle, folder: Path, n: int, strict: bool = False,
         except AetoolError as e:
             if strict:
                 raise
-            skipped.append((path_text(p), _without_path(str(e), p)))
+            skipped.append((path_text(p), without_path(str(e), p)))
     if skipped:
         log(f"note: --images: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
     if not paths:

@@ -43,7 +43,7 @@ def loading(folder: Path, cache: Path, workers: int) -> float:
 
 
 def cached_epoch(folder: Path, cache: Path, batch: int = 100) -> float:
-    from aetool.training.datasets import Rows
+    from aetool.datasets import Rows
 
     data = load_folder(folder, channels=3, size=32, cache_dir=cache / "folders", quiet=True)
     rows = Rows(data.images)

@@ -60,7 +60,7 @@ def vm(field: str) -> float:
 
 def child(args: argparse.Namespace) -> None:
     """One fit in this fresh process: its mean and directions to --save, a JSON line on stdout."""
-    from aetool.training.datasets import Rows
+    from aetool.datasets import Rows
 
     images = np.load(args.images, mmap_mode="r")
     rows = Rows(images, np.arange(args.n))

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from aetool import load_bundle
-from aetool.bench import measure, onnx_ops, torch_ops
+from aetool.bench import measure, onnx_ops
+from aetool.training.torch_from_onnx import torch_ops
 from aetool.training.model import AutoEncoder, reconstruction_loss
 from aetool.training.torch_from_onnx import model_from_bundle
 from machine import cpu_model, cpu_name  # benchmarks/machine.py, beside this script
@@ -157,7 +158,7 @@ def bench_decoder_forms(model: AutoEncoder, repeats: int, batches=(1024, 1)) -> 
     from aetool.runtime import make_session
     from aetool.training.conv_form import conv_form, depth_to_space_dcr
     from aetool.training.export import GraphConfig, export_graph
-    from aetool.training.variants import _node_names, _quantize_graph
+    from aetool.training.variants import node_names, quantize_graph
 
     calib_images = load_mnist("train").images[:1000]
     tmp = Path(tempfile.mkdtemp())
@@ -170,7 +171,7 @@ def bench_decoder_forms(model: AutoEncoder, repeats: int, batches=(1024, 1)) -> 
         fp32 = export_graph(GraphConfig(conv_form(model.decoder, sub_pixel=sub_pixel), f"{form}.onnx", "latent", "image",
                                         rewrite=depth_to_space_dcr), tmp, calib)
         int8 = tmp / f"{form}-int8.onnx"
-        _quantize_graph(fp32, int8, "latent", calib, _node_names(fp32, ("Conv", "ConvTranspose", "Gemm", "MatMul"))[-1:])
+        quantize_graph(fp32, int8, "latent", calib, node_names(fp32, ("Conv", "ConvTranspose", "Gemm", "MatMul"))[-1:])
         graphs[form] = {"fp32": fp32, "int8": int8}
     out: dict = {"repeats": repeats, "rows": []}
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aetool.training.datasets import Rows
+from aetool.datasets import Rows
 
 
 def test_rows_read_from_the_cache_equal_the_memory_map(tmp_path):

@@ -140,7 +140,7 @@ def test_photo_run_records_its_architecture_and_defaults(photo_workspace):
 
 @pytest.mark.slow
 def test_photo_bundle_matches_its_run_and_reports_its_cost(photo_workspace, photo_bundle, monkeypatch):
-    from aetool.training.datasets import as_float, load_training_data
+    from aetool.datasets import as_float, load_training_data
     from aetool.training.run import RunFolder
 
     monkeypatch.chdir(photo_workspace)  # the run names its folder as it was given, relative to here
@@ -149,7 +149,7 @@ def test_photo_bundle_matches_its_run_and_reports_its_cost(photo_workspace, phot
     assert "BatchNorm folded" in b.meta.decoder.form
     assert b.meta.encoder.parameters > 0 and b.meta.decoder.macs > 0
     model, state = RunFolder(photo_workspace / "models" / "photo").load_model(best=True)
-    heldout = as_float(load_training_data(TrainConfig(**state["config"])).heldout[:])
+    heldout = as_float(load_training_data(TrainConfig(**state["config"]).selection()).heldout[:])
     with torch.no_grad():
         expected = model(torch.from_numpy(heldout)).numpy()
     assert np.abs(b.reconstruct(heldout) - expected).max() < 1e-4

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from aetool.training.config import TrainConfig
-from aetool.training.datasets import as_float
+from aetool.datasets import as_float
 from aetool.training.device import resolve_precision
 from aetool.training.graph_step import GraphStep
 from aetool.training.model import batch_on

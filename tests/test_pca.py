@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aetool.training.datasets import Rows
+from aetool.datasets import Rows
 from aetool.training.pca import chunk_rows, fit_pca, fit_pca_streaming, pca_memory_bytes, project_stats
 from conftest import run_cli
 from photos import photo_crops, photo_folder

@@ -407,7 +407,7 @@ def test_holdout_leaves_the_head_of_the_training_set_out(tmp_path):
     from aetool.training.config import TrainConfig
 
     images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
-    part = TrainConfig(holdout=4, limit=3).training_part(Dataset(images, np.arange(10)))
+    part = TrainConfig(holdout=4, limit=3).selection().training_part(Dataset(images, np.arange(10)))
     assert part.labels.tolist() == [4, 5, 6]  # --limit counts from the first image kept
     for family in ("cnn", "pca"):
         run_cli("train", "--model", family, "--d", "2", "--holdout", "59900", "--epochs", "1", "--quiet",

@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ..bundle_format import ImageSpec
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES
-from ..mnist import Dataset
+from ..datasets import DataSelection
 from .families import ArchConfig, Family, family_names, get_family
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -175,29 +174,9 @@ class TrainConfig:
             if not ok:
                 raise UsageError(message)
 
-    def training_part(self, train: Dataset) -> Dataset:
-        """What this run trains on: the training set (of --normal-class alone, if given) without its
-        held-out head, then the first --limit."""
-        train = self.of_normal_class(train)
-        if self.holdout >= len(train):
-            raise UsageError(f"--holdout {self.holdout} leaves none of the {len(train)} training images")
-        kept = Dataset(train.images[self.holdout :], train.labels[self.holdout :])
-        return kept if self.limit is None else kept.head(self.limit)
-
-    def of_normal_class(self, data: Dataset) -> Dataset:
-        """The images of --normal-class (all of them without it): the one class a one-class detector learns."""
-        if self.normal_class is None:
-            return data
-        present = sorted({int(v) for v in np.unique(data.labels)})
-        try:
-            label = int(self.normal_class)
-        except ValueError:
-            label = None
-        if label not in present:
-            raise UsageError(f"--normal-class {self.normal_class!r} is not a label of this data set "
-                             f"(labels: {', '.join(map(str, present))})")
-        keep = np.flatnonzero(data.labels == label)
-        return Dataset(data.images[keep], data.labels[keep])
+    def selection(self) -> DataSelection:
+        """The images this run trains and is measured on."""
+        return DataSelection(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataSelection)})
 
     def family(self) -> Family:
         """The model family: the one asked for, else the lecture's network on MNIST and the photo
@@ -291,7 +270,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - older Pythons install tomli (pyproject.toml)
         import tomli as tomllib
-    from ..fileio import _nesting, read_regular
+    from ..fileio import bracket_depth, read_regular
 
     try:
         text = read_regular(path, MAX_RECIPE_BYTES, "--config").decode()
@@ -299,7 +278,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(str(e)) from None
     except UnicodeDecodeError as e:
         raise UsageError(f"--config {path}: not a valid TOML recipe ({e})") from None
-    if _nesting(text) > MAX_RECIPE_DEPTH:
+    if bracket_depth(text) > MAX_RECIPE_DEPTH:
         raise UsageError(f"--config {path}: nested deeper than {MAX_RECIPE_DEPTH} levels, not a recipe")
     try:
         return tomllib.loads(text)

@@ -35,7 +35,7 @@ from ..metrics import psnr_from_sse
 from ..fileio import atomic_dir
 from ..runtime import make_session
 from .config import config_from_dict
-from .datasets import TrainingData, as_float, load_training_data
+from ..datasets import TrainingData, as_float, load_training_data
 from .families import ArchConfig, Family, get_family
 from .model import count_macs, count_parameters, forward_all
 from .run import RunFolder, epochs_in_all
@@ -155,7 +155,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
     family = get_family(arch.family)
     metrics = run.read_metrics()
     diagonal = run.read_density()
-    data = load_training_data(config_from_dict(config, run.path), quiet=True)  # a folder's from its cache
+    data = load_training_data(config_from_dict(config, run.path).selection(), quiet=True)  # a folder's from its cache
     weights = state.get("weights", "last")
     if weights != "last":  # the run's density was fitted on its last weights: these need their own
         diagonal = DiagonalGaussian().fit(forward_all(model.encoder, data.train)).to_dict()

@@ -38,7 +38,7 @@ from ..errors import UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from .config import TrainConfig
-from .datasets import TrainingData
+from ..datasets import TrainingData
 
 if TYPE_CHECKING:
     from .run import RunFolder

@@ -6,6 +6,9 @@ when only a bundle (no training run) is at hand.
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -52,3 +55,23 @@ def model_from_bundle(bundle: Bundle) -> tuple[torch.nn.Module, str]:
         # an exporter that renamed the initializers, or a form that does not map back (BatchNorm
         # folded): timing does not depend on the weights' values
         return model, "random (same architecture)"
+
+
+def torch_ops(bundle: Bundle, x: np.ndarray) -> tuple[dict[str, Callable[[], object]], str]:
+    """The bundle's model in torch eager, weights copied from the ONNX graphs."""
+    model, weights = model_from_bundle(bundle)
+    xt = torch.from_numpy(x)
+    with torch.inference_mode():
+        zt = model.encoder(xt)
+
+    def wrap(f):
+        def call():
+            with torch.inference_mode():
+                return f()
+        return call
+
+    return {
+        "encode": wrap(lambda: model.encoder(xt)),
+        "decode": wrap(lambda: model.decoder(zt)),
+        "roundtrip": wrap(lambda: model.decoder(model.encoder(xt))),
+    }, weights

@@ -23,7 +23,7 @@ from ..progress import progress
 from . import distributed
 from .augment import random_flip, random_noise, random_shift
 from .config import Recipe, TrainConfig
-from .datasets import Rows, check_same_split, load_training_data
+from ..datasets import Rows, check_same_split, load_training_data
 from .device import resolve_precision, torch_device
 from .graph_step import GraphStep
 from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
@@ -75,7 +75,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: time the conv algorithms once, keep the fastest
         if not self.ranks.main:
             self.ranks.barrier()  # rank 0 decodes a folder into its cache first; the others then read the cache
-        self.data = load_training_data(config, quiet=self.quiet, log=self.log)
+        self.data = load_training_data(config.selection(), quiet=self.quiet, log=self.log)
         if self.ranks.main:
             self.ranks.barrier()
         # the family's defaults and the data's image shape, filled in: what the checkpoint stores
@@ -410,7 +410,7 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, force: bo
         raise UsageError(f"{out_dir} already holds a run: pass --resume to continue it, --force to replace it, or --out elsewhere")
     family = config.family()
     if family.closed_form:  # replaces an old run's density only once fitted
-        data = load_training_data(config, quiet=quiet, log=log)
+        data = load_training_data(config.selection(), quiet=quiet, log=log)
         return family.fit(config.resolved(data.image), run, data, log=log, quiet=quiet)
     if stop_after is not None and stop_after < 1:
         raise UsageError(f"--stop-after must be at least 1, got {stop_after}")

@@ -40,7 +40,7 @@ class _Batches:
         return next(self.items, None)
 
 
-def _quantize_graph(src: Path, dst: Path, input_name: str, calibration: np.ndarray, keep_float: Sequence[str]) -> None:
+def quantize_graph(src: Path, dst: Path, input_name: str, calibration: np.ndarray, keep_float: Sequence[str]) -> None:
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -59,7 +59,7 @@ def _quantize_graph(src: Path, dst: Path, input_name: str, calibration: np.ndarr
     prepared.unlink()
 
 
-def _node_names(path: Path, op_types: Sequence[str]) -> list[str]:
+def node_names(path: Path, op_types: Sequence[str]) -> list[str]:
     import onnx
 
     return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in op_types]
@@ -121,13 +121,12 @@ def _data(meta: BundleMeta, bundle_dir: Path, calibration_images: int, eval_imag
     """Calibration images (training) and evaluation images with their labels (held out; MNIST's test digits
     have labels, a folder's validation images are scored without) of the bundle's own training data."""
     from .config import config_from_dict
-    from .datasets import load_training_data
-    from .datasets import as_float
+    from ..datasets import as_float, load_training_data
 
-    config = config_from_dict(meta.training_config, bundle_dir)
-    data = load_training_data(config, quiet=True)
+    selection = config_from_dict(meta.training_config, bundle_dir).selection()
+    data = load_training_data(selection, quiet=True)
     heldout = as_float(data.heldout[:eval_images])
-    labels = config.of_normal_class(load_mnist("test", config.data)).labels[:eval_images] \
+    labels = selection.of_normal_class(load_mnist("test", selection.data)).labels[:eval_images] \
         if data.info.get("name") == "mnist" else np.full(len(heldout), -1)
     return as_float(data.train[:calibration_images]), Dataset(heldout, labels)
 
@@ -145,10 +144,10 @@ def quantize_int8(bundle_dir: Path, out_dir: Path, *, calibration_images: int = 
     fp32 = load_bundle(bundle_dir, device="cpu")
     calib, test = _data(src, bundle_dir, calibration_images, eval_images)
     with atomic_dir(out_dir) as staging:
-        _quantize_graph(bundle_dir / ENCODER, staging / ENCODER, ENCODER_INPUT, calib, [])
-        dec_convs = _node_names(bundle_dir / DECODER, ("Conv", "ConvTranspose", "Gemm", "MatMul"))
+        quantize_graph(bundle_dir / ENCODER, staging / ENCODER, ENCODER_INPUT, calib, [])
+        dec_convs = node_names(bundle_dir / DECODER, ("Conv", "ConvTranspose", "Gemm", "MatMul"))
         excluded = dec_convs[-1:] if "decoder:last" in keep_float and dec_convs else []
-        _quantize_graph(bundle_dir / DECODER, staging / DECODER, ENCODER_OUTPUT, fp32.encode(calib), excluded)
+        quantize_graph(bundle_dir / DECODER, staging / DECODER, ENCODER_OUTPUT, fp32.encode(calib), excluded)
         meta = _finish_variant(src, staging, out_dir, {
             "precision": "int8",
             "source": bundle_dir.name,

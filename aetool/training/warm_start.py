@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from .datasets import as_float
+from ..datasets import as_float
 from .model import AutoEncoder, forward_all
 from .run import RunFolder
 

@@ -22,10 +22,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import UsageError
-from .fileio import write_bytes, write_json
-from .image_output import check_output_size, grid_size, make_grid, stack_rows, write_png
-from .metrics import psnr_from_sse, ssim_per_image
+from ..errors import UsageError
+from ..fileio import write_bytes, write_json
+from ..image_output import check_output_size, grid_size, make_grid, stack_rows, write_png
+from ..metrics import psnr_from_sse, ssim_per_image
+from .families import get_family
 
 PCA = "pca"
 SPLIT_FIELDS = ("channels", "image_size", "fit", "val_split", "seed", "normal_class")  # what fixes the validation images
@@ -43,7 +44,7 @@ class Candidate:
 
 
 def _read_run(path: Path) -> Candidate:
-    from .training.run import RunFolder
+    from .run import RunFolder
 
     run = RunFolder(path)
     if not run.has_metrics():
@@ -74,7 +75,7 @@ def _check_split(c: Candidate, root: Path, split: dict[str, Any]) -> None:
 
 
 def _train_config(root: Path, split: dict[str, Any], d: int, epochs: int, device: str, family: str | None):
-    from .training.config import TrainConfig
+    from .config import TrainConfig
 
     config = TrainConfig(d=d, data=str(root), epochs=epochs, device=device,
                          **{k: split[k] for k in SPLIT_FIELDS})
@@ -89,13 +90,13 @@ def find_or_train(root: Path, split: dict[str, Any], ds: Sequence[int], *, runs:
     """{(d, "pca" | "net"): run}: the given runs first, then the runs ``aetool train`` would have written to
     ``models_dir`` for this folder when they match the split (and, for the network, the epochs), then the
     rest trained there (PCA, and the default family for folders)."""
-    from .training.train import train
+    from .train import train
 
     found: dict[tuple[int, str], Candidate] = {}
     for path in runs:
         c = _read_run(path)
         _check_split(c, root, split)
-        key = (c.d, PCA if c.family == PCA else "net")
+        key = (c.d, PCA if get_family(c.family, f"--runs {path}").closed_form else "net")
         if key in found:
             raise UsageError(f"--runs names two {key[1]} runs of d={c.d}: {found[key].path} and {c.path}")
         found[key] = c
@@ -126,9 +127,9 @@ def find_or_train(root: Path, split: dict[str, Any], ds: Sequence[int], *, runs:
 def evaluate_run(c: Candidate, heldout, n_show: int, device: str = "cpu") -> tuple[dict, np.ndarray]:
     """SSE, PSNR and SSIM of a run's reconstructions of the validation images (read a batch at a time),
     and its first ``n_show`` reconstructions."""
-    from .training.datasets import as_float
-    from .training.model import forward_all
-    from .training.run import RunFolder
+    from ..datasets import as_float
+    from .model import forward_all
+    from .run import RunFolder
 
     model, _ = RunFolder(c.path).load_model(best=True)  # the weights export ships
     pixels = int(np.prod(heldout.shape[1:]))
@@ -197,9 +198,9 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
     latent sizes of ``runs``, else :data:`DEFAULT_DS`): trains what ``runs`` and ``models_dir`` lack, writes
     ``recon-d<d>.png``, ``table.md`` and ``table.json`` to ``out_dir`` and returns the report (its
     ``table`` the markdown)."""
-    from .folder import is_image_folder
-    from .training.datasets import load_training_data
-    from .training.device import torch_device
+    from ..folder import is_image_folder
+    from ..datasets import load_training_data
+    from .device import torch_device
 
     if not is_image_folder(data):
         raise UsageError(f"--data {data}: not a folder of images")
@@ -210,7 +211,9 @@ def compare_folder(data: str | Path, ds: Sequence[int] | None = None, out_dir: P
     config = _train_config(root, {"channels": channels, "image_size": image_size, "fit": fit, "val_split": val_split,
                                   "seed": seed, "normal_class": None}, 1, epochs, device, None)
     config.validate()
-    heldout_data = load_training_data(config, quiet=quiet, log=log)  # fills in the shape the folder implies
+    heldout_data = load_training_data(config.selection(), quiet=quiet, log=log)
+    image = heldout_data.image  # the shape the folder implies where none was asked for
+    config = dataclasses.replace(config, channels=image.channels, image_size=image.height)
     split = {k: getattr(config, k) for k in SPLIT_FIELDS}
     heldout = heldout_data.heldout
     if len(heldout) == 0:

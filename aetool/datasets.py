@@ -1,11 +1,14 @@
 """What a run trains and is measured on: MNIST (the offline copy, IDX files, a download) or a folder of images.
 
-One function, :func:`load_training_data`, used by training and by export, so both
-see the same images: MNIST keeps its own test set as the held-out images; a folder
-is decoded once into a uint8 memory map (aetool.folder) and split into training
-and validation images by a seeded permutation.  A folder's images stay in the
-memory map: :class:`Rows` reads the rows a batch asks for, so a data set larger
-than RAM trains without loading it whole.
+A :class:`DataSelection` names the images (source, split, class, holdout, limit, shape) and
+:func:`load_training_data` loads them.  Training, export and calibration all go through it, so they
+see the same images: MNIST keeps its own test set as the held-out images; a folder is decoded once
+into a uint8 memory map (aetool.folder) and split into training and validation images by a seeded
+permutation.  A folder's images stay in the memory map: :class:`Rows` reads the rows a batch asks
+for, so a data set larger than RAM trains without loading it whole.
+
+It lives below both stages (numpy only): calibration rebuilds a run's held-out images from a bundle
+without PyTorch, and training reads the same selection from its sel.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..bundle_format import ImageSpec
-from ..errors import AetoolError, UsageError
-from ..lecture import IMAGE_SHAPE
-from ..mnist import load_mnist
-from .config import TrainConfig
+from .bundle_format import ImageSpec
+from .errors import AetoolError, UsageError
+from .lecture import IMAGE_SHAPE
+from .mnist import Dataset, load_mnist
 
 
 def as_float(images: np.ndarray) -> np.ndarray:
@@ -91,6 +93,47 @@ class Rows:
         return len(self) * int(np.prod(self.images.shape[1:])) * self.images.dtype.itemsize
 
 
+@dataclass(frozen=True)
+class DataSelection:
+    """Which images a run trains and is measured on; ``channels`` and ``image_size`` None: the data's own."""
+
+    data: str | None = None  # None: MNIST's offline copy; else a folder of pictures, an IDX folder or "download"
+    channels: int | None = None
+    image_size: int | None = None
+    fit: str = "pad"
+    val_split: float = 0.1
+    seed: int = 0
+    normal_class: str | None = None
+    holdout: int = 0
+    limit: int | None = None
+    workers: int | None = None
+    strict: bool = False
+
+    def training_part(self, train: Dataset) -> Dataset:
+        """What the run trains on: the training set (of --normal-class alone, if given) without its
+        held-out head, then the first --limit."""
+        train = self.of_normal_class(train)
+        if self.holdout >= len(train):
+            raise UsageError(f"--holdout {self.holdout} leaves none of the {len(train)} training images")
+        kept = Dataset(train.images[self.holdout :], train.labels[self.holdout :])
+        return kept if self.limit is None else kept.head(self.limit)
+
+    def of_normal_class(self, data: Dataset) -> Dataset:
+        """The images of --normal-class (all of them without it): the one class a one-class detector learns."""
+        if self.normal_class is None:
+            return data
+        present = sorted({int(v) for v in np.unique(data.labels)})
+        try:
+            label = int(self.normal_class)
+        except ValueError:
+            label = None
+        if label not in present:
+            raise UsageError(f"--normal-class {self.normal_class!r} is not a label of this data set "
+                             f"(labels: {', '.join(map(str, present))})")
+        keep = np.flatnonzero(data.labels == label)
+        return Dataset(data.images[keep], data.labels[keep])
+
+
 @dataclass
 class TrainingData:
     train: np.ndarray | Rows  # float32 in [0, 1] (MNIST) or uint8 rows of a folder's memory map
@@ -100,18 +143,18 @@ class TrainingData:
     info: dict[str, Any] = field(default_factory=dict)  # for metrics.json's "data"
 
 
-def load_training_data(config: TrainConfig, *, quiet: bool = True, log: Callable[[str], None] = print) -> TrainingData:
-    """The run's training and held-out images; fills in ``config.channels`` and ``config.image_size``
-    where they were left to the data."""
-    from ..folder import is_image_folder
+def load_training_data(sel: DataSelection, *, quiet: bool = True, log: Callable[[str], None] = print) -> TrainingData:
+    """The selected training and held-out images; their shape (``.image``) is the data's where the
+    selection leaves it open."""
+    from .folder import is_image_folder
 
-    source = config.data
+    source = sel.data
     if source not in (None, "hub", "download") and not Path(source).expanduser().is_dir():
         # without this a run trained on a folder that has since gone would be read as MNIST
         raise AetoolError(f"data folder {source}: not found (moved or deleted?); the run was trained on it")
-    data = _folder_data(config, quiet, log) if is_image_folder(config.data) else _mnist_data(config)
-    if config.normal_class is not None:
-        data.info["normal_class"] = config.normal_class
+    data = _folder_data(sel, quiet, log) if is_image_folder(sel.data) else _mnist_data(sel)
+    if sel.normal_class is not None:
+        data.info["normal_class"] = sel.normal_class
     return data
 
 
@@ -140,42 +183,40 @@ def check_same_split(stored: dict[str, Any] | None, data: TrainingData, where: s
                           f"images differ): resuming would train on them; restore the folder or start a new run")
 
 
-def _mnist_data(config: TrainConfig) -> TrainingData:
-    if (config.channels or 1) != 1 or (config.image_size or 28) != 28:
+def _mnist_data(sel: DataSelection) -> TrainingData:
+    if (sel.channels or IMAGE_SHAPE[0]) != IMAGE_SHAPE[0] or (sel.image_size or IMAGE_SHAPE[-1]) != IMAGE_SHAPE[-1]:
         raise UsageError("--channels and --image-size are for folders of images; MNIST is 1x28x28")
-    config.channels, config.image_size = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
-    train = config.training_part(load_mnist("train", config.data))
-    test = config.of_normal_class(load_mnist("test", config.data))
+    train = sel.training_part(load_mnist("train", sel.data))
+    test = sel.of_normal_class(load_mnist("test", sel.data))
     return TrainingData(train.images, test.images, "test", ImageSpec(),
                         {"name": "mnist", "train_images": len(train), "test_images": len(test), "heldout": "test"})
 
 
-def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -> TrainingData:
-    from ..folder import load_folder, skipped_summary, split
+def _folder_data(sel: DataSelection, quiet: bool, log: Callable[[str], None]) -> TrainingData:
+    from .folder import load_folder, skipped_summary, split
 
-    data = load_folder(config.data, channels=config.channels, size=config.image_size, fit=config.fit,
-                       workers=config.workers, strict=config.strict, quiet=quiet)
+    data = load_folder(sel.data, channels=sel.channels, size=sel.image_size, fit=sel.fit,
+                       workers=sel.workers, strict=sel.strict, quiet=quiet)
     summary = skipped_summary(data)
     if summary:
         log(summary)
-    config.channels, config.image_size = data.channels, data.size
-    train_idx, val_idx = split(len(data), config.val_split, config.seed)
-    if config.normal_class is not None:
-        if config.normal_class not in data.class_names:
-            raise UsageError(f"--normal-class {config.normal_class!r} is not a sub-folder of {config.data} with images "
+    train_idx, val_idx = split(len(data), sel.val_split, sel.seed)
+    if sel.normal_class is not None:
+        if sel.normal_class not in data.class_names:
+            raise UsageError(f"--normal-class {sel.normal_class!r} is not a sub-folder of {sel.data} with images "
                              f"(classes: {', '.join(data.class_names) or 'none'})")
-        label = data.class_names.index(config.normal_class)
+        label = data.class_names.index(sel.normal_class)
         train_idx, val_idx = train_idx[data.labels[train_idx] == label], val_idx[data.labels[val_idx] == label]
         if len(val_idx) == 0:
-            raise UsageError(f"--normal-class {config.normal_class!r}: none of its images fell in the validation "
+            raise UsageError(f"--normal-class {sel.normal_class!r}: none of its images fell in the validation "
                              f"split; raise --val-split or add images")
-    train_idx = train_idx[config.holdout :]
-    if config.limit is not None:
-        train_idx = train_idx[: config.limit]
+    train_idx = train_idx[sel.holdout :]
+    if sel.limit is not None:
+        train_idx = train_idx[: sel.limit]
     if len(train_idx) == 0:
-        raise UsageError(f"--holdout {config.holdout} leaves none of the folder's training images")
-    info = {"name": "folder", "root": str(Path(config.data).resolve()), "train_images": len(train_idx),
-            "test_images": len(val_idx), "heldout": "validation", "val_split": config.val_split,
+        raise UsageError(f"--holdout {sel.holdout} leaves none of the folder's training images")
+    info = {"name": "folder", "root": str(Path(sel.data).resolve()), "train_images": len(train_idx),
+            "test_images": len(val_idx), "heldout": "validation", "val_split": sel.val_split,
             "classes": data.class_names, "skipped": len(data.skipped), "fit": data.fit,
             "validation_sha256": split_digest([data.paths[i] for i in val_idx])}
     return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",

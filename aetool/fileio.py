@@ -7,6 +7,7 @@ decoded folders of pictures and the web page's runtime share that one folder."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import re
@@ -239,9 +240,13 @@ def read_regular(path: str | os.PathLike, max_bytes: int, what: str = "") -> byt
     return data
 
 
-def stat_regular(path: str | os.PathLike, what: str = "") -> os.stat_result:
-    """``os.stat`` of a file that must be a regular one (links followed): FIFOs, devices, sockets and
-    folders are one line, before anything opens them."""
+def _article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def stat_regular(path: str | os.PathLike, what: str = "", noun: str = "file") -> os.stat_result:
+    """``os.stat`` of a file that must be a regular one (links followed): FIFOs, devices, sockets,
+    folders and loops of links are one line (naming it a ``noun``), before anything opens them."""
     path = Path(path)
     label = f"{what} {path}".strip()
     try:
@@ -249,12 +254,14 @@ def stat_regular(path: str | os.PathLike, what: str = "") -> os.stat_result:
     except FileNotFoundError:
         raise AetoolError(f"{label}: file not found" + (" (a broken symbolic link)" if path.is_symlink() else "")) from None
     except OSError as e:
-        raise AetoolError(f"{label}: cannot read ({e.strerror or e})") from None
+        if e.errno == errno.ELOOP:
+            raise AetoolError(f"{label}: a loop of symbolic links, not {_article(noun)}") from None
+        raise AetoolError(f"{label}: cannot read ({one_line(e.strerror or str(e))})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise AetoolError(f"{label}: is a folder, not a file")
+        raise AetoolError(f"{label}: is a directory, not {_article(noun)}")
     if not stat.S_ISREG(info.st_mode):
         kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
-        raise AetoolError(f"{label}: {kind}, not a regular file")
+        raise AetoolError(f"{label}: {kind}, not a regular {noun}")
     return info
 
 

@@ -22,9 +22,7 @@ Only numpy and Pillow are used so this stays importable without torch.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import stat
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -33,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import AetoolError
+from .fileio import stat_regular
 from .image_output import to_uint8
 from .lecture import IMAGE_SHAPE
 
@@ -105,19 +104,7 @@ def _read_pillow(path: Path, work_side: int = WORK_SIDE, min_short_side: int | N
     shorter side below ``min_short_side`` (a wide panorama centre-cropped to a
     square needs its height, not its width).
     """
-    try:
-        info = path.stat()
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise AetoolError(f"{path}: a loop of symbolic links, not an image file") from None
-        if e.errno == errno.ENOENT:
-            raise AetoolError(f"{path}: file not found" + (" (a broken symbolic link)" if path.is_symlink() else "")) from None
-        raise AetoolError(f"{path}: cannot read ({e.strerror or _one_line(e)})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise AetoolError(f"{path}: is a directory, not an image file")
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
-        raise AetoolError(f"{path}: {kind}, not a regular image file")
+    info = stat_regular(path, noun="image file")
     if info.st_size == 0:
         raise AetoolError(f"{path}: empty file (0 bytes)")
     try:

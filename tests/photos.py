@@ -3,31 +3,23 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from photo_patches import photo_crops as _crops  # noqa: E402
+
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
 
 
 def photo_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
-    """(n, 3, size, size) uint8: crops of random side, place and mirror, resized with Pillow."""
-    skdata = pytest.importorskip("skimage.data")
-    from PIL import Image
-
-    photos = [getattr(skdata, name)()[..., :3] for name in PHOTOS]
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, 3, size, size), dtype=np.uint8)
-    for i in range(n):
-        im = photos[rng.integers(len(photos))]
-        side = int(rng.integers(size // 2, min(4 * size, *im.shape[:2]) + 1))
-        y, x = rng.integers(0, im.shape[0] - side + 1), rng.integers(0, im.shape[1] - side + 1)
-        crop = Image.fromarray(im[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR)
-        if rng.random() < 0.5:
-            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-        out[i] = np.asarray(crop).transpose(2, 0, 1)
-    return out
+    """(n, 3, size, size) uint8: crops of random side, place and mirror, resized with Pillow (the
+    benchmarks' cutter, benchmarks/photo_patches.py, on the photographs above)."""
+    pytest.importorskip("skimage.data")
+    return _crops(n, size, seed, PHOTOS)
 
 
 def photo_folder(folder: Path, n: int, size: int, seed: int = 0) -> Path:

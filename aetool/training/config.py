@@ -30,14 +30,16 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from ..bundle_format import ImageSpec
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES
-from ..datasets import DataSelection
 from .families import ArchConfig, Family, family_names, get_family
+
+if TYPE_CHECKING:
+    from ..datasets import DataSelection
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 FAMILY_CHOICES = tuple(family_names(with_aliases=True))
@@ -174,8 +176,9 @@ class TrainConfig:
             if not ok:
                 raise UsageError(message)
 
-    def selection(self) -> DataSelection:
+    def selection(self) -> "DataSelection":
         """The images this run trains and is measured on."""
+        from ..datasets import DataSelection  # numpy: not for `aetool --help`, which builds train's options from here
         return DataSelection(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataSelection)})
 
     def family(self) -> Family:

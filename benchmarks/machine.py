@@ -25,5 +25,5 @@ def cpu_model() -> str:
 def cpu_name() -> str:
     """Model, cores, and the instruction sets that decide bf16 and int8 speed."""
     flags = _cpuinfo()
-    extras = [f for f in ("avx512_bf16", "avx512_vnni") if f in flags]
+    extras = [f for f in ("avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
     return f"{cpu_model()}, {os.cpu_count()} cores" + (f" ({', '.join(extras)})" if extras else " (AVX2 only)")

@@ -127,7 +127,7 @@ class Bundle:
         from . import images as img
 
         image = self.meta.image
-        return img.load_for(paths, image.channels, image.height, image.width, image.preprocessing, invert=invert)
+        return img.load_for(paths, image.channels, image.height, image.width, image.preprocessing_spec, invert=invert)
 
     @property
     def workers(self) -> int:

@@ -30,7 +30,8 @@ ENCODER = "encoder.onnx"
 DECODER = "decoder.onnx"
 LATENT = "latent.json"
 ENCODER_INPUT, ENCODER_OUTPUT = "image", "latent"  # the decoder's are the other way round
-# how a user's picture becomes a model input: the runtime applies it before encoding
+# how a user's picture becomes a model input: the runtime applies it before encoding.  The stored
+# name of each (image.preprocessing) is parsed and formatted by Preprocessing alone.
 PREPROCESSING = {
     "mnist_digit": "white ink on black: a light background is inverted, the ink cropped, fitted in 20x20 "
                    "and centred by mass in 28x28, as MNIST was made",
@@ -39,6 +40,59 @@ PREPROCESSING = {
     "resize_crop": "converted to grey (1 channel) or RGB (3), transparency onto black, the largest centred square "
                    "cropped and resized to height x width; 8 bits a channel, then / 255",
 }
+
+
+MNIST_DIGIT, RESIZE = "mnist_digit", "resize"
+RESIZE_FITS = ("pad", "crop")  # how a picture of another aspect ratio becomes a square
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """``image.preprocessing`` typed: ``kind`` "mnist_digit", or "resize" with ``fit`` "pad" or "crop".
+
+    The file stores one string ("mnist_digit", "resize_pad", "resize_crop"); training writes it
+    (from a folder's fit) and the runtime reads it back to pick its loader, so the string is
+    built by :attr:`name` and taken apart by :meth:`parse` here only, never by slicing elsewhere.
+    """
+
+    kind: str
+    fit: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind, self.fit) not in [(MNIST_DIGIT, None)] + [(RESIZE, f) for f in RESIZE_FITS]:
+            raise AetoolError(f"unknown image preprocessing kind {self.kind!r} with fit {self.fit!r}")
+
+    @classmethod
+    def resize(cls, fit: str) -> "Preprocessing":
+        """A folder's pictures resized into the square by ``fit`` ("pad" or "crop")."""
+        if fit not in RESIZE_FITS:
+            raise AetoolError(f"unknown fit {fit!r}; use {' or '.join(RESIZE_FITS)}")
+        return cls(RESIZE, fit)
+
+    @classmethod
+    def parse(cls, name: str) -> "Preprocessing":
+        """The stored string as a Preprocessing; one error naming the known ones otherwise."""
+        if name == MNIST_DIGIT:
+            return cls(MNIST_DIGIT)
+        prefix = RESIZE + "_"
+        if isinstance(name, str) and name.startswith(prefix) and name[len(prefix):] in RESIZE_FITS:
+            return cls(RESIZE, name[len(prefix):])
+        raise AetoolError(f"unknown image preprocessing {name!r}; aetool knows {', '.join(PREPROCESSING)}")
+
+    @property
+    def name(self) -> str:
+        """The string latent.json stores."""
+        return self.kind if self.fit is None else f"{self.kind}_{self.fit}"
+
+    @property
+    def is_digit(self) -> bool:
+        """MNIST's digit normalisation (1x28x28), rather than a picture resized."""
+        return self.kind == MNIST_DIGIT
+
+    @property
+    def rule(self) -> str:
+        """The preprocessing in words, as ``image.preprocessing_rule`` stores it."""
+        return PREPROCESSING[self.name]
 
 
 class _Reader:
@@ -99,7 +153,12 @@ class ImageSpec:
     height: int = 28
     width: int = 28
     range: tuple[float, float] = (0.0, 1.0)
-    preprocessing: str = "mnist_digit"
+    preprocessing: str = MNIST_DIGIT  # the stored name; typed: preprocessing_spec
+
+    @property
+    def preprocessing_spec(self) -> Preprocessing:
+        """``preprocessing`` parsed: which loader the runtime uses and, for pictures, their fit."""
+        return Preprocessing.parse(self.preprocessing)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -112,7 +171,7 @@ class ImageSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"channels": self.channels, "height": self.height, "width": self.width, "dtype": "float32",
                 "layout": "NCHW", "range": list(self.range), "preprocessing": self.preprocessing,
-                "preprocessing_rule": PREPROCESSING[self.preprocessing]}
+                "preprocessing_rule": self.preprocessing_spec.rule}
 
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> "ImageSpec":
@@ -302,7 +361,7 @@ class TrainingDataRecord:
     limit: int | None = None
     channels: int | None = None
     image_size: int | None = None
-    fit: str = "pad"
+    fit: str = RESIZE_FITS[0]
 
     @classmethod
     def from_meta(cls, meta: "BundleMeta", where: str) -> "TrainingDataRecord":
@@ -322,7 +381,7 @@ class TrainingDataRecord:
                    normal_class=r.str("normal_class", optional=True),
                    holdout=r.optional_int("holdout", 0) or 0, limit=r.optional_int("limit", 1),
                    channels=channels, image_size=r.optional_int("image_size", 1, 4096),
-                   fit=r.str("fit", ("pad", "crop"), optional=True) or "pad")
+                   fit=r.str("fit", RESIZE_FITS, optional=True) or RESIZE_FITS[0])
 
     @property
     def is_mnist(self) -> bool:
@@ -478,7 +537,7 @@ def _upgrade_v1(r: _Reader) -> dict[str, Any]:
         raise image._bad("shape", "[channels, height, width]")
     channels, height, width = shape
     obj["image"] = {"channels": channels, "height": height, "width": width, "range": image._get("range", False),
-                    "preprocessing": "mnist_digit"}
+                    "preprocessing": MNIST_DIGIT}
     density = r.mapping("density")
     obj["default_density"] = density.get("kind")
     obj["densities"] = {**(r.mapping("densities", optional=True) or {}), density.get("kind"): density}

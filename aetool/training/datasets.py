@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..bundle_format import ImageSpec
+from ..bundle_format import ImageSpec, Preprocessing
 from ..data import is_image_folder, load_mnist
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SHAPE
@@ -178,4 +178,4 @@ def _folder_data(config: TrainConfig, quiet: bool, log: Callable[[str], None]) -
             "validation_sha256": split_digest([data.paths[i] for i in val_idx])}
     return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",
                         ImageSpec(channels=data.channels, height=data.size, width=data.size,
-                                  preprocessing=f"resize_{data.fit}"), info)
+                                  preprocessing=Preprocessing.resize(data.fit).name), info)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, is_bundle, read_meta
+from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, check_graph_shapes, is_bundle, read_meta
 from .density import Density, density_from_dict
 from .errors import AetoolError, UsageError
 from .runtime import make_session, provider_label, usable_cores
@@ -236,14 +236,10 @@ def load_bundle(bundle: str | os.PathLike | None = None, device: str = "auto", t
     meta = read_meta(path)  # validated whole, densities included
     encoder, provider = make_session(path / ENCODER, device, threads)
     decoder, _ = make_session(path / DECODER, device, threads)
-    _check_shapes(path, meta, encoder, decoder)
+    check_graph_shapes(meta.d, meta.image, {"encoder input": encoder.get_inputs()[0].shape,
+                                            "encoder output": encoder.get_outputs()[0].shape,
+                                            "decoder input": decoder.get_inputs()[0].shape,
+                                            "decoder output": decoder.get_outputs()[0].shape}, f"bundle {path}")
     return Bundle(path=path, meta=meta, encoder=encoder, decoder=decoder, provider=provider_label(provider),
                   batch_size=batch_size, threads=threads)
 
-
-def _check_shapes(path: Path, meta: BundleMeta, encoder, decoder) -> None:
-    d = meta.d
-    enc_out = encoder.get_outputs()[0].shape
-    dec_in = decoder.get_inputs()[0].shape
-    if list(enc_out[1:]) != [d, 1, 1] or list(dec_in[1:]) != [d, 1, 1]:
-        raise AetoolError(f"bundle {path}: graph shapes {enc_out} / {dec_in} disagree with d={d} in {LATENT}")

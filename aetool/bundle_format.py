@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from .errors import AetoolError
 from .fileio import read_json, sha256_file, write_json  # noqa: F401 (sha256_file: part of the contract)
@@ -183,6 +183,36 @@ class ImageSpec:
         return cls(channels=r.int("channels", 1, 4), height=r.int("height", 1, 4096), width=r.int("width", 1, 4096),
                    range=(float(low_high[0]), float(low_high[1])),
                    preprocessing=r.str("preprocessing", tuple(PREPROCESSING)))
+
+
+GRAPH_ENDS = ("encoder input", "encoder output", "decoder input", "decoder output")
+
+
+def graph_shapes(d: int, image: ImageSpec) -> dict[str, tuple[int, ...]]:
+    """The rule for the graphs' shapes after the batch axis: the encoder maps (C, H, W) images to
+    (d, 1, 1) latents and the decoder back.  One definition for the runtime's check
+    (:func:`check_graph_shapes`), the docs and the web page (app.js ``graphShapes``), which
+    all build their tensors from ``d`` and ``image`` alone."""
+    latent = (d, 1, 1)
+    return {"encoder input": image.shape, "encoder output": latent, "decoder input": latent,
+            "decoder output": image.shape}
+
+
+def check_graph_shapes(d: int, image: ImageSpec, found: Mapping[str, Sequence[Any]], where: str) -> None:
+    """Refuse graphs whose declared shapes (``found``: GRAPH_ENDS -> the shape with its batch axis, as
+    onnxruntime reports it) break :func:`graph_shapes`, before any of them runs.
+
+    The latent's axes must be exactly d, 1, 1: every reader reshapes latents by them.  An image
+    axis may also be symbolic (a name, or None): a graph that takes any size runs at the bundle's."""
+    expected = graph_shapes(d, image)
+    enc_out, dec_in = found["encoder output"], found["decoder input"]
+    if list(enc_out[1:]) != list(expected["encoder output"]) or list(dec_in[1:]) != list(expected["decoder input"]):
+        raise AetoolError(f"{where}: graph shapes {enc_out} / {dec_in} disagree with d={d} in {LATENT}")
+    enc_in, dec_out = found["encoder input"], found["decoder output"]
+    for shape in (enc_in, dec_out):
+        if len(shape) != 4 or any(isinstance(n, int) and n != want for n, want in zip(shape[1:], image.shape)):
+            raise AetoolError(f"{where}: graph shapes {enc_in} / {dec_out} disagree with the image "
+                              f"{'x'.join(map(str, image.shape))} in {LATENT}")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, check_graph_shapes, is_bundle, read_meta
-from .density import Density, density_from_dict
+from .density import Density, density_from_params
 from .errors import AetoolError, UsageError
 from .runtime import make_session, provider_label, usable_cores
 
@@ -119,7 +119,7 @@ class Bundle:
             short = {v: k for k, v in DENSITY_ALIASES.items()}
             names = ", ".join(short.get(k, k) for k in sorted(known))
             raise UsageError(f"--density {name}: bundle {self.name} has no such density (it has: {names})")
-        return density_from_dict(known[kind])
+        return density_from_params(self.meta.density_params(kind))
 
     def load_images(self, paths: Sequence[str | os.PathLike], invert: bool | None = None) -> np.ndarray:
         """Picture files as this bundle's inputs (N, C, H, W), by its own preprocessing: MNIST's digit

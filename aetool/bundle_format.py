@@ -19,7 +19,9 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence, Union
+
+import numpy as np
 
 from .errors import AetoolError
 from .fileio import read_json, sha256_file, write_json  # noqa: F401 (sha256_file: part of the contract)
@@ -235,6 +237,114 @@ class GraphInfo:
                    form=r.str("form", optional=True) or "as trained", **counts)
 
 
+# ---- densities: what latent.json stores of each; aetool.density fits, scores and samples them
+def _float_arrays(kind: str, obj: Any, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """``obj``'s ``keys`` as float64 arrays, or one error naming the kind."""
+    try:
+        return [np.asarray(obj[k], dtype=np.float64) for k in keys]
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise AetoolError(f"latent density: bad {kind} parameters ({' '.join(str(e).split())[:200]})") from None
+
+
+def _require_finite(kind: str, **arrays: np.ndarray) -> None:
+    for name, a in arrays.items():
+        if not np.all(np.isfinite(a)):
+            raise AetoolError(f"latent density: {kind} '{name}' holds NaN or infinite values")
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalGaussianParams:
+    """``diagonal_gaussian``: N(``mean``, diag(``var``)) over the flattened latent, float64 (d,) each,
+    var > 0.  :meth:`from_dict` validates what a file holds; the constructor takes a fit's arrays."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    kind: ClassVar[str] = "diagonal_gaussian"
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "var"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+
+    def check(self) -> "DiagonalGaussianParams":
+        """These parameters, or one error saying what is wrong with them."""
+        _require_finite(self.kind, mean=self.mean, var=self.var)
+        if self.mean.ndim != 1 or self.mean.shape != self.var.shape or not np.all(self.var > 0):
+            raise AetoolError("latent density: mean and var must be equal-length vectors with var > 0")
+        return self
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "mean": self.mean.tolist(), "var": self.var.tolist()}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "DiagonalGaussianParams":
+        return cls(*_float_arrays(cls.kind, obj, ("mean", "var"))).check()
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixtureParams:
+    """``gaussian_mixture``: K components with ``weights`` (K, > 0, summing to 1), ``means`` (K, d)
+    and ``covs`` (K, d, d, symmetric positive definite), float64.  :meth:`from_dict` validates."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    kind: ClassVar[str] = "gaussian_mixture"
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "means", "covs"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+
+    def check(self) -> "GaussianMixtureParams":
+        """These parameters, or one error saying what is wrong with them."""
+        weights, means, covs = self.weights, self.means, self.covs
+        _require_finite(self.kind, weights=weights, means=means, covs=covs)
+        k = weights.shape[0] if weights.ndim == 1 else 0
+        if k < 1 or means.ndim != 2 or means.shape[0] != k or covs.shape != (k, means.shape[1], means.shape[1]) \
+                or not np.all(weights > 0) or not abs(weights.sum() - 1) < 1e-6:
+            raise AetoolError("latent density: gaussian_mixture needs K weights summing to 1, K means and K dxd covariances")
+        # a Cholesky factor reads one triangle only: an asymmetric matrix would be silently half-used
+        if not np.allclose(covs, covs.transpose(0, 2, 1), rtol=1e-9, atol=1e-12 * float(np.abs(covs).max())):
+            raise AetoolError("latent density: gaussian_mixture covariances must be symmetric")
+        try:
+            np.linalg.cholesky(covs)
+        except np.linalg.LinAlgError:
+            raise AetoolError("latent density: a mixture covariance is not positive definite") from None
+        return self
+
+    @property
+    def n_components(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.means.shape[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "weights": self.weights.tolist(), "means": self.means.tolist(),
+                "covs": self.covs.tolist()}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "GaussianMixtureParams":
+        return cls(*_float_arrays(cls.kind, obj, ("weights", "means", "covs"))).check()
+
+
+DensityParams = Union[DiagonalGaussianParams, GaussianMixtureParams]
+DENSITY_KINDS: dict[str, type] = {DiagonalGaussianParams.kind: DiagonalGaussianParams,
+                                  GaussianMixtureParams.kind: GaussianMixtureParams}
+
+
+def density_params_from_dict(obj: Any) -> DensityParams:
+    """Whichever density a ``densities`` entry holds, by its ``kind``, validated."""
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    if kind not in DENSITY_KINDS:
+        raise AetoolError(f"latent density: unknown kind {kind!r} (known: {', '.join(DENSITY_KINDS)})")
+    return DENSITY_KINDS[kind].from_dict(obj)
+
+
 SCORE_RULES = ("max", "sum")
 THRESHOLD_METHODS = ("conformal", "quantile")
 CONFIDENCE = 0.95  # of the held-out rate's interval
@@ -431,7 +541,7 @@ class BundleMeta:
     image: ImageSpec
     encoder: GraphInfo
     decoder: GraphInfo
-    densities: dict[str, dict[str, Any]]  # kind -> parameters (aetool.density)
+    densities: dict[str, dict[str, Any]]  # kind -> parameters as stored (typed: density_params)
     default_density: str
     density_test_log_likelihood_per_dim: dict[str, float] = field(default_factory=dict)
     opset: int | None = None
@@ -491,6 +601,10 @@ class BundleMeta:
                    variant=variant,
                    anomaly=None if anomaly is None else AnomalyCalibration.from_dict(anomaly, f"{where}.anomaly"))
 
+    def density_params(self, kind: str) -> DensityParams:
+        """The density stored under ``kind``, typed (KeyError where the bundle has none)."""
+        return density_params_from_dict(self.densities[kind])
+
     # ---- the training record, read defensively: it is for people, not for the runtime
     @property
     def training_config(self) -> dict[str, Any]:
@@ -530,15 +644,13 @@ class BundleMeta:
 def _check_density(kind: str, params: Any, d: int, where: str) -> None:
     """A density's parameters: the right kind under its key, finite, well-shaped (symmetric positive
     definite covariances, weights summing to 1) and d-dimensional."""
-    from .density import DENSITIES, density_from_dict  # numpy only
-
     r = _Reader(params, where)
-    if kind not in DENSITIES:
-        raise AetoolError(f"{where}: unknown kind {kind!r} (known: {', '.join(DENSITIES)})")
+    if kind not in DENSITY_KINDS:
+        raise AetoolError(f"{where}: unknown kind {kind!r} (known: {', '.join(DENSITY_KINDS)})")
     if r.obj.get("kind") != kind:
         raise AetoolError(f"{where}: its kind is {r.obj.get('kind')!r}, not {kind!r}")
     try:
-        density = density_from_dict(params)
+        density = density_params_from_dict(params)
     except AetoolError as e:
         raise AetoolError(f"{where}: {str(e).removeprefix('latent density: ')}") from None
     if density.dim != d:

@@ -35,3 +35,27 @@ def test_graph_shapes_follow_from_d_and_the_image():
                                  ("decoder output", ["N", 3, 8], "image 3x8x8")):
         with pytest.raises(AetoolError, match=f"b: graph shapes .* disagree with .*{fragment}"):
             check_graph_shapes(4, image, {**found, end: shape}, "b")
+
+
+def test_density_params_are_the_schema_of_latent_json():
+    from aetool.bundle import shipped_root
+    from aetool.bundle_format import (DiagonalGaussianParams, GaussianMixtureParams, density_params_from_dict,
+                                      read_meta)
+    from aetool.density import GaussianMixture, density_from_params
+
+    meta = read_meta(shipped_root() / "cnn-d4")  # a shipped bundle, read as it is
+    mixture, diagonal = meta.density_params("gaussian_mixture"), meta.density_params("diagonal_gaussian")
+    assert isinstance(mixture, GaussianMixtureParams) and isinstance(diagonal, DiagonalGaussianParams)
+    assert mixture.dim == diagonal.dim == 4 and mixture.covs.shape == (mixture.n_components, 4, 4)
+    assert mixture.to_dict() == meta.densities["gaussian_mixture"]  # the JSON round-trips unchanged
+    fitted = density_from_params(mixture)
+    assert isinstance(fitted, GaussianMixture) and fitted.n_components == mixture.n_components
+    assert fitted.to_params().to_dict() == mixture.to_dict()
+    for bad, fragment in (({"kind": "diagonal_gaussian", "mean": [0.0], "var": [0.0]}, "var > 0"),
+                          ({"kind": "diagonal_gaussian", "mean": [float("nan")], "var": [1.0]}, "NaN or infinite"),
+                          ({"kind": "gaussian_mixture", "weights": [1.0], "means": [[0.0]]}, "bad gaussian_mixture"),
+                          ({"kind": "gaussian_mixture", "weights": [1.0], "means": [[0.0, 0.0]],
+                            "covs": [[[1.0, 2.0], [2.0, 1.0]]]}, "not positive definite"),
+                          ({"kind": "flow"}, "unknown kind 'flow'"), ([], "unknown kind None")):
+        with pytest.raises(AetoolError, match=fragment):
+            density_params_from_dict(bad)

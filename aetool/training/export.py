@@ -242,9 +242,9 @@ def fit_densities(model: torch.nn.Module, diagonal: dict, data: TrainingData, *,
     z_train = forward_all(model.encoder, data.train[np.sort(pick)])
     z_test = forward_all(model.encoder, data.heldout)
     fitted = {DiagonalGaussian.kind: density_from_dict(diagonal),
-              GaussianMixture.kind: GaussianMixture(min(components, len(z_train))).fit(z_train, seed=seed)}
+              GaussianMixture.kind: GaussianMixture(min(components, len(z_train)), random_state=seed).fit(z_train)}
     d = z_test.reshape(len(z_test), -1).shape[1]
-    test_ll = {kind: float(p.log_prob(z_test).mean() / d) for kind, p in fitted.items()}
+    test_ll = {kind: float(p.score_samples(z_test).mean() / d) for kind, p in fitted.items()}
     return {kind: p.to_dict() for kind, p in fitted.items()}, test_ll
 
 

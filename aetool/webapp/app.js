@@ -57,7 +57,8 @@
     const top = Math.max(...v);
     return top + Math.log(v.reduce((s, x) => s + Math.exp(x - top), 0));
   }
-  /** A density from latent.json's parameters: sample(n, seed), logProb(z), moments(). */
+  /** A density from latent.json's parameters (fields as aetool/bundle_format.py's DiagonalGaussianParams
+   *  and GaussianMixtureParams define them): sample(n, seed), logProb(z), moments(). */
   function makeDensity(p) {
     if (p.kind === "diagonal_gaussian") {
       const mean = p.mean, v = p.var, d = mean.length, sd = v.map(Math.sqrt);

@@ -486,6 +486,119 @@ def conformal_minimum(fpr: float) -> int:
     return max(1, math.ceil(1 / _exact(fpr) - 1))
 
 
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if _finite(v) else None
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _object(v: Any) -> dict[str, Any] | None:
+    return v if isinstance(v, dict) else None
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    """One run a run was started from (``aetool train --init-from``): its name, its epochs, whether
+    the new run revived its dead channels, and the ``--shift`` it trained with (None: not recorded)."""
+
+    run: str | None
+    epochs: int | None
+    revived: bool = False
+    shift: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "epochs": self.epochs, "revived": self.revived, "shift": self.shift}
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> "StartRecord":
+        return cls(run=_text(obj.get("run")), epochs=_int(obj.get("epochs")), revived=obj.get("revived") is True,
+                   shift=_int(obj.get("shift")))
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The training options that ``aetool info`` and the comparison tables show, typed out of
+    ``training.config`` (aetool.training.config.TrainConfig as a dict: rebuilding all of it is the
+    trainer's business, config_from_dict).  Absent or mistyped keys read as the option's default."""
+
+    init_from: str | None = None
+    width: int | None = None  # "width", or the lecture's "nb_channels" in older records
+    revive_dead: bool = False
+    shift: int = 0
+    average_last: int = 0
+    denoise: float = 0.0
+    normal_class: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "TrainingOptions":
+        return cls(init_from=_text(config.get("init_from")),
+                   width=_int(config["width"] if "width" in config else config.get("nb_channels")),
+                   revive_dead=config.get("revive_dead") is True, shift=_int(config.get("shift")) or 0,
+                   average_last=_int(config.get("average_last")) or 0, denoise=_number(config.get("denoise")) or 0.0,
+                   normal_class=_text(config.get("normal_class")))
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """latent.json's ``training``: how the graphs were trained, for people and tables.
+
+    The exporter fills one and writes :meth:`to_dict`; readers (``aetool info``, compare, the
+    variants, torch_from_onnx) take one from :attr:`BundleMeta.training_record` and read its typed
+    fields.  :meth:`from_dict` is lenient, as this record is not covered by the graphs' hashes and
+    older bundles lack keys (``arch``, ``weights``, ``best_epoch``; PCA's ``started_from``): an
+    absent or mistyped key reads as None (empty for ``config`` and ``started_from``).  ``arch``,
+    ``data``, ``config``, ``parameters`` and ``layers`` are the trainer's own records, kept as
+    their dicts (docs/bundle-format.md lists their keys)."""
+
+    arch: dict[str, Any] | None = None  # aetool.training.families.ArchConfig as a dict
+    weights: str | None = None  # "last" or "best (epoch N)"
+    best_epoch: int | None = None
+    data: dict[str, Any] | None = None  # the data set: name, train_images, test_images, heldout, root, ...
+    epochs: int | None = None  # the run's own
+    started_from: tuple[StartRecord, ...] = ()  # nearest first
+    epochs_in_all: int | None = None  # with those of the starts
+    config: dict[str, Any] = field(default_factory=dict)  # aetool.training.config.TrainConfig as a dict
+    parameters: dict[str, Any] | None = None  # encoder, decoder
+    layers: Any = None
+    test_sse_per_image: float | None = None
+    test_psnr_db: float | None = None
+
+    NUMBERS: ClassVar[tuple[str, ...]] = ("epochs", "epochs_in_all", "best_epoch", "test_sse_per_image", "test_psnr_db")
+
+    @property
+    def train_images(self) -> int | None:
+        """How many images it was trained on (None: not recorded)."""
+        return _int((self.data or {}).get("train_images"))
+
+    @property
+    def options(self) -> TrainingOptions:
+        return TrainingOptions.from_config(self.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "weights": self.weights, "best_epoch": self.best_epoch, "data": self.data,
+                "epochs": self.epochs, "started_from": [s.to_dict() for s in self.started_from],
+                "epochs_in_all": self.epochs_in_all, "config": self.config, "parameters": self.parameters,
+                "layers": self.layers, "test_sse_per_image": self.test_sse_per_image, "test_psnr_db": self.test_psnr_db}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "TrainingRecord":
+        t = obj if isinstance(obj, dict) else {}
+        chain = t.get("started_from")
+        return cls(arch=_object(t.get("arch")), weights=_text(t.get("weights")), best_epoch=_int(t.get("best_epoch")),
+                   data=_object(t.get("data")), epochs=_int(t.get("epochs")),
+                   started_from=tuple(StartRecord.from_dict(e) for e in chain if isinstance(e, dict))
+                   if isinstance(chain, list) else (),
+                   epochs_in_all=_int(t.get("epochs_in_all")), config=_object(t.get("config")) or {},
+                   parameters=_object(t.get("parameters")), layers=t.get("layers"),
+                   test_sse_per_image=_number(t.get("test_sse_per_image")), test_psnr_db=_number(t.get("test_psnr_db")))
+
+
 @dataclass
 class TrainingDataRecord:
     """The training record's data options that calibration reuses to rebuild a run's held-out split,
@@ -533,7 +646,9 @@ class TrainingDataRecord:
 class BundleMeta:
     """Everything ``latent.json`` holds.  ``training``, ``export`` and ``variant`` are records
     for people and tables (their keys are listed in docs/bundle-format.md); the runtime reads
-    only the typed fields above them."""
+    only the typed fields above them.  ``training`` is kept as stored, so a bundle copied into a
+    variant or printed by ``aetool info --json`` keeps every key; it is read through
+    :attr:`training_record`."""
 
     name: str
     family: str
@@ -605,28 +720,16 @@ class BundleMeta:
         """The density stored under ``kind``, typed (KeyError where the bundle has none)."""
         return density_params_from_dict(self.densities[kind])
 
-    # ---- the training record, read defensively: it is for people, not for the runtime
     @property
-    def training_config(self) -> dict[str, Any]:
-        """The training run's options (aetool.training.config.TrainConfig as a dict), or {}."""
-        config = self.training.get("config")
-        return config if isinstance(config, dict) else {}
-
-    @property
-    def started_from(self) -> list[dict[str, Any]]:
-        """The runs this one was started from (--init-from), nearest first: run, epochs, revived, shift."""
-        chain = self.training.get("started_from")
-        return [e for e in chain if isinstance(e, dict)] if isinstance(chain, list) else []
+    def training_record(self) -> TrainingRecord:
+        """``training`` typed (read afresh each time, so an edit to the stored dict shows)."""
+        return TrainingRecord.from_dict(self.training)
 
     def training_number(self, key: str) -> float | None:
-        """``epochs``, ``epochs_in_all``, ``test_sse_per_image`` or ``test_psnr_db`` of the training record."""
-        value = self.training.get(key)
-        return value if _finite(value) else None
-
-    @property
-    def train_images(self) -> int | None:
-        data = self.training.get("data")
-        return data.get("train_images") if isinstance(data, dict) else None
+        """One of TrainingRecord.NUMBERS by name (``epochs``, ``test_sse_per_image``, ...), or None."""
+        if key not in TrainingRecord.NUMBERS:
+            raise KeyError(f"{key!r} is not a number of the training record ({', '.join(TrainingRecord.NUMBERS)})")
+        return getattr(self.training_record, key)
 
     @property
     def precision(self) -> str:
@@ -634,11 +737,11 @@ class BundleMeta:
 
     def summary(self) -> dict[str, Any]:
         """The few facts ``aetool list`` and ``aetool info --json`` lead with."""
+        t = self.training_record
         return {"name": self.name, "family": self.family, "d": self.d, "precision": self.precision,
                 "image": list(self.image.shape), "preprocessing": self.image.preprocessing,
                 "default_density": self.default_density, "densities": sorted(self.densities),
-                "test_sse_per_image": self.training_number("test_sse_per_image"),
-                "epochs": self.training_number("epochs"), "epochs_in_all": self.training_number("epochs_in_all")}
+                "test_sse_per_image": t.test_sse_per_image, "epochs": t.epochs, "epochs_in_all": t.epochs_in_all}
 
 
 def _check_density(kind: str, params: Any, d: int, where: str) -> None:

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -21,6 +21,9 @@ from . import __version__
 from .errors import AetoolError, UsageError
 from .lecture import IMAGE_SIZES
 from .training.families import family_names
+
+if TYPE_CHECKING:
+    from .bundle_format import StartRecord
 
 FAMILY_CHOICES = family_names(with_aliases=True)
 
@@ -893,16 +896,17 @@ def info(bundle_arg, as_json):
     others = sorted(set(m.densities) - {m.default_density})
     click.echo(f"density {m.default_density} (default)" + "".join(f", {k}" for k in others)
                + (f"; test log-likelihood per latent dim{scores}" if scores else ""))
-    config = m.training_config
-    chain = " <- ".join(_start(entry) for entry in m.started_from)
-    click.echo(f"trained {_fmt(m.training_number('epochs'), 'd')} epoch(s) on {m.train_images} images: "
-               f"test SSE/image {_fmt(m.training_number('test_sse_per_image'))}, "
-               f"PSNR {_fmt(m.training_number('test_psnr_db'))} dB"
-               + (f"; started from {chain}: {_fmt(m.training_number('epochs_in_all'), 'd')} epochs in all" if chain else "")
-               + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
-               + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else "")
-               + (f"; denoising, input noise {noise:g}" if (noise := config.get("denoise")) else "")
-               + (f"; normal class {normal!r} only" if (normal := config.get("normal_class")) is not None else ""))
+    t = m.training_record
+    options = t.options
+    chain = " <- ".join(_start(entry) for entry in t.started_from)
+    click.echo(f"trained {_fmt(t.epochs, 'd')} epoch(s) on {t.train_images} images: "
+               f"test SSE/image {_fmt(t.test_sse_per_image)}, "
+               f"PSNR {_fmt(t.test_psnr_db)} dB"
+               + (f"; started from {chain}: {_fmt(t.epochs_in_all, 'd')} epochs in all" if chain else "")
+               + (f"; weights the mean of its last {options.average_last} epochs" if options.average_last else "")
+               + (f"; {_shifted(options.shift)}" if options.shift else "")
+               + (f"; denoising, input noise {options.denoise:g}" if options.denoise else "")
+               + (f"; normal class {options.normal_class!r} only" if options.normal_class is not None else ""))
     click.echo(anomaly_summary(m.anomaly))
     if m.variant:
         v = m.variant
@@ -946,11 +950,11 @@ def list_cmd(as_json):
                    f"{r['default_density']:<17} {r['bytes'] / 1e6:>6.2f} MB")
 
 
-def _start(entry: dict) -> str:
+def _start(entry: StartRecord) -> str:
     """One start of a run's chain: its name, epochs, and how it differed (revived, moved digits)."""
-    notes = [f"{entry.get('epochs')} epochs"] + (["revived"] if entry.get("revived") else [])
-    notes += [_shifted(entry["shift"])] if entry.get("shift") else []
-    return f"{entry.get('run')} ({', '.join(notes)})"
+    notes = [f"{entry.epochs} epochs"] + (["revived"] if entry.revived else [])
+    notes += [_shifted(entry.shift)] if entry.shift else []
+    return f"{entry.run} ({', '.join(notes)})"
 
 
 def _shifted(pixels: int) -> str:

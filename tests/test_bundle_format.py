@@ -59,3 +59,30 @@ def test_density_params_are_the_schema_of_latent_json():
                           ({"kind": "flow"}, "unknown kind 'flow'"), ([], "unknown kind None")):
         with pytest.raises(AetoolError, match=fragment):
             density_params_from_dict(bad)
+
+
+def test_training_record_reads_old_and_new_bundles():
+    from aetool.bundle import shipped_root
+    from aetool.bundle_format import StartRecord, TrainingRecord, read_meta
+
+    old = read_meta(shipped_root() / "pca-d8").training_record  # shipped before arch, weights, started_from
+    assert old.arch is None and old.weights is None and old.started_from == () and old.epochs_in_all is None
+    assert old.epochs == 1 and old.train_images == 60000 and old.test_psnr_db is not None
+    assert old.options.width == 32  # recorded as the lecture's nb_channels
+    chain = read_meta(shipped_root() / "cnn-d2").training_record
+    assert chain.started_from[0] == StartRecord("cnn-d2-r7", 20, True, None) and chain.options.average_last == 75
+
+    written = {"arch": {"family": "cnn", "d": 4}, "weights": "best (epoch 3)", "best_epoch": 3,
+               "data": {"name": "mnist", "train_images": 300, "test_images": 10000}, "epochs": 4,
+               "started_from": [{"run": "a", "epochs": 2, "revived": True, "shift": 1}], "epochs_in_all": 6,
+               "config": {"width": 48, "shift": 2, "denoise": 0.1, "normal_class": "3", "init_from": "runs/a"},
+               "parameters": {"encoder": 10, "decoder": 12}, "layers": None, "test_sse_per_image": 3.5,
+               "test_psnr_db": 20.1}
+    record = TrainingRecord.from_dict(written)
+    assert record.to_dict() == written  # what the exporter writes reads back the same
+    assert (record.options.width, record.options.shift, record.options.denoise, record.options.normal_class,
+            record.options.init_from, record.options.revive_dead) == (48, 2, 0.1, "3", "runs/a", False)
+    # a record for people, not hashed: mistyped keys read as unknown rather than failing a bundle
+    odd = TrainingRecord.from_dict({"epochs": "many", "started_from": [5, {"run": 3}], "config": [], "data": "x"})
+    assert odd.epochs is None and odd.started_from == (StartRecord(None, None),) and odd.config == {}
+    assert odd.train_images is None and TrainingRecord.from_dict("oops") == TrainingRecord()

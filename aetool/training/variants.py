@@ -124,7 +124,7 @@ def _data(meta: BundleMeta, bundle_dir: Path, calibration_images: int, eval_imag
     from .datasets import load_training_data
     from .datasets import as_float
 
-    config = config_from_dict(meta.training_config, bundle_dir)
+    config = config_from_dict(meta.training_record.config, bundle_dir)
     data = load_training_data(config, quiet=True)
     heldout = as_float(data.heldout[:eval_images])
     labels = config.of_normal_class(load_mnist("test", config.data)).labels[:eval_images] \

@@ -5,7 +5,12 @@ fills a :class:`BundleMeta` and writes it with :meth:`BundleMeta.to_dict`; every
 reader (the runtime, the variants, ``aetool info``) gets one back from
 :func:`read_meta`, which validates the file and checks both graphs' SHA-256.
 No other module spells a key of ``latent.json``: docs/bundle-format.md
-documents these classes field by field.
+documents these classes field by field.  The parts other modules build on are
+typed here as well: the image's :class:`Preprocessing`, the graphs' shapes
+(:func:`graph_shapes`), the densities' parameters (:class:`DiagonalGaussianParams`,
+:class:`GaussianMixtureParams`; aetool.density does their math) and the
+training record (:class:`TrainingRecord`).  Only numpy is imported: the
+runtime reads bundles without torch, and nothing here imports aetool.training.
 
 Schema 1 (the first bundles) is read and upgraded in memory: its ``image.shape``
 becomes channels/height/width with the MNIST-digit preprocessing it implied,

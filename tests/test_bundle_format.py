@@ -86,3 +86,12 @@ def test_training_record_reads_old_and_new_bundles():
     odd = TrainingRecord.from_dict({"epochs": "many", "started_from": [5, {"run": 3}], "config": [], "data": "x"})
     assert odd.epochs is None and odd.started_from == (StartRecord(None, None),) and odd.config == {}
     assert odd.train_images is None and TrainingRecord.from_dict("oops") == TrainingRecord()
+
+
+def test_the_contract_imports_neither_torch_nor_the_trainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, aetool.bundle_format, aetool.density; "
+            "print([m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('aetool.training')])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

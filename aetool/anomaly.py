@@ -47,7 +47,7 @@ def parts(bundle: Bundle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per image: reconstruction SSE, and latent NLL per dimension under the bundle's default density."""
     z = bundle.encode(images)
     sse = sse_per_image(images, bundle.decode(z))
-    nll = -bundle.density.log_prob(z.reshape(len(z), -1)) / bundle.d
+    nll = -bundle.density.score_samples(z.reshape(len(z), -1)) / bundle.d
     return sse, nll
 
 

@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, is_bundle, read_meta
-from .density import Density, density_from_dict
+from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, check_graph_shapes, is_bundle, read_meta
+from .density import Density, density_from_params
 from .errors import AetoolError, UsageError
 from .runtime import make_session, provider_label, usable_cores
 
@@ -119,7 +119,7 @@ class Bundle:
             short = {v: k for k, v in DENSITY_ALIASES.items()}
             names = ", ".join(short.get(k, k) for k in sorted(known))
             raise UsageError(f"--density {name}: bundle {self.name} has no such density (it has: {names})")
-        return density_from_dict(known[kind])
+        return density_from_params(self.meta.density_params(kind))
 
     def load_images(self, paths: Sequence[str | os.PathLike], invert: bool | None = None) -> np.ndarray:
         """Picture files as this bundle's inputs (N, C, H, W), by its own preprocessing: MNIST's digit
@@ -127,7 +127,7 @@ class Bundle:
         from . import image_input as img
 
         image = self.meta.image
-        return img.load_for(paths, image.channels, image.height, image.width, image.preprocessing, invert=invert)
+        return img.load_for(paths, image.channels, image.height, image.width, image.preprocessing_spec, invert=invert)
 
     @property
     def workers(self) -> int:
@@ -236,14 +236,10 @@ def load_bundle(bundle: str | os.PathLike | None = None, device: str = "auto", t
     meta = read_meta(path)  # validated whole, densities included
     encoder, provider = make_session(path / ENCODER, device, threads)
     decoder, _ = make_session(path / DECODER, device, threads)
-    _check_shapes(path, meta, encoder, decoder)
+    check_graph_shapes(meta.d, meta.image, {"encoder input": encoder.get_inputs()[0].shape,
+                                            "encoder output": encoder.get_outputs()[0].shape,
+                                            "decoder input": decoder.get_inputs()[0].shape,
+                                            "decoder output": decoder.get_outputs()[0].shape}, f"bundle {path}")
     return Bundle(path=path, meta=meta, encoder=encoder, decoder=decoder, provider=provider_label(provider),
                   batch_size=batch_size, threads=threads)
 
-
-def _check_shapes(path: Path, meta: BundleMeta, encoder, decoder) -> None:
-    d = meta.d
-    enc_out = encoder.get_outputs()[0].shape
-    dec_in = decoder.get_inputs()[0].shape
-    if list(enc_out[1:]) != [d, 1, 1] or list(dec_in[1:]) != [d, 1, 1]:
-        raise AetoolError(f"bundle {path}: graph shapes {enc_out} / {dec_in} disagree with d={d} in {LATENT}")

@@ -5,7 +5,12 @@ fills a :class:`BundleMeta` and writes it with :meth:`BundleMeta.to_dict`; every
 reader (the runtime, the variants, ``aetool info``) gets one back from
 :func:`read_meta`, which validates the file and checks both graphs' SHA-256.
 No other module spells a key of ``latent.json``: docs/bundle-format.md
-documents these classes field by field.
+documents these classes field by field.  The parts other modules build on are
+typed here as well: the image's :class:`Preprocessing`, the graphs' shapes
+(:func:`graph_shapes`), the densities' parameters (:class:`DiagonalGaussianParams`,
+:class:`GaussianMixtureParams`; aetool.density does their math) and the
+training record (:class:`TrainingRecord`).  Only numpy is imported: the
+runtime reads bundles without torch, and nothing here imports aetool.training.
 
 Schema 1 (the first bundles) is read and upgraded in memory: its ``image.shape``
 becomes channels/height/width with the MNIST-digit preprocessing it implied,
@@ -19,7 +24,9 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping, Sequence, Union
+
+import numpy as np
 
 from .errors import AetoolError
 from .fileio import read_json, sha256_file, write_json  # noqa: F401 (sha256_file: part of the contract)
@@ -30,7 +37,8 @@ ENCODER = "encoder.onnx"
 DECODER = "decoder.onnx"
 LATENT = "latent.json"
 ENCODER_INPUT, ENCODER_OUTPUT = "image", "latent"  # the decoder's are the other way round
-# how a user's picture becomes a model input: the runtime applies it before encoding
+# how a user's picture becomes a model input: the runtime applies it before encoding.  The stored
+# name of each (image.preprocessing) is parsed and formatted by Preprocessing alone.
 PREPROCESSING = {
     "mnist_digit": "white ink on black: a light background is inverted, the ink cropped, fitted in 20x20 "
                    "and centred by mass in 28x28, as MNIST was made",
@@ -39,6 +47,59 @@ PREPROCESSING = {
     "resize_crop": "converted to grey (1 channel) or RGB (3), transparency onto black, the largest centred square "
                    "cropped and resized to height x width; 8 bits a channel, then / 255",
 }
+
+
+MNIST_DIGIT, RESIZE = "mnist_digit", "resize"
+RESIZE_FITS = ("pad", "crop")  # how a picture of another aspect ratio becomes a square
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """``image.preprocessing`` typed: ``kind`` "mnist_digit", or "resize" with ``fit`` "pad" or "crop".
+
+    The file stores one string ("mnist_digit", "resize_pad", "resize_crop"); training writes it
+    (from a folder's fit) and the runtime reads it back to pick its loader, so the string is
+    built by :attr:`name` and taken apart by :meth:`parse` here only, never by slicing elsewhere.
+    """
+
+    kind: str
+    fit: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind, self.fit) not in [(MNIST_DIGIT, None)] + [(RESIZE, f) for f in RESIZE_FITS]:
+            raise AetoolError(f"unknown image preprocessing kind {self.kind!r} with fit {self.fit!r}")
+
+    @classmethod
+    def resize(cls, fit: str) -> "Preprocessing":
+        """A folder's pictures resized into the square by ``fit`` ("pad" or "crop")."""
+        if fit not in RESIZE_FITS:
+            raise AetoolError(f"unknown fit {fit!r}; use {' or '.join(RESIZE_FITS)}")
+        return cls(RESIZE, fit)
+
+    @classmethod
+    def parse(cls, name: str) -> "Preprocessing":
+        """The stored string as a Preprocessing; one error naming the known ones otherwise."""
+        if name == MNIST_DIGIT:
+            return cls(MNIST_DIGIT)
+        prefix = RESIZE + "_"
+        if isinstance(name, str) and name.startswith(prefix) and name[len(prefix):] in RESIZE_FITS:
+            return cls(RESIZE, name[len(prefix):])
+        raise AetoolError(f"unknown image preprocessing {name!r}; aetool knows {', '.join(PREPROCESSING)}")
+
+    @property
+    def name(self) -> str:
+        """The string latent.json stores."""
+        return self.kind if self.fit is None else f"{self.kind}_{self.fit}"
+
+    @property
+    def is_digit(self) -> bool:
+        """MNIST's digit normalisation (1x28x28), rather than a picture resized."""
+        return self.kind == MNIST_DIGIT
+
+    @property
+    def rule(self) -> str:
+        """The preprocessing in words, as ``image.preprocessing_rule`` stores it."""
+        return PREPROCESSING[self.name]
 
 
 class _Reader:
@@ -99,7 +160,12 @@ class ImageSpec:
     height: int = 28
     width: int = 28
     range: tuple[float, float] = (0.0, 1.0)
-    preprocessing: str = "mnist_digit"
+    preprocessing: str = MNIST_DIGIT  # the stored name; typed: preprocessing_spec
+
+    @property
+    def preprocessing_spec(self) -> Preprocessing:
+        """``preprocessing`` parsed: which loader the runtime uses and, for pictures, their fit."""
+        return Preprocessing.parse(self.preprocessing)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -112,7 +178,7 @@ class ImageSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"channels": self.channels, "height": self.height, "width": self.width, "dtype": "float32",
                 "layout": "NCHW", "range": list(self.range), "preprocessing": self.preprocessing,
-                "preprocessing_rule": PREPROCESSING[self.preprocessing]}
+                "preprocessing_rule": self.preprocessing_spec.rule}
 
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> "ImageSpec":
@@ -124,6 +190,36 @@ class ImageSpec:
         return cls(channels=r.int("channels", 1, 4), height=r.int("height", 1, 4096), width=r.int("width", 1, 4096),
                    range=(float(low_high[0]), float(low_high[1])),
                    preprocessing=r.str("preprocessing", tuple(PREPROCESSING)))
+
+
+GRAPH_ENDS = ("encoder input", "encoder output", "decoder input", "decoder output")
+
+
+def graph_shapes(d: int, image: ImageSpec) -> dict[str, tuple[int, ...]]:
+    """The rule for the graphs' shapes after the batch axis: the encoder maps (C, H, W) images to
+    (d, 1, 1) latents and the decoder back.  One definition for the runtime's check
+    (:func:`check_graph_shapes`), the docs and the web page (app.js ``graphShapes``), which
+    all build their tensors from ``d`` and ``image`` alone."""
+    latent = (d, 1, 1)
+    return {"encoder input": image.shape, "encoder output": latent, "decoder input": latent,
+            "decoder output": image.shape}
+
+
+def check_graph_shapes(d: int, image: ImageSpec, found: Mapping[str, Sequence[Any]], where: str) -> None:
+    """Refuse graphs whose declared shapes (``found``: GRAPH_ENDS -> the shape with its batch axis, as
+    onnxruntime reports it) break :func:`graph_shapes`, before any of them runs.
+
+    The latent's axes must be exactly d, 1, 1: every reader reshapes latents by them.  An image
+    axis may also be symbolic (a name, or None): a graph that takes any size runs at the bundle's."""
+    expected = graph_shapes(d, image)
+    enc_out, dec_in = found["encoder output"], found["decoder input"]
+    if list(enc_out[1:]) != list(expected["encoder output"]) or list(dec_in[1:]) != list(expected["decoder input"]):
+        raise AetoolError(f"{where}: graph shapes {enc_out} / {dec_in} disagree with d={d} in {LATENT}")
+    enc_in, dec_out = found["encoder input"], found["decoder output"]
+    for shape in (enc_in, dec_out):
+        if len(shape) != 4 or any(isinstance(n, int) and n != want for n, want in zip(shape[1:], image.shape)):
+            raise AetoolError(f"{where}: graph shapes {enc_in} / {dec_out} disagree with the image "
+                              f"{'x'.join(map(str, image.shape))} in {LATENT}")
 
 
 @dataclass
@@ -144,6 +240,114 @@ class GraphInfo:
         counts = {k: r.int(k, 0) if r.obj.get(k) is not None else None for k in ("parameters", "macs")}
         return cls(file=r.str("file"), input=r.str("input"), output=r.str("output"), sha256=r.str("sha256"),
                    form=r.str("form", optional=True) or "as trained", **counts)
+
+
+# ---- densities: what latent.json stores of each; aetool.density fits, scores and samples them
+def _float_arrays(kind: str, obj: Any, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """``obj``'s ``keys`` as float64 arrays, or one error naming the kind."""
+    try:
+        return [np.asarray(obj[k], dtype=np.float64) for k in keys]
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise AetoolError(f"latent density: bad {kind} parameters ({' '.join(str(e).split())[:200]})") from None
+
+
+def _require_finite(kind: str, **arrays: np.ndarray) -> None:
+    for name, a in arrays.items():
+        if not np.all(np.isfinite(a)):
+            raise AetoolError(f"latent density: {kind} '{name}' holds NaN or infinite values")
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalGaussianParams:
+    """``diagonal_gaussian``: N(``mean``, diag(``var``)) over the flattened latent, float64 (d,) each,
+    var > 0.  :meth:`from_dict` validates what a file holds; the constructor takes a fit's arrays."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    kind: ClassVar[str] = "diagonal_gaussian"
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "var"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+
+    def check(self) -> "DiagonalGaussianParams":
+        """These parameters, or one error saying what is wrong with them."""
+        _require_finite(self.kind, mean=self.mean, var=self.var)
+        if self.mean.ndim != 1 or self.mean.shape != self.var.shape or not np.all(self.var > 0):
+            raise AetoolError("latent density: mean and var must be equal-length vectors with var > 0")
+        return self
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "mean": self.mean.tolist(), "var": self.var.tolist()}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "DiagonalGaussianParams":
+        return cls(*_float_arrays(cls.kind, obj, ("mean", "var"))).check()
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixtureParams:
+    """``gaussian_mixture``: K components with ``weights`` (K, > 0, summing to 1), ``means`` (K, d)
+    and ``covs`` (K, d, d, symmetric positive definite), float64.  :meth:`from_dict` validates."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    kind: ClassVar[str] = "gaussian_mixture"
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "means", "covs"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+
+    def check(self) -> "GaussianMixtureParams":
+        """These parameters, or one error saying what is wrong with them."""
+        weights, means, covs = self.weights, self.means, self.covs
+        _require_finite(self.kind, weights=weights, means=means, covs=covs)
+        k = weights.shape[0] if weights.ndim == 1 else 0
+        if k < 1 or means.ndim != 2 or means.shape[0] != k or covs.shape != (k, means.shape[1], means.shape[1]) \
+                or not np.all(weights > 0) or not abs(weights.sum() - 1) < 1e-6:
+            raise AetoolError("latent density: gaussian_mixture needs K weights summing to 1, K means and K dxd covariances")
+        # a Cholesky factor reads one triangle only: an asymmetric matrix would be silently half-used
+        if not np.allclose(covs, covs.transpose(0, 2, 1), rtol=1e-9, atol=1e-12 * float(np.abs(covs).max())):
+            raise AetoolError("latent density: gaussian_mixture covariances must be symmetric")
+        try:
+            np.linalg.cholesky(covs)
+        except np.linalg.LinAlgError:
+            raise AetoolError("latent density: a mixture covariance is not positive definite") from None
+        return self
+
+    @property
+    def n_components(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.means.shape[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "weights": self.weights.tolist(), "means": self.means.tolist(),
+                "covs": self.covs.tolist()}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "GaussianMixtureParams":
+        return cls(*_float_arrays(cls.kind, obj, ("weights", "means", "covs"))).check()
+
+
+DensityParams = Union[DiagonalGaussianParams, GaussianMixtureParams]
+DENSITY_KINDS: dict[str, type] = {DiagonalGaussianParams.kind: DiagonalGaussianParams,
+                                  GaussianMixtureParams.kind: GaussianMixtureParams}
+
+
+def density_params_from_dict(obj: Any) -> DensityParams:
+    """Whichever density a ``densities`` entry holds, by its ``kind``, validated."""
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    if kind not in DENSITY_KINDS:
+        raise AetoolError(f"latent density: unknown kind {kind!r} (known: {', '.join(DENSITY_KINDS)})")
+    return DENSITY_KINDS[kind].from_dict(obj)
 
 
 SCORE_RULES = ("max", "sum")
@@ -287,6 +491,119 @@ def conformal_minimum(fpr: float) -> int:
     return max(1, math.ceil(1 / _exact(fpr) - 1))
 
 
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if _finite(v) else None
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _object(v: Any) -> dict[str, Any] | None:
+    return v if isinstance(v, dict) else None
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    """One run a run was started from (``aetool train --init-from``): its name, its epochs, whether
+    the new run revived its dead channels, and the ``--shift`` it trained with (None: not recorded)."""
+
+    run: str | None
+    epochs: int | None
+    revived: bool = False
+    shift: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "epochs": self.epochs, "revived": self.revived, "shift": self.shift}
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> "StartRecord":
+        return cls(run=_text(obj.get("run")), epochs=_int(obj.get("epochs")), revived=obj.get("revived") is True,
+                   shift=_int(obj.get("shift")))
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The training options that ``aetool info`` and the comparison tables show, typed out of
+    ``training.config`` (aetool.training.config.TrainConfig as a dict: rebuilding all of it is the
+    trainer's business, config_from_dict).  Absent or mistyped keys read as the option's default."""
+
+    init_from: str | None = None
+    width: int | None = None  # "width", or the lecture's "nb_channels" in older records
+    revive_dead: bool = False
+    shift: int = 0
+    average_last: int = 0
+    denoise: float = 0.0
+    normal_class: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "TrainingOptions":
+        return cls(init_from=_text(config.get("init_from")),
+                   width=_int(config["width"] if "width" in config else config.get("nb_channels")),
+                   revive_dead=config.get("revive_dead") is True, shift=_int(config.get("shift")) or 0,
+                   average_last=_int(config.get("average_last")) or 0, denoise=_number(config.get("denoise")) or 0.0,
+                   normal_class=_text(config.get("normal_class")))
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """latent.json's ``training``: how the graphs were trained, for people and tables.
+
+    The exporter fills one and writes :meth:`to_dict`; readers (``aetool info``, compare, the
+    variants, torch_from_onnx) take one from :attr:`BundleMeta.training_record` and read its typed
+    fields.  :meth:`from_dict` is lenient, as this record is not covered by the graphs' hashes and
+    older bundles lack keys (``arch``, ``weights``, ``best_epoch``; PCA's ``started_from``): an
+    absent or mistyped key reads as None (empty for ``config`` and ``started_from``).  ``arch``,
+    ``data``, ``config``, ``parameters`` and ``layers`` are the trainer's own records, kept as
+    their dicts (docs/bundle-format.md lists their keys)."""
+
+    arch: dict[str, Any] | None = None  # aetool.training.families.ArchConfig as a dict
+    weights: str | None = None  # "last" or "best (epoch N)"
+    best_epoch: int | None = None
+    data: dict[str, Any] | None = None  # the data set: name, train_images, test_images, heldout, root, ...
+    epochs: int | None = None  # the run's own
+    started_from: tuple[StartRecord, ...] = ()  # nearest first
+    epochs_in_all: int | None = None  # with those of the starts
+    config: dict[str, Any] = field(default_factory=dict)  # aetool.training.config.TrainConfig as a dict
+    parameters: dict[str, Any] | None = None  # encoder, decoder
+    layers: Any = None
+    test_sse_per_image: float | None = None
+    test_psnr_db: float | None = None
+
+    NUMBERS: ClassVar[tuple[str, ...]] = ("epochs", "epochs_in_all", "best_epoch", "test_sse_per_image", "test_psnr_db")
+
+    @property
+    def train_images(self) -> int | None:
+        """How many images it was trained on (None: not recorded)."""
+        return _int((self.data or {}).get("train_images"))
+
+    @property
+    def options(self) -> TrainingOptions:
+        return TrainingOptions.from_config(self.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "weights": self.weights, "best_epoch": self.best_epoch, "data": self.data,
+                "epochs": self.epochs, "started_from": [s.to_dict() for s in self.started_from],
+                "epochs_in_all": self.epochs_in_all, "config": self.config, "parameters": self.parameters,
+                "layers": self.layers, "test_sse_per_image": self.test_sse_per_image, "test_psnr_db": self.test_psnr_db}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "TrainingRecord":
+        t = obj if isinstance(obj, dict) else {}
+        chain = t.get("started_from")
+        return cls(arch=_object(t.get("arch")), weights=_text(t.get("weights")), best_epoch=_int(t.get("best_epoch")),
+                   data=_object(t.get("data")), epochs=_int(t.get("epochs")),
+                   started_from=tuple(StartRecord.from_dict(e) for e in chain if isinstance(e, dict))
+                   if isinstance(chain, list) else (),
+                   epochs_in_all=_int(t.get("epochs_in_all")), config=_object(t.get("config")) or {},
+                   parameters=_object(t.get("parameters")), layers=t.get("layers"),
+                   test_sse_per_image=_number(t.get("test_sse_per_image")), test_psnr_db=_number(t.get("test_psnr_db")))
+
+
 @dataclass
 class TrainingDataRecord:
     """The training record's data options that calibration reuses to rebuild a run's held-out split,
@@ -302,7 +619,7 @@ class TrainingDataRecord:
     limit: int | None = None
     channels: int | None = None
     image_size: int | None = None
-    fit: str = "pad"
+    fit: str = RESIZE_FITS[0]
 
     @classmethod
     def from_meta(cls, meta: "BundleMeta", where: str) -> "TrainingDataRecord":
@@ -322,7 +639,7 @@ class TrainingDataRecord:
                    normal_class=r.str("normal_class", optional=True),
                    holdout=r.optional_int("holdout", 0) or 0, limit=r.optional_int("limit", 1),
                    channels=channels, image_size=r.optional_int("image_size", 1, 4096),
-                   fit=r.str("fit", ("pad", "crop"), optional=True) or "pad")
+                   fit=r.str("fit", RESIZE_FITS, optional=True) or RESIZE_FITS[0])
 
     @property
     def is_mnist(self) -> bool:
@@ -334,7 +651,9 @@ class TrainingDataRecord:
 class BundleMeta:
     """Everything ``latent.json`` holds.  ``training``, ``export`` and ``variant`` are records
     for people and tables (their keys are listed in docs/bundle-format.md); the runtime reads
-    only the typed fields above them."""
+    only the typed fields above them.  ``training`` is kept as stored, so a bundle copied into a
+    variant or printed by ``aetool info --json`` keeps every key; it is read through
+    :attr:`training_record`."""
 
     name: str
     family: str
@@ -342,7 +661,7 @@ class BundleMeta:
     image: ImageSpec
     encoder: GraphInfo
     decoder: GraphInfo
-    densities: dict[str, dict[str, Any]]  # kind -> parameters (aetool.density)
+    densities: dict[str, dict[str, Any]]  # kind -> parameters as stored (typed: density_params)
     default_density: str
     density_test_log_likelihood_per_dim: dict[str, float] = field(default_factory=dict)
     opset: int | None = None
@@ -402,28 +721,20 @@ class BundleMeta:
                    variant=variant,
                    anomaly=None if anomaly is None else AnomalyCalibration.from_dict(anomaly, f"{where}.anomaly"))
 
-    # ---- the training record, read defensively: it is for people, not for the runtime
-    @property
-    def training_config(self) -> dict[str, Any]:
-        """The training run's options (aetool.training.config.TrainConfig as a dict), or {}."""
-        config = self.training.get("config")
-        return config if isinstance(config, dict) else {}
+    def density_params(self, kind: str) -> DensityParams:
+        """The density stored under ``kind``, typed (KeyError where the bundle has none)."""
+        return density_params_from_dict(self.densities[kind])
 
     @property
-    def started_from(self) -> list[dict[str, Any]]:
-        """The runs this one was started from (--init-from), nearest first: run, epochs, revived, shift."""
-        chain = self.training.get("started_from")
-        return [e for e in chain if isinstance(e, dict)] if isinstance(chain, list) else []
+    def training_record(self) -> TrainingRecord:
+        """``training`` typed (read afresh each time, so an edit to the stored dict shows)."""
+        return TrainingRecord.from_dict(self.training)
 
     def training_number(self, key: str) -> float | None:
-        """``epochs``, ``epochs_in_all``, ``test_sse_per_image`` or ``test_psnr_db`` of the training record."""
-        value = self.training.get(key)
-        return value if _finite(value) else None
-
-    @property
-    def train_images(self) -> int | None:
-        data = self.training.get("data")
-        return data.get("train_images") if isinstance(data, dict) else None
+        """One of TrainingRecord.NUMBERS by name (``epochs``, ``test_sse_per_image``, ...), or None."""
+        if key not in TrainingRecord.NUMBERS:
+            raise KeyError(f"{key!r} is not a number of the training record ({', '.join(TrainingRecord.NUMBERS)})")
+        return getattr(self.training_record, key)
 
     @property
     def precision(self) -> str:
@@ -431,25 +742,23 @@ class BundleMeta:
 
     def summary(self) -> dict[str, Any]:
         """The few facts ``aetool list`` and ``aetool info --json`` lead with."""
+        t = self.training_record
         return {"name": self.name, "family": self.family, "d": self.d, "precision": self.precision,
                 "image": list(self.image.shape), "preprocessing": self.image.preprocessing,
                 "default_density": self.default_density, "densities": sorted(self.densities),
-                "test_sse_per_image": self.training_number("test_sse_per_image"),
-                "epochs": self.training_number("epochs"), "epochs_in_all": self.training_number("epochs_in_all")}
+                "test_sse_per_image": t.test_sse_per_image, "epochs": t.epochs, "epochs_in_all": t.epochs_in_all}
 
 
 def _check_density(kind: str, params: Any, d: int, where: str) -> None:
     """A density's parameters: the right kind under its key, finite, well-shaped (symmetric positive
     definite covariances, weights summing to 1) and d-dimensional."""
-    from .density import DENSITIES, density_from_dict  # numpy only
-
     r = _Reader(params, where)
-    if kind not in DENSITIES:
-        raise AetoolError(f"{where}: unknown kind {kind!r} (known: {', '.join(DENSITIES)})")
+    if kind not in DENSITY_KINDS:
+        raise AetoolError(f"{where}: unknown kind {kind!r} (known: {', '.join(DENSITY_KINDS)})")
     if r.obj.get("kind") != kind:
         raise AetoolError(f"{where}: its kind is {r.obj.get('kind')!r}, not {kind!r}")
     try:
-        density = density_from_dict(params)
+        density = density_params_from_dict(params)
     except AetoolError as e:
         raise AetoolError(f"{where}: {str(e).removeprefix('latent density: ')}") from None
     if density.dim != d:
@@ -478,7 +787,7 @@ def _upgrade_v1(r: _Reader) -> dict[str, Any]:
         raise image._bad("shape", "[channels, height, width]")
     channels, height, width = shape
     obj["image"] = {"channels": channels, "height": height, "width": width, "range": image._get("range", False),
-                    "preprocessing": "mnist_digit"}
+                    "preprocessing": MNIST_DIGIT}
     density = r.mapping("density")
     obj["default_density"] = density.get("kind")
     obj["densities"] = {**(r.mapping("densities", optional=True) or {}), density.get("kind"): density}

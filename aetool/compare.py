@@ -33,22 +33,24 @@ PAIRS = ((0, 1), (2, 3), (4, 7), (8, 11), (17, 18))  # first test digits: 7-2, 1
 
 
 def started_from(bundle: Bundle) -> str:
-    config = bundle.meta.training_config
+    """How the bundle's training began, for the table: random, or the run it started from and how it differed."""
+    record = bundle.meta.training_record
+    options = record.options
     if bundle.family != "cnn":
         return "closed form"
-    parts = [Path(config["init_from"]).name if config.get("init_from") else "random"]
-    starts = bundle.meta.started_from
-    if starts and starts[0].get("shift"):
-        parts[0] += f" (trained on digits shifted up to {starts[0]['shift']} px)"
-    width = config.get("width", config.get("nb_channels")) or NB_CHANNELS
+    parts = [Path(options.init_from).name if options.init_from else "random"]
+    starts = record.started_from
+    if starts and starts[0].shift:
+        parts[0] += f" (trained on digits shifted up to {starts[0].shift} px)"
+    width = options.width or NB_CHANNELS
     if width != NB_CHANNELS:
         parts.append(f"{width} channels")
-    if config.get("revive_dead"):
+    if options.revive_dead:
         parts.append("revived")
-    if config.get("shift"):
-        parts.append(f"shifts up to {config['shift']} px")
-    if config.get("average_last"):
-        parts.append(f"mean of last {config['average_last']} epochs")
+    if options.shift:
+        parts.append(f"shifts up to {options.shift} px")
+    if options.average_last:
+        parts.append(f"mean of last {options.average_last} epochs")
     return ", ".join(parts)
 
 
@@ -60,9 +62,9 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, classifier:
         "family": bundle.family, "d": bundle.d, "bundle": bundle.name,
         "test_sse_per_image": float(sse.mean()), "psnr_db": psnr_from_sse(float(sse.mean())),
         "identity_kept": float(kept.mean()), f"kept_first_{n_show}": int(kept[:n_show].sum()),
-        "epochs": bundle.meta.training_number("epochs"),
+        "epochs": bundle.meta.training_record.epochs,
         # a run started from another (aetool train --init-from) inherits its training too
-        "epochs_in_all": bundle.meta.training_number("epochs_in_all"),
+        "epochs_in_all": bundle.meta.training_record.epochs_in_all,
         "started_from": started_from(bundle),
     }
     return row, recon

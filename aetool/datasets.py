@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bundle_format import ImageSpec
+from .bundle_format import ImageSpec, Preprocessing
 from .errors import AetoolError, UsageError
 from .lecture import IMAGE_SHAPE
 from .mnist import Dataset, load_mnist
@@ -221,4 +221,4 @@ def _folder_data(sel: DataSelection, quiet: bool, log: Callable[[str], None]) ->
             "validation_sha256": split_digest([data.paths[i] for i in val_idx])}
     return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",
                         ImageSpec(channels=data.channels, height=data.size, width=data.size,
-                                  preprocessing=f"resize_{data.fit}"), info)
+                                  preprocessing=Preprocessing.resize(data.fit).name), info)

@@ -1,9 +1,17 @@
-"""Latent densities in numpy: fit on f(train), sample, score, serialise.
+"""Latent densities in numpy: fit on f(train), sample, score.
 
 A density is what turns a decoder into a generator: draw z ~ p(z), decode g(z).
 The lecture fits a diagonal Gaussian N(m, diag(v)) and calls it "too simple";
-the classes here share one small interface (fit / sample / log_prob /
-to_dict / from_dict) so richer densities slot in without touching the CLI.
+the classes here share one small interface so richer densities slot in without
+touching the CLI.  It follows scikit-learn's conventions: hyper-parameters in
+``__init__``, ``fit(z)`` returns the estimator, fitted arrays end in ``_``, and
+``score_samples(z)`` is the log-density of each row; ``sample(n, rng)`` returns
+the draws alone (scikit-learn's also returns component labels).
+
+What latent.json stores of a density (field names, shapes, validation) is the
+bundle contract's, :mod:`aetool.bundle_format` (``DiagonalGaussianParams``,
+``GaussianMixtureParams``); here is only the math, and ``to_params`` /
+``from_params`` cross between the two.
 """
 
 from __future__ import annotations
@@ -12,17 +20,18 @@ from typing import Any, Union
 
 import numpy as np
 
+from .bundle_format import DensityParams, DiagonalGaussianParams, GaussianMixtureParams, density_params_from_dict
 from .errors import AetoolError
+
+VAR_FLOOR = 1e-12  # a dead latent unit would otherwise give a zero variance
 
 
 class DiagonalGaussian:
-    """N(mean, diag(var)) fitted by maximum likelihood (the lecture's m-hat, Delta-hat)."""
+    """N(mean_, diag(var_)) fitted by maximum likelihood (the lecture's m-hat, Delta-hat)."""
 
-    kind = "diagonal_gaussian"
-
-    def __init__(self, mean: np.ndarray | None = None, var: np.ndarray | None = None) -> None:
-        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
-        self.var = None if var is None else np.asarray(var, dtype=np.float64)
+    kind = DiagonalGaussianParams.kind
+    mean_: np.ndarray
+    var_: np.ndarray
 
     @property
     def dim(self) -> int:
@@ -30,9 +39,8 @@ class DiagonalGaussian:
 
     def fit(self, z: np.ndarray) -> "DiagonalGaussian":
         z = _as_rows(z)
-        self.mean = z.mean(axis=0)
-        # a floor keeps a dead latent unit from giving a zero variance
-        self.var = np.maximum(z.var(axis=0), 1e-12)
+        self.mean_ = z.mean(axis=0)
+        self.var_ = np.maximum(z.var(axis=0), VAR_FLOOR)
         return self
 
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
@@ -41,31 +49,33 @@ class DiagonalGaussian:
         eps = rng.standard_normal((n, mean.shape[0]))
         return (mean + eps * np.sqrt(var)).astype(np.float32)
 
-    def log_prob(self, z: np.ndarray) -> np.ndarray:
+    def score_samples(self, z: np.ndarray) -> np.ndarray:
+        """log N(z | mean_, diag(var_)) of each row of ``z`` ((N, d) or the encoder's (N, d, 1, 1))."""
         mean, var = self._params()
         z = _as_rows(z)
         return -0.5 * (((z - mean) ** 2) / var + np.log(2 * np.pi * var)).sum(axis=1)
 
+    def to_params(self) -> DiagonalGaussianParams:
+        return DiagonalGaussianParams(*self._params())
+
+    @classmethod
+    def from_params(cls, params: DiagonalGaussianParams) -> "DiagonalGaussian":
+        """The fitted density latent.json describes."""
+        out = cls()
+        out.mean_, out.var_ = params.mean, params.var
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        mean, var = self._params()
-        return {"kind": self.kind, "mean": mean.tolist(), "var": var.tolist()}
+        return self.to_params().to_dict()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DiagonalGaussian":
-        try:
-            mean = np.asarray(d["mean"], dtype=np.float64)
-            var = np.asarray(d["var"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as e:
-            raise AetoolError(f"latent density: bad diagonal_gaussian parameters ({_one_line(e)})") from None
-        _require_finite(cls.kind, mean=mean, var=var)
-        if mean.ndim != 1 or mean.shape != var.shape or not np.all(var > 0):
-            raise AetoolError("latent density: mean and var must be equal-length vectors with var > 0")
-        return cls(mean, var)
+        return cls.from_params(DiagonalGaussianParams.from_dict(d))
 
     def _params(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.mean is None or self.var is None:
+        if not (hasattr(self, "mean_") and hasattr(self, "var_")):
             raise AetoolError("latent density is not fitted")
-        return self.mean, self.var
+        return self.mean_, self.var_
 
 
 class GaussianMixture:
@@ -76,37 +86,45 @@ class GaussianMixture:
     numpy, like the rest of the runtime.
     """
 
-    kind = "gaussian_mixture"
+    kind = GaussianMixtureParams.kind
+    weights_: np.ndarray  # (K,)
+    means_: np.ndarray  # (K, d)
+    covariances_: np.ndarray  # (K, d, d)
 
-    def __init__(self, k: int = 10, weights: np.ndarray | None = None, means: np.ndarray | None = None,
-                 covs: np.ndarray | None = None) -> None:
-        if k < 1:
-            raise AetoolError(f"a mixture needs at least one component, got {k}")
-        self.k = k
-        self.weights, self.means, self.covs = weights, means, covs
-        if covs is not None:
-            self._chol = _cholesky(covs)
+    def __init__(self, n_components: int = 10, *, max_iter: int = 200, tol: float = 1e-6, ridge: float = 1e-6,
+                 random_state: int | None = 0) -> None:
+        """``ridge`` times the latents' mean variance is added to each covariance; EM stops after
+        ``max_iter`` rounds or when the mean log-likelihood gains less than ``tol`` (relative);
+        ``random_state`` seeds the k-means++ start, so a fit is reproducible."""
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.ridge = ridge
+        self.random_state = random_state
 
     @property
     def dim(self) -> int:
         return int(self._params()[1].shape[1])
 
-    def fit(self, z: np.ndarray, *, iters: int = 200, tol: float = 1e-6, seed: int = 0) -> "GaussianMixture":
+    def fit(self, z: np.ndarray) -> "GaussianMixture":
         z = _as_rows(z)
         n, d = z.shape
-        if n < self.k:
-            raise AetoolError(f"cannot fit {self.k} components to {n} latents")
-        rng = np.random.default_rng(seed)
-        ridge = 1e-6 * float(np.mean(z.var(axis=0))) + 1e-12
-        labels = _kmeans_pp_labels(z, self.k, rng)
+        k = self.n_components
+        if k < 1:
+            raise AetoolError(f"a mixture needs at least one component, got {k}")
+        if n < k:
+            raise AetoolError(f"cannot fit {k} components to {n} latents")
+        rng = np.random.default_rng(self.random_state)
+        ridge = self.ridge * float(np.mean(z.var(axis=0))) + 1e-12
+        labels = _kmeans_pp_labels(z, k, rng)
         # responsibilities are kept component-major, (K, N): each component's column is then one
         # contiguous row. The work arrays are allocated once: a fresh (N, d) array per component
         # and iteration costs more in page faults than the arithmetic done in it.
-        resp_t = (labels[None, :] == np.arange(self.k)[:, None]).astype(np.float64)
-        log_joint_t, spare_t = np.empty((self.k, n)), np.empty((self.k, n))
+        resp_t = (labels[None, :] == np.arange(k)[:, None]).astype(np.float64)
+        log_joint_t, spare_t = np.empty((k, n)), np.empty((k, n))
         work = (np.empty((n, d)), np.empty((n, d)))
         last = -np.inf
-        for _ in range(iters):
+        for _ in range(self.max_iter):
             self._m_step(z, resp_t, ridge, work[0], spare_t)
             self._log_joint_t(z, log_joint_t, work)
             log_norm = _logsumexp_t(log_joint_t, spare_t)
@@ -116,7 +134,7 @@ class GaussianMixture:
             # M-step can see, but as a subnormal it makes every product with it many times slower
             resp_t[resp_t < _TINY] = 0.0
             mean_ll = float(log_norm.mean())
-            if mean_ll - last < tol * max(1.0, abs(mean_ll)):
+            if mean_ll - last < self.tol * max(1.0, abs(mean_ll)):
                 break
             last = mean_ll
         self._m_step(z, resp_t, ridge, work[0], spare_t)
@@ -126,21 +144,21 @@ class GaussianMixture:
                 spare_t: np.ndarray | None = None) -> None:
         """Weights, means and ridged covariances from (K, N) responsibilities."""
         mass = resp_t.sum(axis=1) + 1e-12
-        self.weights = mass / mass.sum()
-        self.means = (resp_t @ z) / mass[:, None]
+        self.weights_ = mass / mass.sum()
+        self.means_ = (resp_t @ z) / mass[:, None]
         d = z.shape[1]
-        covs = np.empty((self.k, d, d))
+        covs = np.empty((self.n_components, d, d))
         ridge_eye = ridge * np.eye(d)
         work = np.empty(z.shape) if work is None else work
         root_resp = np.sqrt(resp_t, out=spare_t)
         # one component at a time: an (N, d) block stays in cache, where an (N, K, d) one would not;
         # sum_n r_n c_n c_n^T as (sqrt(r) c)^T (sqrt(r) c), a product numpy hands to BLAS as one
         # symmetric rank-k update (half the multiplications of a general product)
-        for j in range(self.k):
-            c = np.subtract(z, self.means[j], out=work)
+        for j in range(self.n_components):
+            c = np.subtract(z, self.means_[j], out=work)
             c *= root_resp[j][:, None]
             covs[j] = c.T @ c / mass[j] + ridge_eye
-        self.covs = covs
+        self.covariances_ = covs
         self._chol = _cholesky(covs)
 
     def _log_joint_t(self, z: np.ndarray, out: np.ndarray | None = None,
@@ -152,9 +170,9 @@ class GaussianMixture:
         # per component (K tiny d x d inverses) so each component costs one (N, d) x (d, d) product
         inv_chol_t = np.linalg.inv(self._chol).transpose(0, 2, 1)
         half_logdet = np.log(np.diagonal(self._chol, axis1=1, axis2=2)).sum(axis=1)
-        out = np.empty((self.k, n)) if out is None else out
+        out = np.empty((self.n_components, n)) if out is None else out
         c, y = (np.empty((n, d)), np.empty((n, d))) if work is None else work
-        for j in range(self.k):
+        for j in range(self.n_components):
             np.subtract(z, means[j], out=c)
             np.matmul(c, inv_chol_t[j], out=y)
             np.einsum("nd,nd->n", y, y, out=out[j])
@@ -169,41 +187,38 @@ class GaussianMixture:
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         weights, means, _ = self._params()
         rng = np.random.default_rng(rng)
-        comp = rng.choice(self.k, size=n, p=weights)
+        comp = rng.choice(self.n_components, size=n, p=weights)
         eps = rng.standard_normal((n, means.shape[1]))
         z = means[comp] + np.einsum("nij,nj->ni", self._chol[comp], eps)
         return z.astype(np.float32)
 
-    def log_prob(self, z: np.ndarray) -> np.ndarray:
+    def score_samples(self, z: np.ndarray) -> np.ndarray:
+        """log sum_j w_j N(z | mu_j, Sigma_j) of each row of ``z`` ((N, d) or (N, d, 1, 1))."""
         self._params()
         return _logsumexp(self._log_joint(_as_rows(z)))
 
+    def to_params(self) -> GaussianMixtureParams:
+        return GaussianMixtureParams(*self._params())
+
+    @classmethod
+    def from_params(cls, params: GaussianMixtureParams) -> "GaussianMixture":
+        """The fitted mixture latent.json describes (its K as ``n_components``)."""
+        out = cls(params.n_components)
+        out.weights_, out.means_, out.covariances_ = params.weights, params.means, params.covs
+        out._chol = _cholesky(params.covs)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        weights, means, covs = self._params()
-        return {"kind": self.kind, "weights": weights.tolist(), "means": means.tolist(), "covs": covs.tolist()}
+        return self.to_params().to_dict()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GaussianMixture":
-        try:
-            weights = np.asarray(d["weights"], dtype=np.float64)
-            means = np.asarray(d["means"], dtype=np.float64)
-            covs = np.asarray(d["covs"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as e:
-            raise AetoolError(f"latent density: bad gaussian_mixture parameters ({_one_line(e)})") from None
-        _require_finite(cls.kind, weights=weights, means=means, covs=covs)
-        k = weights.shape[0] if weights.ndim == 1 else 0
-        if k < 1 or means.ndim != 2 or means.shape[0] != k or covs.shape != (k, means.shape[1], means.shape[1]) \
-                or not np.all(weights > 0) or not abs(weights.sum() - 1) < 1e-6:
-            raise AetoolError("latent density: gaussian_mixture needs K weights summing to 1, K means and K dxd covariances")
-        # the Cholesky factor reads one triangle only: an asymmetric matrix would be silently half-used
-        if not np.allclose(covs, covs.transpose(0, 2, 1), rtol=1e-9, atol=1e-12 * float(np.abs(covs).max())):
-            raise AetoolError("latent density: gaussian_mixture covariances must be symmetric")
-        return cls(k, weights, means, covs)
+        return cls.from_params(GaussianMixtureParams.from_dict(d))
 
     def _params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.weights is None or self.means is None or self.covs is None:
+        if not all(hasattr(self, name) for name in ("weights_", "means_", "covariances_")):
             raise AetoolError("latent density is not fitted")
-        return self.weights, self.means, self.covs
+        return self.weights_, self.means_, self.covariances_
 
 
 _TINY = np.finfo(np.float64).tiny
@@ -254,26 +269,18 @@ def _kmeans_pp_labels(z: np.ndarray, k: int, rng: np.random.Generator, rounds: i
     return labels
 
 
-def _require_finite(kind: str, **arrays: np.ndarray) -> None:
-    for name, a in arrays.items():
-        if not np.all(np.isfinite(a)):
-            raise AetoolError(f"latent density: {kind} '{name}' holds NaN or infinite values")
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200]
-
-
 DENSITIES = {DiagonalGaussian.kind: DiagonalGaussian, GaussianMixture.kind: GaussianMixture}
 Density = Union[DiagonalGaussian, GaussianMixture]  # what density_from_dict returns
 
 
+def density_from_params(params: DensityParams) -> Density:
+    """The density a typed latent.json entry describes, ready to sample and score."""
+    return DENSITIES[params.kind].from_params(params)
+
+
 def density_from_dict(d: dict[str, Any]) -> Density:
-    """Rebuild whichever density a latent.json names."""
-    kind = d.get("kind") if isinstance(d, dict) else None
-    if kind not in DENSITIES:
-        raise AetoolError(f"latent density: unknown kind {kind!r} (known: {', '.join(DENSITIES)})")
-    return DENSITIES[kind].from_dict(d)
+    """Rebuild whichever density a latent.json names (validated by its schema first)."""
+    return density_from_params(density_params_from_dict(d))
 
 
 def _as_rows(z: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .bundle_format import PREPROCESSING, Preprocessing
 from .errors import AetoolError
 from .fileio import stat_regular
 from .image_output import to_uint8
@@ -61,8 +62,8 @@ MAX_INPUT_PIXELS = 40_000_000
 # How a picture of another aspect ratio becomes a square: "pad" keeps all of it (black bars),
 # "crop" keeps the largest centred square.
 FITS = ("pad", "crop")
-# A bundle's image.preprocessing -> how load_for reads its inputs.
-PREPROCESSINGS = ("mnist_digit", "resize_pad", "resize_crop")
+# A bundle's image.preprocessing -> how load_for reads its inputs (aetool.bundle_format.Preprocessing).
+PREPROCESSINGS = tuple(PREPROCESSING)
 # Pillow first shrinks by an integer box filter down to REDUCING_GAP times the target size, then
 # applies LANCZOS: several times faster on big photos, and indistinguishable from LANCZOS alone.
 REDUCING_GAP = 3.0
@@ -404,20 +405,21 @@ def load_for(
     channels: int,
     height: int,
     width: int,
-    preprocessing: str,
+    preprocessing: str | Preprocessing,
     invert: bool | None = None,
 ) -> np.ndarray:
     """The (N, C, H, W) float32 input of a bundle whose image spec is (channels, height, width,
     preprocessing): the one entry point the runtime uses, so every bundle gets its inputs the way
-    it was trained.  ``invert`` is for the digit preprocessing only; pictures are never inverted."""
-    if preprocessing == "mnist_digit":
+    it was trained.  ``preprocessing`` is the stored name or its parsed form (bundle_format owns
+    both).  ``invert`` is for the digit preprocessing only; pictures are never inverted."""
+    prep = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing.parse(preprocessing)
+    if prep.is_digit:
         if (channels, height, width) != IMAGE_SHAPE:
-            raise AetoolError(f"preprocessing 'mnist_digit' makes 1x28x28 digits, but the bundle takes "
+            raise AetoolError(f"preprocessing {prep.name!r} makes 1x28x28 digits, but the bundle takes "
                               f"{channels}x{height}x{width} images")
         return load_images(paths, invert=invert)
-    if preprocessing in ("resize_pad", "resize_crop"):
-        if height != width:
-            raise AetoolError(f"preprocessing {preprocessing!r} makes square images, but the bundle takes "
-                              f"{height}x{width}")
-        return load_pictures(paths, channels, height, fit=preprocessing[len("resize_"):])
-    raise AetoolError(f"unknown image preprocessing {preprocessing!r}; aetool knows {', '.join(PREPROCESSINGS)}")
+    if height != width:
+        raise AetoolError(f"preprocessing {prep.name!r} makes square images, but the bundle takes "
+                          f"{height}x{width}")
+    return load_pictures(paths, channels, height, fit=prep.fit)
+

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .bundle import Bundle, load_bundle
-from .bundle_format import DECODER, ENCODER, LATENT
+from .bundle_format import DECODER, ENCODER, LATENT, DiagonalGaussianParams
 from .errors import AetoolError, UsageError
 from .fileio import atomic_dir, check_replaceable_dir, default_cache_dir, read_json, sha256_file, write_json
 
@@ -206,10 +206,10 @@ def _folder_points(bundle: Bundle, folder: Path, n: int, strict: bool = False,
 
 def _density_moments(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the default density: a plane for the map where no latents are given."""
-    params = bundle.meta.densities[bundle.meta.default_density]
-    if params["kind"] == "diagonal_gaussian":
-        return np.asarray(params["mean"], float), np.diag(np.asarray(params["var"], float))
-    w, mu, cov = (np.asarray(params[k], float) for k in ("weights", "means", "covs"))
+    params = bundle.meta.density_params(bundle.meta.default_density)
+    if isinstance(params, DiagonalGaussianParams):
+        return params.mean, np.diag(params.var)
+    w, mu, cov = params.weights, params.means, params.covs
     mean = w @ mu
     centred = mu - mean
     return mean, np.einsum("k,kij->ij", w, cov) + np.einsum("k,ki,kj->ij", w, centred, centred)

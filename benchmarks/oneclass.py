@@ -70,7 +70,7 @@ def one_digit(c: int, args: argparse.Namespace, work: Path, test, normal_train: 
     cal = calibrate(cnn, normal_train[: args.calibration], 0.01, f"{args.calibration} held-out training images")
     z = cnn.encode(test.images)
     sse = sse_per_image(test.images, cnn.decode(z))
-    nll = -cnn.density.log_prob(z.reshape(len(z), -1)) / cnn.d
+    nll = -cnn.density.score_samples(z.reshape(len(z), -1)) / cnn.d
     summed = AnomalyCalibration(**{**cal.to_dict(), "rule": "sum"})  # the first rule, for the record
     scores = {"pca_sse": sse_per_image(test.images, pca.reconstruct(test.images)), "cnn_sse": sse, "cnn_nll": nll,
               "sum": combine(sse, nll, summed), "combined": combine(sse, nll, cal)}

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from aetool.bundle_format import GaussianMixtureParams
 from aetool.density import DiagonalGaussian, GaussianMixture, density_from_dict
 from aetool.errors import AetoolError
 
@@ -73,7 +74,7 @@ def _direct_log_prob(g: GaussianMixture, z: np.ndarray) -> np.ndarray:
     out = []
     for x in np.asarray(z, dtype=np.float64):
         terms = []
-        for w, mu, cov in zip(g.weights, g.means, g.covs):
+        for w, mu, cov in zip(g.weights_, g.means_, g.covariances_):
             diff = x - mu
             _, logdet = np.linalg.slogdet(cov)
             terms.append(np.log(w) - 0.5 * (diff @ np.linalg.inv(cov) @ diff + logdet + len(x) * np.log(2 * np.pi)))
@@ -84,7 +85,7 @@ def _direct_log_prob(g: GaussianMixture, z: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fitted() -> tuple[GaussianMixture, np.ndarray, np.ndarray]:
     z, means = _clusters()
-    return GaussianMixture(4).fit(z, seed=0), z, means
+    return GaussianMixture(4, random_state=0).fit(z), z, means
 
 
 def test_sampling_is_reproducible_with_a_seed(fitted):
@@ -101,16 +102,17 @@ def test_sampling_is_reproducible_with_a_seed(fitted):
 def test_log_prob_matches_the_direct_formula(fitted):
     g, z, _ = fitted
     pts = np.concatenate([z[:40], np.array([[0.0, 0.0, 0.0], [30.0, -30.0, 30.0]], dtype=np.float32)])
-    np.testing.assert_allclose(g.log_prob(pts), _direct_log_prob(g, pts), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(g.score_samples(pts), _direct_log_prob(g, pts), rtol=1e-10, atol=1e-10)
     # latents as the encoder emits them, (N, d, 1, 1), score the same
-    np.testing.assert_allclose(g.log_prob(pts.reshape(len(pts), 3, 1, 1)), g.log_prob(pts), rtol=0, atol=0)
+    np.testing.assert_allclose(g.score_samples(pts.reshape(len(pts), 3, 1, 1)), g.score_samples(pts), rtol=0, atol=0)
 
 
 def test_log_prob_of_a_small_hand_built_mixture():
-    g = GaussianMixture(2, weights=np.array([0.25, 0.75]), means=np.array([[0.0, 0.0], [3.0, 1.0]]),
-                        covs=np.array([[[1.0, 0.3], [0.3, 2.0]], [[0.5, 0.0], [0.0, 0.2]]]))
+    g = GaussianMixture.from_params(GaussianMixtureParams(
+        weights=np.array([0.25, 0.75]), means=np.array([[0.0, 0.0], [3.0, 1.0]]),
+        covs=np.array([[[1.0, 0.3], [0.3, 2.0]], [[0.5, 0.0], [0.0, 0.2]]])))
     pts = np.array([[0.0, 0.0], [3.0, 1.0], [1.0, -1.0], [10.0, 10.0]])
-    np.testing.assert_allclose(g.log_prob(pts), _direct_log_prob(g, pts), rtol=1e-12)
+    np.testing.assert_allclose(g.score_samples(pts), _direct_log_prob(g, pts), rtol=1e-12)
 
 
 def test_dict_round_trip(fitted):
@@ -118,16 +120,16 @@ def test_dict_round_trip(fitted):
     d = json.loads(json.dumps(g.to_dict()))
     assert d["kind"] == "gaussian_mixture"
     h = density_from_dict(d)
-    assert isinstance(h, GaussianMixture) and h.k == 4 and h.dim == 3
-    for name in ("weights", "means", "covs"):
+    assert isinstance(h, GaussianMixture) and h.n_components == 4 and h.dim == 3
+    for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_array_equal(getattr(h, name), getattr(g, name))
-    np.testing.assert_array_equal(h.log_prob(z[:100]), g.log_prob(z[:100]))
+    np.testing.assert_array_equal(h.score_samples(z[:100]), g.score_samples(z[:100]))
     np.testing.assert_array_equal(h.sample(50, rng=2), g.sample(50, rng=2))
 
     diag = DiagonalGaussian().fit(z)
     e = density_from_dict(json.loads(json.dumps(diag.to_dict())))
     assert isinstance(e, DiagonalGaussian) and e.dim == 3
-    np.testing.assert_array_equal(e.log_prob(z[:10]), diag.log_prob(z[:10]))
+    np.testing.assert_array_equal(e.score_samples(z[:10]), diag.score_samples(z[:10]))
 
     with pytest.raises(AetoolError):
         density_from_dict({**g.to_dict(), "weights": [0.5, 0.5, 0.5, 0.5]})
@@ -138,34 +140,34 @@ def test_dict_round_trip(fitted):
 def test_mixture_recovers_separated_clusters(fitted):
     g, z, true_means = fitted
     # sorted the same way (by rounded coordinates, so noise in a 0 coordinate cannot reorder them)
-    order = np.lexsort(np.round(g.means).T[::-1])
+    order = np.lexsort(np.round(g.means_).T[::-1])
     truth = true_means[np.lexsort(true_means.T[::-1])]
-    np.testing.assert_allclose(g.means[order], truth, atol=0.25)
-    np.testing.assert_allclose(g.weights, 0.25, atol=0.01)
-    assert g.log_prob(z).mean() > DiagonalGaussian().fit(z).log_prob(z).mean() + 1.0
+    np.testing.assert_allclose(g.means_[order], truth, atol=0.25)
+    np.testing.assert_allclose(g.weights_, 0.25, atol=0.01)
+    assert g.score_samples(z).mean() > DiagonalGaussian().fit(z).score_samples(z).mean() + 1.0
 
 
 def test_fit_is_deterministic_and_matches_the_plain_em():
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 2.0, (6, 5))
     z = centres[rng.integers(6, size=3000)] + rng.standard_normal((3000, 5)) * rng.uniform(0.3, 1.2, 5)
-    g = GaussianMixture(6).fit(z, seed=3)
-    h = GaussianMixture(6).fit(z, seed=3)
-    for name in ("weights", "means", "covs"):
+    g = GaussianMixture(6, random_state=3).fit(z)
+    h = GaussianMixture(6, random_state=3).fit(z)
+    for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_array_equal(getattr(g, name), getattr(h, name))
     w, mu, cov = _reference_fit(z, 6, seed=3)
-    np.testing.assert_allclose(g.weights, w, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(g.means, mu, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(g.covs, cov, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(g.weights_, w, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(g.means_, mu, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(g.covariances_, cov, rtol=1e-9, atol=1e-9)
 
 
 def test_fit_edge_cases():
     z = np.random.default_rng(0).normal(size=(10, 2))
     g = GaussianMixture(10).fit(z)  # one latent per component: still a valid mixture
-    assert np.isfinite(g.log_prob(z)).all() and abs(g.weights.sum() - 1) < 1e-12
+    assert np.isfinite(g.score_samples(z)).all() and abs(g.weights_.sum() - 1) < 1e-12
     with pytest.raises(AetoolError):
         GaussianMixture(11).fit(z)
     with pytest.raises(AetoolError):
-        GaussianMixture(2).log_prob(z)
+        GaussianMixture(2).score_samples(z)
     dead = np.c_[z, np.zeros(10)]  # a dead latent unit: the ridge keeps every covariance invertible
-    assert np.isfinite(GaussianMixture(3).fit(dead).log_prob(dead)).all()
+    assert np.isfinite(GaussianMixture(3).fit(dead).score_samples(dead)).all()

@@ -39,16 +39,16 @@ def test_diagonal_gaussian_fit_sample_logprob_roundtrip():
     mean, std = np.array([1.0, -2.0, 0.5]), np.array([0.5, 2.0, 1.0])
     z = rng.normal(mean, std, size=(20_000, 3))
     g = DiagonalGaussian().fit(z.reshape(-1, 3, 1, 1))
-    np.testing.assert_allclose(g.mean, mean, atol=0.05)
-    np.testing.assert_allclose(np.sqrt(g.var), std, rtol=0.03)
+    np.testing.assert_allclose(g.mean_, mean, atol=0.05)
+    np.testing.assert_allclose(np.sqrt(g.var_), std, rtol=0.03)
     s = g.sample(20_000, rng=1)
     assert s.shape == (20_000, 3) and s.dtype == np.float32
     np.testing.assert_allclose(s.mean(0), mean, atol=0.05)
     # log density at the mean is the Gaussian normaliser
-    expected = -0.5 * np.log(2 * np.pi * g.var).sum()
-    assert g.log_prob(g.mean[None]).item() == pytest.approx(expected)
+    expected = -0.5 * np.log(2 * np.pi * g.var_).sum()
+    assert g.score_samples(g.mean_[None]).item() == pytest.approx(expected)
     g2 = density_from_dict(g.to_dict())
-    np.testing.assert_array_equal(g2.mean, g.mean)
+    np.testing.assert_array_equal(g2.mean_, g.mean_)
     np.testing.assert_array_equal(g.sample(5, rng=3), g2.sample(5, rng=3))
 
 
@@ -59,19 +59,19 @@ def test_gaussian_mixture_recovers_separated_clusters_and_beats_the_diagonal():
     # each cluster correlated: a full covariance is needed to fit it
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
     z = np.concatenate([rng.multivariate_normal(c, cov, size=int(20_000 * w)) for c, w in zip(centres, shares)])
-    m = GaussianMixture(3).fit(z[:, :, None, None], seed=1)
-    order = np.argsort(m.weights)[::-1]
-    np.testing.assert_allclose(m.weights[order], shares, atol=0.01)
-    np.testing.assert_allclose(m.means[order], centres, atol=0.05)
-    np.testing.assert_allclose(m.covs[order[0]], cov, atol=0.05)
+    m = GaussianMixture(3, random_state=1).fit(z[:, :, None, None])
+    order = np.argsort(m.weights_)[::-1]
+    np.testing.assert_allclose(m.weights_[order], shares, atol=0.01)
+    np.testing.assert_allclose(m.means_[order], centres, atol=0.05)
+    np.testing.assert_allclose(m.covariances_[order[0]], cov, atol=0.05)
     held_out = np.concatenate([rng.multivariate_normal(c, cov, size=2000) for c in centres])
-    assert m.log_prob(held_out).mean() > DiagonalGaussian().fit(z).log_prob(held_out).mean() + 0.5
+    assert m.score_samples(held_out).mean() > DiagonalGaussian().fit(z).score_samples(held_out).mean() + 0.5
     s = m.sample(30_000, rng=2)
     assert s.shape == (30_000, 2) and s.dtype == np.float32
     near = np.linalg.norm(s[:, None, :] - centres[None], axis=2).argmin(axis=1)
     np.testing.assert_allclose(np.bincount(near) / len(s), shares, atol=0.02)
     again = density_from_dict(m.to_dict())
-    np.testing.assert_allclose(again.log_prob(held_out[:50]), m.log_prob(held_out[:50]), rtol=1e-12)
+    np.testing.assert_allclose(again.score_samples(held_out[:50]), m.score_samples(held_out[:50]), rtol=1e-12)
     np.testing.assert_array_equal(again.sample(7, rng=3), m.sample(7, rng=3))
 
 

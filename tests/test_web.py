@@ -340,7 +340,7 @@ def test_sampler_matches_the_density_in_latent_json(page, kind):
     from aetool.density import density_from_dict
 
     lp_page = [page.evaluate("([z, kind]) => window.aetool.logProb(z, kind)", [row.tolist(), kind]) for row in z[:5]]
-    assert np.allclose(lp_page, density_from_dict(params).log_prob(z[:5]), rtol=1e-9, atol=1e-9)
+    assert np.allclose(lp_page, density_from_dict(params).score_samples(z[:5]), rtol=1e-9, atol=1e-9)
 
 
 @pytestmark_browser

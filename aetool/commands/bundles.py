@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import AetoolError, UsageError
+from ..errors import UsageError
 from .common import Command, bundle_options, emit_json, examples, text_echo
 
 
@@ -80,68 +80,23 @@ def evaluate(n_images, bundle, echo, quiet):
 def info(bundle_arg, as_json):
     """Describe a bundle (BUNDLE: a folder or a name; default as for every runtime command)."""
     from ..bundle import resolve_bundle_path
-    from ..bundle_format import read_meta
+    from ..bundle_info import describe, describe_lines
 
     path = resolve_bundle_path(bundle_arg, note=lambda line: click.echo(line, err=True))
-    m = read_meta(path)
-    from ..anomaly import no_threshold_reason, summary as anomaly_summary
-
     if as_json:
-        emit_json({"path": str(path), **m.summary(),
-                   "graphs": {part: {"parameters": g.parameters, "macs_per_image": g.macs, "form": g.form}
-                              for part, g in (("encoder", m.encoder), ("decoder", m.decoder))},
-                   "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
-                   "training": m.training, "variant": m.variant, "anomaly": None if m.anomaly is None else m.anomaly.to_dict(),
-                   "no_threshold": None if m.anomaly is not None and m.anomaly.threshold is not None
-                   else no_threshold_reason(m.anomaly)})
+        emit_json(describe(path))
         return
-    click.echo(f"{path}: {m.family}, d={m.d}, {m.precision}, image {'x'.join(map(str, m.image.shape))} in "
-               f"{list(m.image.range)}, preprocessing {m.image.preprocessing}")
-    click.echo("graphs: " + "; ".join(f"{part} {_count(g.parameters)} parameters, {_count(g.macs)} multiply-adds per image"
-                                      for part, g in (("encoder", m.encoder), ("decoder", m.decoder))))
-    scores = "".join(f", {k} {v:.3f}" for k, v in m.density_test_log_likelihood_per_dim.items())
-    others = sorted(set(m.densities) - {m.default_density})
-    click.echo(f"density {m.default_density} (default)" + "".join(f", {k}" for k in others)
-               + (f"; test log-likelihood per latent dim{scores}" if scores else ""))
-    config = m.training_config
-    chain = " <- ".join(_start(entry) for entry in m.started_from)
-    click.echo(f"trained {_fmt(m.training_number('epochs'), 'd')} epoch(s) on {m.train_images} images: "
-               f"test SSE/image {_fmt(m.training_number('test_sse_per_image'))}, "
-               f"PSNR {_fmt(m.training_number('test_psnr_db'))} dB"
-               + (f"; started from {chain}: {_fmt(m.training_number('epochs_in_all'), 'd')} epochs in all" if chain else "")
-               + (f"; weights the mean of its last {averaged} epochs" if (averaged := config.get("average_last")) else "")
-               + (f"; {_shifted(shift)}" if (shift := config.get("shift")) else "")
-               + (f"; denoising, input noise {noise:g}" if (noise := config.get("denoise")) else "")
-               + (f"; normal class {normal!r} only" if (normal := config.get("normal_class")) is not None else ""))
-    click.echo(anomaly_summary(m.anomaly))
-    if m.variant:
-        v = m.variant
-        click.echo(f"variant of {v.get('source')}: test SSE/image {_fmt(v.get('test_sse_per_image'))} "
-                   f"(fp32 {_fmt(v.get('fp32_test_sse_per_image'))})")
-
-
-def _count(n: int | None) -> str:
-    """1.73 M, 105.2 M; "?" for a bundle exported before the counts were recorded."""
-    return "?" if n is None else f"{n / 1e6:.2f} M" if n < 1e8 else f"{n / 1e9:.2f} G"
+    for line in describe_lines(path):
+        click.echo(line)
 
 
 @click.command("list", cls=Command, epilog=examples("aetool list", "aetool list --json"))
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def list_cmd(as_json):
     """List the bundles found: the workspace's ./export (newest first), then those the package ships."""
-    from ..bundle import list_bundles, shipped_root
-    from ..bundle_format import read_meta
+    from ..bundle_info import list_rows
 
-    rows = []
-    for where, root in (("workspace", Path("export")), ("shipped", shipped_root())):
-        for path in list_bundles(root):
-            try:
-                meta = read_meta(path)
-            except AetoolError as e:
-                rows.append({"where": where, "path": str(path), "name": path.name, "error": str(e)})
-                continue
-            size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-            rows.append({"where": where, "path": str(path), **meta.summary(), "bytes": size})
+    rows = list_rows()
     if as_json:
         emit_json(rows)
         return
@@ -154,19 +109,3 @@ def list_cmd(as_json):
             continue
         click.echo(f"{r['name']:<16} {r['where']:<9} {r['family']:<6} {r['d']:>3} {r['precision']:<9} "
                    f"{r['default_density']:<17} {r['bytes'] / 1e6:>6.2f} MB")
-
-
-def _start(entry: dict) -> str:
-    """One start of a run's chain: its name, epochs, and how it differed (revived, moved digits)."""
-    notes = [f"{entry.get('epochs')} epochs"] + (["revived"] if entry.get("revived") else [])
-    notes += [_shifted(entry["shift"])] if entry.get("shift") else []
-    return f"{entry.get('run')} ({', '.join(notes)})"
-
-
-def _shifted(pixels: int) -> str:
-    return f"shifted by up to {pixels} pixel{'s' if pixels != 1 else ''}"
-
-
-def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "?" if value is None else format(value, spec)
-

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..bundle_format import DECODER, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, BundleMeta, GraphInfo, sha256_file, write_meta
+from ..bundle_format import (DECODER, ENCODER, ENCODER_INPUT, ENCODER_OUTPUT, BundleMeta, GraphInfo, StartRecord,
+                             TrainingRecord, sha256_file, write_meta)
 from ..density import DiagonalGaussian, GaussianMixture, density_from_dict
 from ..errors import AetoolError
 from ..metrics import psnr_from_sse
@@ -191,20 +192,20 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             default_density=DEFAULT_DENSITY,
             density_test_log_likelihood_per_dim=test_ll,
             opset=_opset(staging / ENCODER),
-            training={
-                "arch": arch.to_dict(),
-                "weights": weights,
-                "best_epoch": metrics.get("best_epoch"),
-                "data": metrics.get("data"),
-                "epochs": metrics.get("epochs_done"),
-                "started_from": metrics.get("started_from", []),
-                "epochs_in_all": epochs_in_all(metrics.get("epochs_done"), metrics.get("started_from", [])),
-                "config": config,
-                "parameters": metrics.get("parameters"),
-                "layers": metrics.get("layers"),
-                "test_sse_per_image": state.get("sse", metrics.get("test_sse_per_image")),
-                "test_psnr_db": psnr_from_sse(state["sse"], data.image.pixels) if "sse" in state else metrics.get("test_psnr_db"),
-            },
+            training=TrainingRecord(
+                arch=arch.to_dict(),
+                weights=weights,
+                best_epoch=metrics.get("best_epoch"),
+                data=metrics.get("data"),
+                epochs=metrics.get("epochs_done"),
+                started_from=tuple(StartRecord.from_dict(e) for e in metrics.get("started_from", [])),
+                epochs_in_all=epochs_in_all(metrics.get("epochs_done"), metrics.get("started_from", [])),
+                config=config,
+                parameters=metrics.get("parameters"),
+                layers=metrics.get("layers"),
+                test_sse_per_image=state.get("sse", metrics.get("test_sse_per_image")),
+                test_psnr_db=psnr_from_sse(state["sse"], data.image.pixels) if "sse" in state else metrics.get("test_psnr_db"),
+            ).to_dict(),
             export={
                 "aetool": __version__,
                 "torch": torch.__version__,
@@ -242,9 +243,9 @@ def fit_densities(model: torch.nn.Module, diagonal: dict, data: TrainingData, *,
     z_train = forward_all(model.encoder, data.train[np.sort(pick)])
     z_test = forward_all(model.encoder, data.heldout)
     fitted = {DiagonalGaussian.kind: density_from_dict(diagonal),
-              GaussianMixture.kind: GaussianMixture(min(components, len(z_train))).fit(z_train, seed=seed)}
+              GaussianMixture.kind: GaussianMixture(min(components, len(z_train)), random_state=seed).fit(z_train)}
     d = z_test.reshape(len(z_test), -1).shape[1]
-    test_ll = {kind: float(p.log_prob(z_test).mean() / d) for kind, p in fitted.items()}
+    test_ll = {kind: float(p.score_samples(z_test).mean() / d) for kind, p in fitted.items()}
     return {kind: p.to_dict() for kind, p in fitted.items()}, test_ll
 
 

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from ..density import DiagonalGaussian
+from ..bundle_format import DiagonalGaussianParams
+from ..density import VAR_FLOOR
 from ..errors import UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
@@ -322,7 +323,7 @@ def train_pca(config: TrainConfig, run: "RunFolder", data: TrainingData, *, log:
     run.forget_density()  # an old run's density, if this replaces one (--force)
     run.save_checkpoint({"arch": config.arch().to_dict(), "config": dataclasses.asdict(config), "epoch": 1,
                          "model": model.state_dict(), "history": history})
-    run.write_density(DiagonalGaussian(z_mean, np.maximum(z_var, 1e-12)).to_dict())
+    run.write_density(DiagonalGaussianParams(z_mean, np.maximum(z_var, VAR_FLOOR)).to_dict())
     metrics = {
         "family": "pca",
         "arch": config.arch().to_dict(),

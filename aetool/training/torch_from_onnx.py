@@ -31,10 +31,10 @@ def _weights(graph: onnx.GraphProto) -> dict[str, torch.Tensor]:
 def bundle_arch(bundle: Bundle) -> ArchConfig:
     """The architecture a bundle records; bundles from before it was recorded are the lecture's
     network, whose width the first convolution's weight tells."""
-    training = bundle.meta.training
-    if isinstance(training.get("arch"), dict):
-        return ArchConfig.from_dict(training["arch"], f"bundle {bundle.path}: training.arch")
-    config = dict(bundle.meta.training_config)
+    record = bundle.meta.training_record
+    if record.arch is not None:
+        return ArchConfig.from_dict(record.arch, f"bundle {bundle.path}: training.arch")
+    config = dict(record.config)
     if bundle.family == "cnn":
         first = _weights(_graph(bundle.path / ENCODER)).get("0.weight")  # (width, channels, 5, 5)
         config["width"] = int(first.shape[0]) if first is not None and first.dim() == 4 else NB_CHANNELS

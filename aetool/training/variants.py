@@ -123,7 +123,7 @@ def _data(meta: BundleMeta, bundle_dir: Path, calibration_images: int, eval_imag
     from .config import config_from_dict
     from ..datasets import as_float, load_training_data
 
-    selection = config_from_dict(meta.training_config, bundle_dir).selection()
+    selection = config_from_dict(meta.training_record.config, bundle_dir).selection()
     data = load_training_data(selection, quiet=True)
     heldout = as_float(data.heldout[:eval_images])
     labels = selection.of_normal_class(load_mnist("test", selection.data)).labels[:eval_images] \

@@ -57,7 +57,8 @@
     const top = Math.max(...v);
     return top + Math.log(v.reduce((s, x) => s + Math.exp(x - top), 0));
   }
-  /** A density from latent.json's parameters: sample(n, seed), logProb(z), moments(). */
+  /** A density from latent.json's parameters (fields as aetool/bundle_format.py's DiagonalGaussianParams
+   *  and GaussianMixtureParams define them): sample(n, seed), logProb(z), moments(). */
   function makeDensity(p) {
     if (p.kind === "diagonal_gaussian") {
       const mean = p.mean, v = p.var, d = mean.length, sd = v.map(Math.sqrt);
@@ -289,6 +290,31 @@
   }
 
   // ------------------------------------------------------------------ a bundle in onnxruntime-web
+  /** The graphs' shapes after the batch axis, from latent.json's `d` and `image` alone: the rule is
+   *  defined once in aetool/bundle_format.py (graph_shapes, check_graph_shapes) and documented in
+   *  docs/bundle-format.md; the page builds its tensors from these and checks the graphs by them. */
+  function graphShapes(meta) {
+    const image = [meta.image.channels, meta.image.height, meta.image.width], latent = [meta.d, 1, 1];
+    return { "encoder input": image, "encoder output": latent, "decoder input": latent, "decoder output": image };
+  }
+  /** check_graph_shapes: the latent's axes exactly d, 1, 1; an image axis may also be symbolic. */
+  function checkGraphShapes(meta, encoder, decoder) {
+    const want = graphShapes(meta);
+    const found = {
+      "encoder input": encoder.inputMetadata?.[0], "encoder output": encoder.outputMetadata?.[0],
+      "decoder input": decoder.inputMetadata?.[0], "decoder output": decoder.outputMetadata?.[0],
+    };
+    for (const [end, info] of Object.entries(found)) {
+      if (!info || !info.isTensor || !Array.isArray(info.shape)) continue;  // a runtime that does not say
+      const axes = info.shape.slice(1), image = end === "encoder input" || end === "decoder output";
+      const fits = info.shape.length === 4 &&
+        want[end].every((n, i) => axes[i] === n || (image && typeof axes[i] !== "number"));
+      if (!fits) {
+        throw new Error(`graph shapes: ${end} [${info.shape.join(", ")}] disagrees with ` +
+                        (image ? `the image ${want[end].join("x")}` : `d=${meta.d}`) + " in latent.json");
+      }
+    }
+  }
   class Model {
     static async load(entry) {
       const m = new Model();
@@ -299,9 +325,11 @@
       const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
       m.encoder = await ort.InferenceSession.create(entry.path + m.meta.graphs.encoder.file, options);
       m.decoder = await ort.InferenceSession.create(entry.path + m.meta.graphs.decoder.file, options);
+      checkGraphShapes(m.meta, m.encoder, m.decoder);
       m.d = m.meta.d;
       m.image = m.meta.image;
-      m.shape = [m.image.channels, m.image.height, m.image.width];
+      m.shapes = graphShapes(m.meta);
+      m.shape = m.shapes["encoder input"];
       m.pixels = m.shape[0] * m.shape[1] * m.shape[2];
       m.densities = Object.fromEntries(Object.entries(m.meta.densities).map(([k, p]) => [k, makeDensity(p)]));
       m.density = m.densities[m.meta.default_density];
@@ -321,7 +349,7 @@
     async decode(zs) {
       const n = zs.length, flat = new Float32Array(n * this.d);
       zs.forEach((z, i) => flat.set(z, i * this.d));
-      const out = await this.run(this.decoder, this.meta.graphs.decoder.input, flat, [n, this.d, 1, 1]);
+      const out = await this.run(this.decoder, this.meta.graphs.decoder.input, flat, [n, ...this.shapes["decoder input"]]);
       return Array.from({ length: n }, (_, i) => out.slice(i * this.pixels, (i + 1) * this.pixels));
     }
     /** Pictures (n arrays of C*H*W floats) -> latents (n arrays of d). */

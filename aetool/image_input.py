@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .bundle_format import PREPROCESSING, Preprocessing
+from .bundle_format import PREPROCESSING, RESIZE_FITS, Preprocessing
 from .errors import AetoolError
 from .fileio import stat_regular
 from .image_output import to_uint8
@@ -61,7 +61,7 @@ WORK_SIDE = 1024
 MAX_INPUT_PIXELS = 40_000_000
 # How a picture of another aspect ratio becomes a square: "pad" keeps all of it (black bars),
 # "crop" keeps the largest centred square.
-FITS = ("pad", "crop")
+FITS = RESIZE_FITS
 # A bundle's image.preprocessing -> how load_for reads its inputs (aetool.bundle_format.Preprocessing).
 PREPROCESSINGS = tuple(PREPROCESSING)
 # Pillow first shrinks by an integer box filter down to REDUCING_GAP times the target size, then

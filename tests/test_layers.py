@@ -94,3 +94,10 @@ def test_a_runtime_command_loads_neither_torch_nor_the_training_stage(tmp_path):
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('aetool.training')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_folder_of_modules_is_a_package():
+    """setuptools' find ships only folders with an __init__.py: one without it works from the source
+    tree and is missing from the wheel."""
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    assert sorted(str(f) for f in folders if not (f / "__init__.py").exists()) == []

@@ -8,6 +8,7 @@ shipped ones) and runs them with onnxruntime.
 from __future__ import annotations
 
 import importlib.resources
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ DEFAULT_SHIPPED = "cnn-d16"
 DEFAULT_BATCH = 1024
 DENSITY_ALIASES = {"mixture": "gaussian_mixture", "diagonal": "diagonal_gaussian"}
 SPLIT_MIN = 2  # images per core from which a CPU batch is run as slices side by side
+CPU_SLICE_VALUES = 1 << 17  # picture values (images x C x H x W) per onnxruntime call on a CPU
 
 
 def shipped_root() -> Path:
@@ -156,13 +158,23 @@ class Bundle:
         x = np.ascontiguousarray(x, dtype=np.float32)
         workers = self.workers
         if self.provider == "cpu" and workers > 1 and len(x) >= SPLIT_MIN * workers:
-            size = -(-min(len(x), self.batch_size) // workers)  # a batch_size block split over the workers
+            share = -(-min(len(x), self.batch_size) // workers)  # a batch_size block split over the workers
+            size = -(-share // -(-share // self.cpu_slice))  # in calls of at most cpu_slice, of equal size
             single = self._single_session(graph)
             pieces = (x[i : i + size] for i in range(0, len(x), size))
             outs = list(self._executor().map(lambda piece: single.run(None, {name: piece})[0], pieces))
         else:
-            outs = [session.run(None, {name: x[i : i + self.batch_size]})[0] for i in range(0, len(x), self.batch_size)]
+            step = self.cpu_slice if self.provider == "cpu" else self.batch_size
+            outs = [session.run(None, {name: x[i : i + step]})[0] for i in range(0, len(x), step)]
         return np.concatenate(outs) if outs else np.zeros((0, *session.get_outputs()[0].shape[1:]), np.float32)
+
+    @property
+    def cpu_slice(self) -> int:
+        """Images per onnxruntime call on a CPU: few enough that a call's activations stay in the
+        core's cache, since the graphs' elementwise steps (SiLU, residual adds, layout reorders
+        around DepthToSpace) are bound by memory, not arithmetic; with hundreds of images a call
+        each of them streams the whole batch through main memory."""
+        return max(1, min(self.batch_size, CPU_SLICE_VALUES // math.prod(self.image_shape)))
 
     def _single_session(self, graph: str) -> Any:
         if graph not in self._single:

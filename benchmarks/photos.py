@@ -96,13 +96,18 @@ def pca_scores(train: np.ndarray, val: np.ndarray, d: int) -> tuple[dict, float,
     return {**scores(val, recon), "pca": "aetool", "scikit_learn_sse": check_sse}, seconds, fit
 
 
-def cnn_row(work: Path, folder: Path, size: int, d: int, epochs: int, val: np.ndarray, name: str) -> dict:
+def cnn_row(work: Path, folder: Path, size: int, d: int, epochs: int, val: np.ndarray, name: str,
+            reuse: bool = False) -> dict:
     from aetool.bundle import load_bundle
 
-    wall = aetool("train", "--data", str(folder), "--image-size", str(size), "--channels", "3", "--d", str(d),
-                  "--epochs", str(epochs), "--out", f"models/{name}", "--force", "--quiet", cwd=work)
-    aetool("export", f"models/{name}", "--out", f"export/{name}", "--quiet", cwd=work)
-    metrics = json.loads((work / "models" / name / "metrics.json").read_text())
+    metrics_path, bundle = work / "models" / name / "metrics.json", work / "export" / name
+    done = reuse and metrics_path.exists() and len(json.loads(metrics_path.read_text())["history"]) == epochs
+    wall = None if done else aetool(
+        "train", "--data", str(folder), "--image-size", str(size), "--channels", "3", "--d", str(d),
+        "--epochs", str(epochs), "--out", f"models/{name}", "--force", "--quiet", cwd=work)
+    if not (done and (bundle / "latent.json").exists()):
+        aetool("export", f"models/{name}", "--out", f"export/{name}", "--quiet", cwd=work)
+    metrics = json.loads(metrics_path.read_text())
     b = load_bundle(work / "export" / name, device="cpu")
     history = metrics["history"]
     seconds = sum(h["seconds"] for h in history)
@@ -199,15 +204,29 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=12000, help="patches at 32 and 64 px (128 px: a third)")
     ap.add_argument("--rows", default="all", help="comma-separated row numbers (0-based) of ROWS, or all")
     ap.add_argument("--work", type=Path, default=None, help="keep folders, runs and bundles here")
+    ap.add_argument("--reuse", action="store_true",
+                    help="score runs and bundles already complete under --work instead of training them again")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="train nothing: measure the speed line again on today's 64-px d=32 bundle (still under --work)")
     a = ap.parse_args()
+    if a.speed_only:
+        path = a.out / f"photos-{datetime.date.today().isoformat()}.json"
+        if not path.exists():
+            sys.exit(f"--speed-only: no results to update at {path}")
+        old = json.loads(path.read_text())
+        write_results(path, old["rows"], old["info"])
+        return
     epochs, count = (2, 300) if a.quick else (a.epochs, a.count)
     rows = ROWS if a.rows == "all" else [ROWS[int(i)] for i in a.rows.split(",")]
     work = a.work or Path(tempfile.mkdtemp(prefix="aetool-photos-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AETOOL_CACHE", str(work / "cache"))
     counts = {size: count if size <= 64 else max(count // 3, 100) for size in {r[1] for r in rows}}
-    out_rows = []
+    info = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "epochs": epochs, "counts": counts,
+            "quick": a.quick}
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / ("photos-quick.json" if a.quick else f"photos-{info['date']}.json")
     for split_name, size, d in rows:
         held = split_name != "random"
         root = work / f"patches-{size}-{'heldout' if held else 'random'}"
@@ -218,27 +237,31 @@ def main() -> None:
         train = images_of(train_folder, size, "train")
         val = images_of(folders["heldout"], size, "all") if held else images_of(train_folder, size, "val")
         name = f"photo-{size}-d{d}-{'heldout' if held else 'random'}"
-        cnn = cnn_row(work, train_folder, size, d, epochs, val, name)
+        cnn = cnn_row(work, train_folder, size, d, epochs, val, name, reuse=a.reuse)
         pca, pca_seconds, fit = pca_scores(train, val, d)
         if (split_name, size, d) == ("random", 64, 32):
             figure(val, cnn["bundle"], fit, a.out / ("photos-quick.png" if a.quick else f"photos-{datetime.date.today().isoformat()}.png"))
         row = {"split": split_name, "size": size, "d": d, "train_images": len(train), "val_images": len(val),
                "cnn": cnn, "pca": {**pca, "fit_seconds": pca_seconds}, "ratio": cnn["sse"] / pca["sse"]}
-        out_rows.append(row)
+        write_results(path, merged(path, [row], info), info, measure=False)  # kept should a later row fail
         print(f"{split_name:>15} {size:>3}px d={d:<3}  CNN SSE {cnn['sse']:8.2f}  PCA SSE {pca['sse']:8.2f}  "
               f"ratio {row['ratio']:.3f}  SSIM {cnn['ssim']:.3f}/{pca['ssim']:.3f}  last/best {cnn['last_over_best']:.3f}  "
               f"{cnn['images_per_s']:.0f} img/s", flush=True)
-    info = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "epochs": epochs, "counts": counts,
-            "quick": a.quick}
-    stem = "photos-quick" if a.quick else f"photos-{info['date']}"
-    a.out.mkdir(parents=True, exist_ok=True)
-    out_rows = merged(a.out / f"{stem}.json", out_rows, info)
-    main_row = next((r for r in out_rows if r["size"] == 64 and r["d"] == 32 and r["split"] == "random"), None)
-    if main_row is not None and Path(main_row["cnn"]["bundle"]).exists():
-        info["speed"] = {"bundle": Path(main_row["cnn"]["bundle"]).name, **speed(main_row["cnn"]["bundle"])}
-    (a.out / f"{stem}.json").write_text(json.dumps({"info": info, "rows": out_rows}, indent=1) + "\n")
-    (a.out / f"{stem}.md").write_text(markdown(out_rows, info))
-    print(markdown(out_rows, info))
+    write_results(path, merged(path, [], info), info)
+
+
+def write_results(path: Path, rows: list[dict], info: dict, measure: bool = True) -> None:
+    """The day's JSON and table; the speed line measured again on a 64-px d=32 bundle that still exists
+    (the random split's first), else kept from the day's file."""
+    at_64_d32 = sorted((r for r in rows if measure and r["size"] == 64 and r["d"] == 32
+                        and Path(r["cnn"]["bundle"]).exists()), key=lambda r: r["split"] != "random")
+    if at_64_d32:
+        bundle = at_64_d32[0]["cnn"]["bundle"]
+        info["speed"] = {"bundle": Path(bundle).name, **speed(bundle)}
+    path.write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(rows, info))
+    if measure:
+        print(markdown(rows, info))
 
 
 if __name__ == "__main__":

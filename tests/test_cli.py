@@ -111,6 +111,25 @@ def test_large_cpu_batches_run_in_slices_with_the_same_numbers(bundle_dir):
     assert small._single == {}
 
 
+def test_cpu_calls_are_cut_to_cache_sized_slices_with_the_same_numbers(bundle_dir, monkeypatch):
+    import aetool.bundle
+    from aetool import load_bundle
+    from aetool.mnist import mnist_test_head
+
+    x = mnist_test_head(37).images
+    whole = load_bundle(bundle_dir, device="cpu", threads=1)
+    assert whole.cpu_slice == min(whole.batch_size, aetool.bundle.CPU_SLICE_VALUES // 784)
+    z, images = whole.encode(x), whole.decode(whole.encode(x))
+    monkeypatch.setattr(aetool.bundle, "CPU_SLICE_VALUES", 3 * 784 + 5)  # at most 3 pictures a call
+    for threads in (1, 2):  # one session in calls of 3; two workers taking calls of 3 in turn
+        b = load_bundle(bundle_dir, device="cpu", threads=threads)
+        assert b.cpu_slice == 3
+        np.testing.assert_allclose(b.encode(x), z, atol=1e-6)
+        np.testing.assert_allclose(b.reconstruct(x), images, atol=1e-6)
+    monkeypatch.setattr(aetool.bundle, "CPU_SLICE_VALUES", 10)  # under one picture: still one a call
+    assert load_bundle(bundle_dir, device="cpu").cpu_slice == 1
+
+
 def test_sample_grid_is_seeded(workspace, tmp_path):
     a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
     run_cli("sample", "-n", "64", "--seed", "3", "-o", str(a), "--scale", "2", cwd=workspace)

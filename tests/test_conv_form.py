@@ -96,3 +96,24 @@ def test_shipped_decoders_use_the_sub_pixel_form(name):
         producer = {o: n for n in model.graph.node for o in n.output}
         convs = [n for n in model.graph.node if n.op_type == "Conv"]
         assert all(producer[c.input[1]].op_type == "DequantizeLinear" for c in convs)
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # export_graph names the batch axis of ``input``
+        return input * self.factor
+
+
+@pytest.mark.parametrize("factor, off_ok, off_bad", [(0.5, 5e-5, 2e-4), (1000.0, 0.05, 0.5)])
+def test_the_export_check_is_absolute_for_pictures_and_relative_for_large_outputs(tmp_path, factor, off_ok, off_bad):
+    """A latent that sums thousands of pixels is in the tens: float32 in another order differs past 1e-4 there."""
+    from aetool.errors import AetoolError
+
+    x = np.random.default_rng(0).uniform(0.5, 1, size=(8, 3, 4, 4)).astype(np.float32)
+    path = export_graph(GraphConfig(_Scale(factor), "scale.onnx", "image", "out"), tmp_path, x)
+    assert validate_graph(path, "image", lambda v: v * factor + off_ok, x, 1e-4, batches=(1, 8)) <= 1.01 * off_ok
+    with pytest.raises(AetoolError, match=r"scale differs from its reference by .* > .* at batch 1"):
+        validate_graph(path, "image", lambda v: v * factor + off_bad, x, 1e-4, batches=(1, 8))

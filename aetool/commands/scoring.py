@@ -41,11 +41,11 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     from ..scoring import score_pictures
 
     params = click.get_current_context().params
-    shown_quiet = params.get("quiet")  # the note goes to stderr: shown under --json too
+    user_quiet = params.get("quiet")  # the user's --quiet (``quiet`` is also set by --json); notes go to stderr
     report = score_pictures(bundle, inputs, csv_path=csv_path, figure_path=figure_path,
                             needs_threshold=["--fail-on-anomaly"] if fail_on_anomaly else [], strict=strict,
                             invert=invert, keep_all=bool(params.get("as_json")),
-                            note=None if shown_quiet else lambda line: click.echo(line, err=True),
+                            note=None if user_quiet else lambda line: click.echo(line, err=True),
                             progress=lambda it, **kw: progress(it, quiet=quiet, **kw))
     if report.skipped:
         first = report.skipped[0]

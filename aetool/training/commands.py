@@ -165,7 +165,7 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder (default: export/<run name>).")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="Largest allowed |onnxruntime - torch| in the self-check.")
+              help="Largest allowed |onnxruntime - torch| in the self-check (times the largest output where that exceeds 1).")
 @click.option("--int8", is_flag=True, help="Also write a static int8 variant, <out>-int8 (calibrated on training images).")
 @click.option("--fp16", is_flag=True, help="Also write an fp16 variant for GPUs, <out>-fp16 (checked at fp16 tolerance).")
 @click.option("--eval-images", type=click.IntRange(min=1, max=10_000), default=10_000, show_default=True,

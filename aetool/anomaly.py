@@ -387,25 +387,15 @@ def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool
     A file that cannot be read is left out and added to ``skipped`` as (path as written, reason),
     as ``aetool encode`` does, so one corrupt picture does not cost the scores of all the others;
     with ``strict`` it is the error."""
-    from .embed import without_path
-    from .fileio import path_text
+    from .embed import readable_pictures
 
     cal = bundle.meta.anomaly
     for start in range(0, len(paths), BATCH):
-        batch, arrays = [], []
-        for p in paths[start : start + BATCH]:
-            try:
-                arrays.append(bundle.load_images([p], invert=invert)[0])
-                batch.append(str(p))
-            except AetoolError as e:
-                if strict:
-                    raise
-                if skipped is not None:
-                    skipped.append((path_text(p), without_path(str(e), p)))
-        if not batch:
+        read = list(readable_pictures(bundle, paths[start : start + BATCH], strict, skipped, invert))
+        if not read:
             continue
-        sse, nll = parts(bundle, np.stack(arrays))
-        yield batch, sse, nll, None if cal is None else combine(sse, nll, cal)
+        sse, nll = parts(bundle, np.stack([x for _, x in read]))
+        yield [str(p) for p, _ in read], sse, nll, None if cal is None else combine(sse, nll, cal)
 
 
 def flagged_examples(bundle: Bundle, paths: Sequence[str], scores: Sequence[float],

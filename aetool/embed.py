@@ -59,21 +59,30 @@ def sidecar(out: Path) -> Path:
     return out.with_name(out.stem + ".paths.txt")
 
 
+def readable_pictures(bundle: Bundle, paths: Iterable[Path], strict: bool, skipped: list[tuple[str, str]] | None,
+                      invert: bool | None = None) -> Iterator[tuple[Path, np.ndarray]]:
+    """Each path that reads, with its picture by the bundle's preprocessing.  A file that cannot be
+    read is added to ``skipped`` as (path as written, reason), so one corrupt picture does not cost
+    the others; with ``strict`` it is the error.  Lazy: files after the caller stops are not read."""
+    for path in paths:
+        try:
+            picture = bundle.load_images([path], invert=invert)[0]
+        except AetoolError as e:
+            if strict:
+                raise
+            if skipped is not None:
+                skipped.append((path_text(path), without_path(str(e), path)))
+            continue
+        yield path, picture
+
+
 def _batches(bundle: Bundle, paths: Sequence[Path], strict: bool, invert: bool | None,
              skipped: list[tuple[str, str]]) -> Iterator[tuple[list[Path], np.ndarray]]:
     """(paths, latents) a batch at a time; unreadable files are skipped and recorded (or fatal with ``strict``)."""
     for start in range(0, len(paths), BATCH):
-        ok, arrays = [], []
-        for path in paths[start : start + BATCH]:
-            try:
-                arrays.append(bundle.load_images([path], invert=invert)[0])
-                ok.append(path)
-            except AetoolError as e:
-                if strict:
-                    raise
-                skipped.append((path_text(path), without_path(str(e), path)))
-        if ok:
-            yield ok, bundle.encode(np.stack(arrays)).reshape(len(ok), bundle.d)
+        read = list(readable_pictures(bundle, paths[start : start + BATCH], strict, skipped, invert))
+        if read:
+            yield [p for p, _ in read], bundle.encode(np.stack([x for _, x in read])).reshape(len(read), bundle.d)
 
 
 def encode_files(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | os.PathLike, *, strict: bool = False,

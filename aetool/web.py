@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.resources
+import itertools
 import os
 import shutil
 import tarfile
@@ -177,23 +178,15 @@ def _folder_points(bundle: Bundle, folder: Path, n: int, strict: bool = False,
     """Latents and pictures of up to ``n`` readable images of ``folder`` (searched recursively), read
     with the bundle's own preprocessing.  A file that cannot be read is skipped and counted, as
     ``aetool encode`` and ``score`` do (``strict``: the error)."""
-    from .embed import without_path, expand_inputs
+    from .embed import expand_inputs, readable_pictures
     from .fileio import path_text
 
     found = expand_inputs([folder])
     if not found:
         raise AetoolError(f"--images {folder}: no pictures found")
-    arrays, paths, skipped = [], [], []
-    for p in found:
-        if len(paths) == n:
-            break
-        try:
-            arrays.append(bundle.load_images([p])[0])
-            paths.append(p)
-        except AetoolError as e:
-            if strict:
-                raise
-            skipped.append((path_text(p), without_path(str(e), p)))
+    skipped: list[tuple[str, str]] = []
+    read = list(itertools.islice(readable_pictures(bundle, found, strict, skipped), max(n, 0)))  # reads no further
+    paths, arrays = [p for p, _ in read], [x for _, x in read]
     if skipped:
         log(f"note: --images: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
     if not paths:

@@ -159,7 +159,8 @@ class Bundle:
         workers = self.workers
         if self.provider == "cpu" and workers > 1 and len(x) >= SPLIT_MIN * workers:
             share = -(-min(len(x), self.batch_size) // workers)  # a batch_size block split over the workers
-            size = -(-share // -(-share // self.cpu_slice))  # in calls of at most cpu_slice, of equal size
+            calls = -(-share // self.cpu_slice)  # each share in calls of at most cpu_slice pictures,
+            size = -(-share // calls)  # all of one size, so the workers finish together
             single = self._single_session(graph)
             pieces = (x[i : i + size] for i in range(0, len(x), size))
             outs = list(self._executor().map(lambda piece: single.run(None, {name: piece})[0], pieces))

@@ -101,14 +101,16 @@ def cnn_row(work: Path, folder: Path, size: int, d: int, epochs: int, val: np.nd
     from aetool.bundle import load_bundle
 
     metrics_path, bundle = work / "models" / name / "metrics.json", work / "export" / name
-    done = reuse and metrics_path.exists() and len(json.loads(metrics_path.read_text())["history"]) == epochs
+    metrics = json.loads(metrics_path.read_text()) if reuse and metrics_path.exists() else None
+    done = metrics is not None and len(metrics["history"]) == epochs
     wall = None if done else aetool(
         "train", "--data", str(folder), "--image-size", str(size), "--channels", "3", "--d", str(d),
         "--epochs", str(epochs), "--out", f"models/{name}", "--force", "--quiet", cwd=work)
     if not (done and (bundle / "latent.json").exists()):
         aetool("export", f"models/{name}", "--out", f"export/{name}", "--quiet", cwd=work)
-    metrics = json.loads(metrics_path.read_text())
-    b = load_bundle(work / "export" / name, device="cpu")
+    if not done:
+        metrics = json.loads(metrics_path.read_text())
+    b = load_bundle(bundle, device="cpu")
     history = metrics["history"]
     seconds = sum(h["seconds"] for h in history)
     last, best = history[-1]["test_sse_per_image"], min(h["test_sse_per_image"] for h in history)
@@ -117,7 +119,7 @@ def cnn_row(work: Path, folder: Path, size: int, d: int, epochs: int, val: np.nd
             "best_epoch": metrics["best_epoch"], "last_over_best": last / best,
             "parameters": b.meta.encoder.parameters + b.meta.decoder.parameters,
             "macs": b.meta.encoder.macs + b.meta.decoder.macs, "precision": metrics["precision"],
-            "bundle": str(work / "export" / name)}
+            "bundle": str(bundle)}
 
 
 def speed(bundle_dir: str, batch: int = 256, repeats: int = 7) -> dict:

@@ -31,8 +31,9 @@ import numpy as np
 from .errors import AetoolError
 from .fileio import read_json, sha256_file, write_json  # noqa: F401 (sha256_file: part of the contract)
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3  # written by map bundles; code-vector bundles still write VECTOR_SCHEMA_VERSION
+VECTOR_SCHEMA_VERSION = 2  # an older reader reads a code-vector bundle right, so it keeps version 2
+READABLE_VERSIONS = (1, 2, 3)
 ENCODER = "encoder.onnx"
 DECODER = "decoder.onnx"
 LATENT = "latent.json"
@@ -46,10 +47,13 @@ PREPROCESSING = {
                   "to fit inside height x width, centred, the rest black; 8 bits a channel, then / 255",
     "resize_crop": "converted to grey (1 channel) or RGB (3), transparency onto black, the largest centred square "
                    "cropped and resized to height x width; 8 bits a channel, then / 255",
+    "own_size": "converted to grey (1 channel) or RGB (3), transparency onto black, kept at its own size; 8 bits a "
+                "channel, then / 255; padded by reflection to a multiple of latent.multiple before encoding, and "
+                "the reconstruction cropped back",
 }
 
 
-MNIST_DIGIT, RESIZE = "mnist_digit", "resize"
+MNIST_DIGIT, RESIZE, OWN_SIZE = "mnist_digit", "resize", "own_size"
 RESIZE_FITS = ("pad", "crop")  # how a picture of another aspect ratio becomes a square
 
 
@@ -66,7 +70,7 @@ class Preprocessing:
     fit: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.kind, self.fit) not in [(MNIST_DIGIT, None)] + [(RESIZE, f) for f in RESIZE_FITS]:
+        if (self.kind, self.fit) not in [(MNIST_DIGIT, None), (OWN_SIZE, None)] + [(RESIZE, f) for f in RESIZE_FITS]:
             raise AetoolError(f"unknown image preprocessing kind {self.kind!r} with fit {self.fit!r}")
 
     @classmethod
@@ -79,8 +83,8 @@ class Preprocessing:
     @classmethod
     def parse(cls, name: str) -> "Preprocessing":
         """The stored string as a Preprocessing; one error naming the known ones otherwise."""
-        if name == MNIST_DIGIT:
-            return cls(MNIST_DIGIT)
+        if name in (MNIST_DIGIT, OWN_SIZE):
+            return cls(name)
         prefix = RESIZE + "_"
         if isinstance(name, str) and name.startswith(prefix) and name[len(prefix):] in RESIZE_FITS:
             return cls(RESIZE, name[len(prefix):])
@@ -95,6 +99,11 @@ class Preprocessing:
     def is_digit(self) -> bool:
         """MNIST's digit normalisation (1x28x28), rather than a picture resized."""
         return self.kind == MNIST_DIGIT
+
+    @property
+    def is_own_size(self) -> bool:
+        """Pictures kept at their own size (map bundles), rather than brought to one square."""
+        return self.kind == OWN_SIZE
 
     @property
     def rule(self) -> str:
@@ -192,32 +201,121 @@ class ImageSpec:
                    preprocessing=r.str("preprocessing", tuple(PREPROCESSING)))
 
 
+VECTOR, MAP = "vector", "map"
+MAP_FACTORS = (4, 8, 16)  # the map families' downsampling factors
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """latent.json's ``latent``: the shape of a code.
+
+    ``vector``: one code per picture, (d, 1, 1), and the picture is the image spec's fixed
+    C x H x W.  ``map``: d codes per ``factor`` x ``factor`` block, (d, H / factor, W / factor),
+    from fully convolutional graphs that take any H and W that are multiples of ``multiple`` and
+    at least ``min_side``; the image spec's height and width are then the size the network was
+    trained on (its crops), a default for ``sample``, not a requirement.  Files without the key
+    (schema 1 and 2) are vectors."""
+
+    kind: str = VECTOR
+    factor: int = 1
+    multiple: int = 1
+    min_side: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind == VECTOR:
+            if (self.factor, self.multiple, self.min_side) != (1, 1, 1):
+                raise AetoolError("latent: a code vector has no factor, multiple or min_side")
+        elif self.kind == MAP:
+            if self.factor < 1 or self.multiple < 1 or self.multiple % self.factor or self.min_side < self.multiple:
+                raise AetoolError(f"latent: a map needs factor >= 1, a multiple of it, and min_side >= multiple; got "
+                                  f"factor {self.factor}, multiple {self.multiple}, min_side {self.min_side}")
+        else:
+            raise AetoolError(f"latent: unknown layout {self.kind!r} (known: {VECTOR}, {MAP})")
+
+    @classmethod
+    def map(cls, factor: int, multiple: int | None = None, min_side: int | None = None) -> "LatentLayout":
+        multiple = multiple or factor
+        return cls(MAP, factor, multiple, min_side or multiple)
+
+    @property
+    def is_map(self) -> bool:
+        return self.kind == MAP
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size a picture is padded to before encoding: each side up to a multiple of
+        ``multiple``, and at least ``min_side`` (vectors: unchanged)."""
+        def up(n: int) -> int:
+            return max(-(-n // self.multiple) * self.multiple, self.min_side)
+
+        return (up(height), up(width)) if self.is_map else (height, width)
+
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        """The latent map's (h, w) for a picture of ``height`` x ``width`` (before padding)."""
+        if not self.is_map:
+            return (1, 1)
+        h, w = self.padded_size(height, width)
+        return (h // self.factor, w // self.factor)
+
+    def values_per_pixel(self, d: int, channels: int) -> float:
+        """Latent values per picture value: a map's d / (factor^2 C), the inverse of its compression."""
+        return d / (self.factor**2 * channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str) -> "LatentLayout":
+        r = _Reader(obj, where)
+        kind = r.str("kind", (VECTOR, MAP))
+        if kind == VECTOR:
+            return cls()
+        return cls(MAP, r.int("factor", 1, 256), r.int("multiple", 1, 4096), r.int("min_side", 1, 4096))
+
+
 GRAPH_ENDS = ("encoder input", "encoder output", "decoder input", "decoder output")
 
 
-def graph_shapes(d: int, image: ImageSpec) -> dict[str, tuple[int, ...]]:
-    """The rule for the graphs' shapes after the batch axis: the encoder maps (C, H, W) images to
-    (d, 1, 1) latents and the decoder back.  One definition for the runtime's check
+def graph_shapes(d: int, image: ImageSpec, latent: LatentLayout | None = None) -> dict[str, tuple[Any, ...]]:
+    """The rule for the graphs' shapes after the batch axis: a code vector's encoder maps (C, H, W)
+    images to (d, 1, 1) latents and the decoder back; a map's takes (C, "height", "width") with
+    symbolic sides to (d, "height/f", "width/f").  One definition for the runtime's check
     (:func:`check_graph_shapes`), the docs and the web page (app.js ``graphShapes``), which
-    all build their tensors from ``d`` and ``image`` alone."""
-    latent = (d, 1, 1)
-    return {"encoder input": image.shape, "encoder output": latent, "decoder input": latent,
+    all build their tensors from ``d``, ``image`` and ``latent`` alone."""
+    if latent is not None and latent.is_map:
+        f = latent.factor
+        pictures, codes = (image.channels, "height", "width"), (d, f"height/{f}", f"width/{f}")
+        return {"encoder input": pictures, "encoder output": codes, "decoder input": codes, "decoder output": pictures}
+    code = (d, 1, 1)
+    return {"encoder input": image.shape, "encoder output": code, "decoder input": code,
             "decoder output": image.shape}
 
 
-def check_graph_shapes(d: int, image: ImageSpec, found: Mapping[str, Sequence[Any]], where: str) -> None:
+def check_graph_shapes(d: int, image: ImageSpec, found: Mapping[str, Sequence[Any]], where: str,
+                       latent: LatentLayout | None = None) -> None:
     """Refuse graphs whose declared shapes (``found``: GRAPH_ENDS -> the shape with its batch axis, as
     onnxruntime reports it) break :func:`graph_shapes`, before any of them runs.
 
-    The latent's axes must be exactly d, 1, 1: every reader reshapes latents by them.  An image
-    axis may also be symbolic (a name, or None): a graph that takes any size runs at the bundle's."""
-    expected = graph_shapes(d, image)
+    A code vector's axes must be exactly d, 1, 1: every reader reshapes latents by them.  An image
+    axis may also be symbolic (a name, or None): a graph that takes any size runs at the bundle's.
+    A map's spatial axes are checked where they are numbers only in the channel axes (d, C): its
+    graphs are meant to take any size."""
+    expected = graph_shapes(d, image, latent)
+    is_map = latent is not None and latent.is_map
+
+    def agrees(shape: Sequence[Any], want: Sequence[Any]) -> bool:
+        if len(shape) != 4:
+            return False
+        if is_map:
+            return not isinstance(shape[1], int) or shape[1] == want[0]
+        return all(not isinstance(n, int) or n == w for n, w in zip(shape[1:], want))
+
     enc_out, dec_in = found["encoder output"], found["decoder input"]
-    if list(enc_out[1:]) != list(expected["encoder output"]) or list(dec_in[1:]) != list(expected["decoder input"]):
+    strict_code = (lambda shape: list(shape[1:]) == list(expected["encoder output"])) if not is_map else         (lambda shape: len(shape) == 4 and shape[1] == d)
+    if not strict_code(enc_out) or not strict_code(dec_in):
         raise AetoolError(f"{where}: graph shapes {enc_out} / {dec_in} disagree with d={d} in {LATENT}")
     enc_in, dec_out = found["encoder input"], found["decoder output"]
     for shape in (enc_in, dec_out):
-        if len(shape) != 4 or any(isinstance(n, int) and n != want for n, want in zip(shape[1:], image.shape)):
+        if not agrees(shape, expected["encoder input"]):
             raise AetoolError(f"{where}: graph shapes {enc_in} / {dec_out} disagree with the image "
                               f"{'x'.join(map(str, image.shape))} in {LATENT}")
 
@@ -669,13 +767,15 @@ class BundleMeta:
     export: dict[str, Any] = field(default_factory=dict)
     variant: dict[str, Any] | None = None
     anomaly: AnomalyCalibration | None = None  # set by aetool calibrate (and export)
+    latent: LatentLayout = field(default_factory=LatentLayout)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSION if self.latent.is_map else VECTOR_SCHEMA_VERSION,
             "name": self.name,
             "family": self.family,
             "d": self.d,
+            "latent": self.latent.to_dict(),
             "image": self.image.to_dict(),
             "graphs": {"encoder": dataclasses.asdict(self.encoder), "decoder": dataclasses.asdict(self.decoder),
                        "opset": self.opset, "batch_axis": "dynamic"},
@@ -710,8 +810,12 @@ class BundleMeta:
         opset = graphs.obj.get("opset")
         variant = r.mapping("variant", optional=True)
         anomaly = r.mapping("anomaly", optional=True)
-        return cls(name=r.str("name"), family=_family(r), d=d,
-                   image=ImageSpec.from_dict(r.mapping("image"), f"{where}.image"),
+        latent = LatentLayout.from_dict(r.mapping("latent"), f"{where}.latent") if version >= 3 else LatentLayout()
+        image = ImageSpec.from_dict(r.mapping("image"), f"{where}.image")
+        if latent.is_map != image.preprocessing_spec.is_own_size:
+            raise AetoolError(f"{where}: a {latent.kind} latent with the image preprocessing {image.preprocessing!r} "
+                              f"(maps take pictures at their own size, {OWN_SIZE}; code vectors the others)")
+        return cls(latent=latent, image=image, name=r.str("name"), family=_family(r), d=d,
                    encoder=GraphInfo.from_dict(graphs.mapping("encoder"), f"{where}.graphs.encoder"),
                    decoder=GraphInfo.from_dict(graphs.mapping("decoder"), f"{where}.graphs.decoder"),
                    densities=densities, default_density=default,
@@ -743,7 +847,8 @@ class BundleMeta:
     def summary(self) -> dict[str, Any]:
         """The few facts ``aetool list`` and ``aetool info --json`` lead with."""
         t = self.training_record
-        return {"name": self.name, "family": self.family, "d": self.d, "precision": self.precision,
+        return {"name": self.name, "family": self.family, "d": self.d, "latent": self.latent.kind,
+                "factor": self.latent.factor if self.latent.is_map else None, "precision": self.precision,
                 "image": list(self.image.shape), "preprocessing": self.image.preprocessing,
                 "default_density": self.default_density, "densities": sorted(self.densities),
                 "test_sse_per_image": t.test_sse_per_image, "epochs": t.epochs, "epochs_in_all": t.epochs_in_all}

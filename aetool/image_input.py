@@ -400,6 +400,33 @@ def load_pictures(paths: Iterable[str | os.PathLike], channels: int, size: int, 
     return from_uint8(np.stack(arrays))
 
 
+def own_size_uint8(path: str | os.PathLike, channels: int, max_side: int | None = None) -> np.ndarray:
+    """A picture at its own size as (channels, H, W) uint8, the way map bundles take it: grey or RGB,
+    transparency onto black; with ``max_side``, a larger picture is first resized (LANCZOS, aspect
+    ratio kept) so that its longer side is ``max_side``.  A folder's cache for the map families holds
+    these bytes, and the runtime divides the same bytes by 255."""
+    _check_picture_args(channels, max_side or 1, FITS[0])
+    path = Path(path)
+    # no shrink while decoding unless a cap asks for one: then decode at no less than twice the cap
+    work = 1 << 30 if not max_side else int(max_side) * 2
+    im = _read_pillow(path, work_side=work)
+    if im.width == 0 or im.height == 0:
+        raise AetoolError(f"{path}: image has no pixels")
+    planes = _planes(im, path, channels)
+    if max_side and max(im.width, im.height) > max_side:
+        scale = max_side / max(im.width, im.height)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        planes = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(p, dtype=np.float32)).resize(
+            size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP), dtype=np.float32) for p in planes])
+    return to_uint8(planes)
+
+
+def load_own_size(paths: Iterable[str | os.PathLike], channels: int) -> list[np.ndarray]:
+    """Pictures at their own size as float32 (channels, H, W) arrays in [0, 1], one per file (their
+    sizes differ, so they are not one batch)."""
+    return [from_uint8(own_size_uint8(p, channels)) for p in paths]
+
+
 def load_for(
     paths: Iterable[str | os.PathLike],
     channels: int,
@@ -418,6 +445,12 @@ def load_for(
             raise AetoolError(f"preprocessing {prep.name!r} makes 1x28x28 digits, but the bundle takes "
                               f"{channels}x{height}x{width} images")
         return load_images(paths, invert=invert)
+    if prep.is_own_size:
+        pictures = load_own_size(paths, channels)
+        if len({p.shape for p in pictures}) > 1:
+            raise AetoolError("pictures of different sizes are not one batch: load them one by one "
+                              "(image_input.load_own_size)")
+        return np.stack(pictures) if pictures else np.zeros((0, channels, height, width), np.float32)
     if height != width:
         raise AetoolError(f"preprocessing {prep.name!r} makes square images, but the bundle takes "
                           f"{height}x{width}")

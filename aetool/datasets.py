@@ -17,13 +17,16 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .bundle_format import ImageSpec, Preprocessing
+from .bundle_format import OWN_SIZE, ImageSpec, Preprocessing
 from .errors import AetoolError, UsageError
 from .lecture import IMAGE_SHAPE
+
+if TYPE_CHECKING:
+    from .picture_store import PictureSet
 from .mnist import Dataset, load_mnist
 
 
@@ -108,6 +111,9 @@ class DataSelection:
     limit: int | None = None
     workers: int | None = None
     strict: bool = False
+    own_size: bool = False  # pictures kept at their own size (the map families), not resized to a square
+    max_side: int = 1024  # own_size: a picture's longer side is capped at this
+    crop: int | None = None  # own_size: the training crop's side (the image spec's height and width)
 
     def training_part(self, train: Dataset) -> Dataset:
         """What the run trains on: the training set (of --normal-class alone, if given) without its
@@ -136,8 +142,8 @@ class DataSelection:
 
 @dataclass
 class TrainingData:
-    train: np.ndarray | Rows  # float32 in [0, 1] (MNIST) or uint8 rows of a folder's memory map
-    heldout: np.ndarray | Rows
+    train: np.ndarray | Rows | PictureSet  # float32 in [0, 1] (MNIST), uint8 rows of a folder's memory map,
+    heldout: np.ndarray | Rows | PictureSet  # or a folder's pictures at their own size (own_size)
     heldout_name: str  # "test" (MNIST) or "validation" (a folder's split)
     image: ImageSpec
     info: dict[str, Any] = field(default_factory=dict)  # for metrics.json's "data"
@@ -152,7 +158,10 @@ def load_training_data(sel: DataSelection, *, quiet: bool = True, log: Callable[
     if source not in (None, "hub", "download") and not Path(source).expanduser().is_dir():
         # without this a run trained on a folder that has since gone would be read as MNIST
         raise AetoolError(f"data folder {source}: not found (moved or deleted?); the run was trained on it")
-    data = _folder_data(sel, quiet, log) if is_image_folder(sel.data) else _mnist_data(sel)
+    if sel.own_size and not is_image_folder(sel.data):
+        raise UsageError("this family trains on pictures at their own size: give a folder of pictures with --data")
+    data = (_picture_data(sel, quiet, log) if sel.own_size else _folder_data(sel, quiet, log)) \
+        if is_image_folder(sel.data) else _mnist_data(sel)
     if sel.normal_class is not None:
         data.info["normal_class"] = sel.normal_class
     return data
@@ -222,3 +231,33 @@ def _folder_data(sel: DataSelection, quiet: bool, log: Callable[[str], None]) ->
     return TrainingData(Rows(data.images, train_idx), Rows(data.images, val_idx), "validation",
                         ImageSpec(channels=data.channels, height=data.size, width=data.size,
                                   preprocessing=Preprocessing.resize(data.fit).name), info)
+
+
+def _picture_data(sel: DataSelection, quiet: bool, log: Callable[[str], None]) -> TrainingData:
+    """A folder's pictures at their own size (aetool.picture_store): whole pictures are held out, and
+    the image spec is the training crop (``sel.crop``) with the own-size preprocessing."""
+    from .folder import split
+    from .picture_store import load_pictures
+
+    if sel.normal_class is not None or sel.holdout:
+        raise UsageError("--normal-class and --holdout are for families with a code vector, not for maps")
+    pictures, skipped = load_pictures(sel.data, channels=sel.channels, max_side=sel.max_side, workers=sel.workers,
+                                      strict=sel.strict, quiet=quiet, log=log)
+    if skipped:
+        log(f"skipped {len(skipped)} of {len(pictures) + len(skipped)} files (e.g. {skipped[0][0]}: {skipped[0][1]})")
+    if len(pictures) < 2:
+        raise UsageError(f"{sel.data}: {len(pictures)} readable picture; a map family holds whole pictures out for "
+                         f"validation, so it needs at least 2")
+    n_val = max(1, round(len(pictures) * sel.val_split))
+    train_idx, val_idx = split(len(pictures), n_val / len(pictures), sel.seed)
+    if sel.limit is not None:
+        train_idx = train_idx[: sel.limit]
+    train, heldout = pictures.subset(train_idx), pictures.subset(val_idx)
+    crop = sel.crop or 64
+    info = {"name": "folder", "root": str(Path(sel.data).resolve()), "train_images": len(train),
+            "test_images": len(heldout), "heldout": "validation", "val_split": sel.val_split, "own_size": True,
+            "max_side": sel.max_side, "skipped": len(skipped), "train_megapixels": float(train.pixels.sum() / 1e6),
+            "validation_megapixels": float(heldout.pixels.sum() / 1e6),
+            "validation_sha256": split_digest(heldout.paths)}
+    return TrainingData(train, heldout, "validation",
+                        ImageSpec(channels=pictures.channels, height=crop, width=crop, preprocessing=OWN_SIZE), info)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from ..bundle_format import ImageSpec
+from ..bundle_format import MAP_FACTORS, ImageSpec
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES
 from .families import ArchConfig, Family, family_names, get_family
@@ -45,6 +45,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 FAMILY_CHOICES = tuple(family_names(with_aliases=True))
 MAX_SHIFT = 4  # pixels: a larger move pushes the 20x20 MNIST digit box off its 28x28 image
 MAX_D = 4096  # latent sizes beyond this are a typo, not a model
+DEFAULT_BATCH = 100  # images a step where the family names no other
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,9 @@ class TrainConfig:
         "Clip the gradient's norm to this; 0: never (default: cnn 0).")))
     flip: bool | None = field(default=None, metadata=opt("--flip/--no-flip", help=(
         "Mirror training pictures left-right at random (default: on for the photo network, never for digits).")))
-    batch_size: int = field(default=100, metadata=opt("--batch-size", low=1, help=(
-        "Images per step (default 100; with --resume: as stored, or the new size from here on).")))
+    batch_size: int | None = field(default=None, metadata=opt("--batch-size", low=1, help=(
+        "Images (map: crops) per step (default: the family's, 100; map 16; with --resume: as stored, or the new size "
+        "from here on).")))
     seed: int = field(default=0, metadata=opt("--seed", low=0, high=2**32 - 1, help=(
         "Seed of the weights, the order, the shifts and flips, and a folder's validation split.")))
     precision: str = field(default="auto", metadata=opt("--precision", choices=("auto", "fp32", "bf16"), help=(
@@ -158,6 +160,16 @@ class TrainConfig:
         "Train to reconstruct each image from a copy with Gaussian noise of this level (one-class detectors).")))
     holdout: int = field(default=0, metadata=opt("--holdout", low=0, metavar="N", help=(
         "Leave training images 0..N-1 out, to compare runs on images none of them trained on.")))
+    factor: int | None = field(default=None, metadata=opt("--factor", everyday=True, choices=MAP_FACTORS, help=(
+        "A latent map: d codes per FACTOR x FACTOR block (map: default 8; pca: block PCA of such blocks; "
+        "the others keep one code vector).")))
+    crop: int | None = field(default=None, metadata=opt("--crop", low=16, high=512, help=(
+        "map: the side of the random training crops (default 64), a multiple of --factor.")))
+    max_side: int = field(default=1024, metadata=opt("--max-side", low=16, high=8192, help=(
+        "map, block PCA: a folder's pictures are kept at their own size, their longer side capped at this "
+        "(default 1024).")))
+    crops_per_epoch: int | None = field(default=None, metadata=opt("--crops-per-epoch", low=1, high=10_000_000, help=(
+        "map: what an epoch is, in training crops (default 4096).")))
 
     def validate(self) -> None:
         """Bad values are usage errors: the CLI answers them with exit status 2.  Each field's range is
@@ -171,6 +183,8 @@ class TrainConfig:
              f"--average-last must be between 0 and --epochs ({self.epochs}), got {self.average_last}"),
             (not self.revive_dead or bool(self.init_from), "--revive-dead works on a start: pass --init-from RUN with it"),
             (self.normal_class is None or self.normal_class.strip() != "", "--normal-class must name a class, got ''"),
+            (self.crop is None or self.factor is None or self.crop % self.factor == 0,
+             f"--crop {self.crop} must be a multiple of --factor {self.factor}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -179,7 +193,15 @@ class TrainConfig:
     def selection(self) -> "DataSelection":
         """The images this run trains and is measured on."""
         from ..datasets import DataSelection  # numpy: not for `aetool --help`, which builds train's options from here
-        return DataSelection(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataSelection)})
+        family = self.family()
+        own_size = family.takes_maps(self.factor)
+        for flag, value in (("--crop", self.crop), ("--crops-per-epoch", self.crops_per_epoch)):
+            if value is not None and not (own_size and not family.closed_form):
+                raise UsageError(f"{flag}: only the map family trains on crops (--arch map)")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(DataSelection)
+                  if f.name in FIELDS and f.name != "crop"}
+        return DataSelection(**values, own_size=own_size,
+                             crop=(self.crop or family.defaults.get("crop") or 64) if own_size else None)
 
     def family(self) -> Family:
         """The model family: the one asked for, else the lecture's network on MNIST and the photo
@@ -194,15 +216,18 @@ class TrainConfig:
         family = self.family()
         filled = {k: v for k, v in family.defaults.items() if getattr(self, k, None) is None and k in FIELDS}
         out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height, **filled)
+        out.batch_size = out.batch_size or DEFAULT_BATCH
+        if not family.takes_maps(out.factor):
+            out.crop = out.crops_per_epoch = None
         if family.closed_form:  # nothing is trained: no width, no optimiser
-            out.width = out.lr = out.schedule = out.weight_decay = out.clip = None
+            out.width = out.lr = out.schedule = out.weight_decay = out.clip = out.crop = out.crops_per_epoch = None
         out.validate()
         return out
 
     def arch(self) -> ArchConfig:
         """The architecture of a resolved config."""
         return ArchConfig(family=self.family().name, d=self.d, width=self.width, channels=self.channels or 1,
-                          image_size=self.image_size or 28)
+                          image_size=self.image_size or 28, factor=self.factor)
 
     def default_run_name(self) -> str:
         """``cnn-d16``; a network wider than its family's default says so (``cnn-d16-w64``), and a run on a
@@ -210,7 +235,8 @@ class TrainConfig:
         from ..folder import is_image_folder  # late: folder imports Pillow, not needed when the CLI starts
 
         family = self.family()
-        arch = ArchConfig(family.name, self.d, self.width or family.defaults.get("width"))
+        arch = ArchConfig(family.name, self.d, self.width or family.defaults.get("width"),
+                          factor=(self.factor or family.defaults.get("factor")) if family.takes_maps(self.factor) else None)
         return (family.run_name(arch)
                 + (f"-{Path(self.data).resolve().name}" if is_image_folder(self.data) else "")
                 + (f"-class-{self.normal_class.strip()}" if self.normal_class is not None else ""))

@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -84,9 +84,14 @@ def _quiet_exporter():
             lg.setLevel(level)
 
 
-def export_graph(graph: GraphConfig, folder: Path, example: np.ndarray) -> Path:
-    """One self-contained .onnx file with a dynamic batch axis."""
+def export_graph(graph: GraphConfig, folder: Path, example: np.ndarray, scale: int | None = None) -> Path:
+    """One self-contained .onnx file with a dynamic batch axis; with ``scale`` (a map family's
+    factor, or 1 for its decoder) dynamic height and width too, multiples of ``scale``."""
     path = Path(folder) / graph.file
+    axes: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
+    if scale is not None:
+        h, w = torch.export.Dim("height", min=1, max=1 << 14), torch.export.Dim("width", min=1, max=1 << 14)
+        axes.update({2: h * scale, 3: w * scale} if scale > 1 else {2: h, 3: w})
     with _quiet_exporter():
         torch.onnx.export(
             graph.module.eval(),
@@ -96,7 +101,7 @@ def export_graph(graph: GraphConfig, folder: Path, example: np.ndarray) -> Path:
             external_data=False,
             input_names=[graph.input_name],
             output_names=[graph.output_name],
-            dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1)}},
+            dynamic_shapes={"input": axes},
         )
     if graph.rewrite is not None:
         graph.rewrite(path)
@@ -164,27 +169,22 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
     diagonal = run.read_density()
     data = load_training_data(config_from_dict(config, run.path).selection(), quiet=True)  # a folder's from its cache
     weights = state.get("weights", "last")
+    codes = _codes(model, arch, data)
     if weights != "last":  # the run's density was fitted on its last weights: these need their own
-        diagonal = DiagonalGaussian().fit(forward_all(model.encoder, data.train)).to_dict()
-    images = as_float(data.heldout[: max(CHECK_BATCHES)])
+        diagonal = DiagonalGaussian().fit(codes.of(data.train)).to_dict()
     t0 = time.perf_counter()
-    densities, test_ll = fit_densities(model, diagonal, data)
+    densities, test_ll = fit_densities(diagonal, codes)
     log(f"fitted the latent densities in {time.perf_counter() - t0:.1f} s")
 
     encoder, decoder, decoder_form = autoencoder_graphs(model, family)
+    shapes = map_check_shapes(data.heldout, arch) if arch.is_map else None
+    images = shapes[0] if shapes else as_float(data.heldout[: max(CHECK_BATCHES)])
     with atomic_dir(out_dir) as staging:
         latents = encoder.reference(images)
-        export_graph(encoder, staging, images)
-        export_graph(decoder, staging, latents)
-        diffs = {
-            "encoder": validate_graph(staging / ENCODER, ENCODER_INPUT, encoder.reference, images, tolerance),
-            "decoder": validate_graph(staging / DECODER, ENCODER_OUTPUT, decoder.reference, latents, tolerance),
-        }
-        # the round trip: onnxruntime's own latents through the decoder, against PyTorch's reconstruction
-        enc_session, _ = make_session(staging / ENCODER, "cpu")
-        diffs["roundtrip"] = validate_graph(
-            staging / DECODER, ENCODER_OUTPUT, lambda z: decoder.reference(latents[: len(z)]),
-            enc_session.run(None, {ENCODER_INPUT: images})[0], tolerance, what="round trip")
+        export_graph(encoder, staging, images, scale=arch.factor)
+        export_graph(decoder, staging, latents, scale=1 if arch.is_map else None)
+        diffs = _check_graphs(staging, encoder, decoder, shapes or [images], tolerance,
+                              MAP_CHECK_BATCHES if arch.is_map else CHECK_BATCHES)
         meta = BundleMeta(
             name=out_dir.name,
             family=family.name,
@@ -197,6 +197,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             densities=densities,
             default_density=DEFAULT_DENSITY,
             density_test_log_likelihood_per_dim=test_ll,
+            latent=family.latent_layout(arch),
             opset=_opset(staging / ENCODER),
             training=TrainingRecord(
                 arch=arch.to_dict(),
@@ -210,13 +211,15 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
                 parameters=metrics.get("parameters"),
                 layers=metrics.get("layers"),
                 test_sse_per_image=state.get("sse", metrics.get("test_sse_per_image")),
-                test_psnr_db=psnr_from_sse(state["sse"], data.image.pixels) if "sse" in state else metrics.get("test_psnr_db"),
+                test_psnr_db=_test_psnr(state, metrics, data),
             ).to_dict(),
             export={
                 "aetool": __version__,
                 "torch": torch.__version__,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "check": {"batches": list(CHECK_BATCHES), "tolerance": tolerance, "max_abs_diff": diffs},
+                "check": {"batches": list(MAP_CHECK_BATCHES if arch.is_map else CHECK_BATCHES),
+                          **({"sizes": [list(x.shape[2:]) for x in shapes]} if shapes else {}),
+                          "tolerance": tolerance, "max_abs_diff": diffs},
             },
         )
         write_meta(staging, meta)
@@ -224,30 +227,123 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
         from ..bundle import load_bundle
 
         calibrated = None
-        if fpr:  # the anomaly threshold, on the held-out images (aetool calibrate --data DIR can redo it)
+        if fpr and arch.is_map:
+            calibrated = None  # map bundles: calibrated per picture below, once the runtime scores them
+        elif fpr:  # the anomaly threshold, on the held-out images (aetool calibrate --data DIR can redo it)
             calibrated = export_calibration(load_bundle(staging, device="cpu"), as_float(data.heldout[:]), fpr,
                                             f"{data.heldout_name} images ({data.info.get('name')})")
             meta.anomaly = calibrated.calibration
             if meta.anomaly is not None:
                 write_meta(staging, meta)
-    log(f"exported {run} -> {out_dir}  ({family.name}, d={meta.d}, {weights} weights, "
-        f"max |onnxruntime - torch| {max(diffs.values()):.2g} over batches {', '.join(map(str, CHECK_BATCHES))})")
+    log(f"exported {run} -> {out_dir}  ({family.name}, d={meta.d}"
+        + (f" per {arch.factor}x{arch.factor} block" if arch.is_map else "") + f", {weights} weights, "
+        f"max |onnxruntime - torch| {max(diffs.values()):.2g} over "
+        + (f"sizes {', '.join('x'.join(map(str, x.shape[2:])) for x in shapes)}" if shapes else
+           f"batches {', '.join(map(str, CHECK_BATCHES))}") + ")")
     if calibrated is not None:
         log(calibrated.line)
     return meta
 
 
-def fit_densities(model: torch.nn.Module, diagonal: dict, data: TrainingData, *, components: int = 10,
-                  fit_size: int = 20_000, seed: int = 0) -> tuple[dict, dict]:
+MAP_CHECK_BATCHES = (1, 3)
+MAP_CHECK_SIDES = ((1, 1), (2, 3), (5, 4))  # blocks down and across: square, wide and tall, each at a few sizes
+
+
+def map_check_shapes(pictures: Any, arch: ArchConfig) -> list[np.ndarray]:
+    """Inputs for a map's export check: crops of the held-out pictures at several sizes, square and
+    not (in blocks of the factor, at least the crop's size), MAP_CHECK_BATCHES[-1] of each."""
+    f, n = arch.factor, max(MAP_CHECK_BATCHES)
+    base = max(1, arch.image_size // f)
+    rng = np.random.default_rng(0)
+    out = []
+    for a, b in MAP_CHECK_SIDES:
+        h, w = f * base * a, f * base * b
+        h, w = min(h, f * (int(pictures.sizes[:, 0].max()) // f)), min(w, f * (int(pictures.sizes[:, 1].max()) // f))
+        eligible = np.flatnonzero((pictures.sizes[:, 0] >= h) & (pictures.sizes[:, 1] >= w))
+        batch = np.empty((n, pictures.channels, h, w), np.float32)
+        for k in range(n):
+            i = int(eligible[rng.integers(len(eligible))]) if len(eligible) else None
+            if i is None:  # no held-out picture that large: noise of the same size checks the graph as well
+                batch[k] = rng.random((pictures.channels, h, w), dtype=np.float32)
+                continue
+            ph, pw = (int(v) for v in pictures.sizes[i])
+            top, left = int(rng.integers(0, ph - h + 1)), int(rng.integers(0, pw - w + 1))
+            batch[k] = pictures.picture(i)[:, top : top + h, left : left + w] / np.float32(255)
+        out.append(batch)
+    return out
+
+
+def _check_graphs(staging: Path, encoder: GraphConfig, decoder: GraphConfig, inputs: list[np.ndarray],
+                  tolerance: float, batches: Sequence[int]) -> dict[str, float]:
+    """Both graphs and the round trip (onnxruntime's own latents through the decoder, against
+    PyTorch's reconstruction) against PyTorch, on each array of ``inputs`` (one shape each)."""
+    diffs = {"encoder": 0.0, "decoder": 0.0, "roundtrip": 0.0}
+    enc_session, _ = make_session(staging / ENCODER, "cpu")
+    for images in inputs:
+        size = "x".join(map(str, images.shape[2:]))
+        latents = encoder.reference(images)
+        found = {
+            "encoder": validate_graph(staging / ENCODER, ENCODER_INPUT, encoder.reference, images, tolerance,
+                                      batches=batches, what=f"encoder at {size}"),
+            "decoder": validate_graph(staging / DECODER, ENCODER_OUTPUT, decoder.reference, latents, tolerance,
+                                      batches=batches, what=f"decoder at {size}"),
+            "roundtrip": validate_graph(staging / DECODER, ENCODER_OUTPUT, lambda z: decoder.reference(latents[: len(z)]),
+                                        enc_session.run(None, {ENCODER_INPUT: images})[0], tolerance,
+                                        batches=batches, what=f"round trip at {size}", checker=False),
+        }
+        diffs = {k: max(v, found[k]) for k, v in diffs.items()}
+    return diffs
+
+
+def _test_psnr(state: dict, metrics: dict, data: TrainingData) -> float | None:
+    """The PSNR of the exported weights on the held-out images: the best epoch's where those are shipped."""
+    if "sse" not in state:
+        return metrics.get("test_psnr_db")
+    best = next((row for row in metrics.get("history", []) if isinstance(row, dict)
+                 and row.get("epoch") == state.get("best", {}).get("epoch")), None)
+    if best is not None and "test_psnr_db" in best:
+        return best["test_psnr_db"]
+    return psnr_from_sse(state["sse"], data.image.pixels)
+
+
+class _codes:
+    """The latents a run's densities are fitted and scored on: f(images), or for a map every code
+    vector of the pictures' maps (sub-sampled), computed once each."""
+
+    def __init__(self, model: torch.nn.Module, arch: ArchConfig, data: TrainingData, fit_size: int = 20_000,
+                 seed: int = 0) -> None:
+        self.model, self.arch, self.data, self.fit_size, self.seed = model, arch, data, fit_size, seed
+        self._train: np.ndarray | None = None
+        self._heldout: np.ndarray | None = None
+
+    def of(self, images: Any, limit: int | None = None) -> np.ndarray:
+        if self.arch.is_map:
+            from .crops import map_codes
+
+            return map_codes(self.model.encoder, images, self.arch.factor, "cpu", max_codes=limit or 50_000,
+                             seed=self.seed)
+        if limit is not None:  # EM on 20,000 latents: as good as on 60,000
+            images = images[np.sort(np.random.default_rng(self.seed).permutation(len(images))[:limit])]
+        return forward_all(self.model.encoder, images)
+
+    def train(self) -> np.ndarray:
+        if self._train is None:
+            self._train = self.of(self.data.train, self.fit_size)
+        return self._train
+
+    def heldout(self) -> np.ndarray:
+        if self._heldout is None:
+            self._heldout = self.of(self.data.heldout, None)
+        return self._heldout
+
+
+def fit_densities(diagonal: dict, codes: "_codes", *, components: int = 10, seed: int = 0) -> tuple[dict, dict]:
     """The run's diagonal Gaussian (the lecture's) and a Gaussian mixture fitted here on f(train).
 
     Each is scored by the mean log-likelihood per latent dimension of f(held out),
     so "the mixture fits better" is a number in latent.json.
     """
-    rng = np.random.default_rng(seed)
-    pick = rng.permutation(len(data.train))[:fit_size]  # EM on 20,000 latents: as good as on 60,000
-    z_train = forward_all(model.encoder, data.train[np.sort(pick)])
-    z_test = forward_all(model.encoder, data.heldout)
+    z_train, z_test = codes.train(), codes.heldout()
     fitted = {DiagonalGaussian.kind: density_from_dict(diagonal),
               GaussianMixture.kind: GaussianMixture(min(components, len(z_train)), random_state=seed).fit(z_train)}
     d = z_test.reshape(len(z_test), -1).shape[1]

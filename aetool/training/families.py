@@ -44,11 +44,16 @@ class ArchConfig:
     d: int
     width: int | None  # the family's width knob (None for PCA)
     channels: int = 1
-    image_size: int = 28
+    image_size: int = 28  # the picture's side; for a latent map, the side of its training crops
+    factor: int | None = None  # a latent map's block side (None: one code vector)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def is_map(self) -> bool:
+        return self.factor is not None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,7 +66,8 @@ class ArchConfig:
             arch = cls(**{f.name: obj[f.name] for f in dataclasses.fields(cls) if f.name in obj})
         except TypeError as e:
             raise AetoolError(f"{where}: {e}") from None
-        ints = [arch.d, arch.channels, arch.image_size] + ([] if arch.width is None else [arch.width])
+        ints = [arch.d, arch.channels, arch.image_size] + ([] if arch.width is None else [arch.width]) \
+            + ([] if arch.factor is None else [arch.factor])
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints):
             raise AetoolError(f"{where}: d, width, channels and image_size must be positive integers")
         get_family(arch.family, where)
@@ -92,6 +98,22 @@ class Family:
     closed_form: ClassVar[bool] = False  # fitted in closed form (fit), not trained by the Trainer
     defaults: ClassVar[dict[str, Any]] = {}
     shift_fill: ClassVar[str] = "zeros"  # what --shift moves in: zeros, or the picture's edge mirrored
+    layouts: ClassVar[tuple[str, ...]] = ("vector",)  # latent layouts it builds: "vector", "map" (bundle_format)
+
+    def takes_maps(self, factor: int | None) -> bool:
+        """Whether a run of this family with ``--factor factor`` (None: not given) has a latent map, and
+        so trains on pictures at their own size; --factor for a family without maps is a usage error."""
+        if "map" not in self.layouts:
+            if factor is not None:
+                raise UsageError(f"--factor: the {self.name} family keeps one code vector (maps: --arch map, or pca)")
+            return False
+        return "vector" not in self.layouts or factor is not None
+
+    def latent_layout(self, arch: ArchConfig) -> Any:
+        """The bundle's latent layout (aetool.bundle_format.LatentLayout) for ``arch``."""
+        from ..bundle_format import LatentLayout
+
+        return LatentLayout.map(arch.factor) if arch.is_map else LatentLayout()
 
     def build(self, arch: ArchConfig) -> nn.Module:
         """A fresh model with ``.encoder`` (N,C,H,W)->(N,d,1,1) and ``.decoder`` back."""
@@ -221,21 +243,57 @@ class PhotoNet(Family):
 
 
 @register_family
+class MapNet(Family):
+    name = "map"
+    summary = "fully convolutional residual blocks: d codes per f x f block at any size, beside a fixed block PCA"
+    layouts = ("map",)
+    defaults = {"width": 32, "lr": 1e-3, "schedule": "onecycle", "weight_decay": 0.0, "clip": 1.0, "flip": True,
+                "shift": 0, "factor": 8, "crop": 64, "crops_per_epoch": 4096, "batch_size": 16}
+
+    def build(self, arch: ArchConfig) -> nn.Module:
+        from .maps import MapAutoEncoder
+
+        return MapAutoEncoder(arch.d, arch.width or self.defaults["width"], arch.channels, arch.factor or 8)
+
+    def modules_from_onnx(self, model, encoder, decoder):
+        import torch
+
+        model.encoder.load_state_dict(encoder)
+        model.decoder.load_state_dict({t.name: torch.from_numpy(_array(t)) for t in decoder.initializer}, strict=False)
+
+    def prepare(self, model, images):
+        from .maps import fit_block_pca
+
+        mean, components, info = fit_block_pca(images, model.factor, model.embedding_dim)
+        model.start_at_pca(mean, components)
+        return (f"linear paths start as block PCA of the training pictures ({info['blocks']} blocks of "
+                f"{model.factor}x{model.factor}, {info['explained_variance']:.1%} of their variance kept)")
+
+    def run_name(self, arch: ArchConfig) -> str:
+        return f"map-f{arch.factor}-d{arch.d}" + ("" if arch.width in (None, self.defaults["width"]) else f"-w{arch.width}")
+
+
+@register_family
 class PCA(Family):
     name = "pca"
-    summary = "the linear baseline: the top-d principal directions, fitted in closed form"
+    summary = "the linear baseline: the top-d principal directions, fitted in closed form (--factor: per block)"
     closed_form = True
+    layouts = ("vector", "map")
     defaults = {"flip": False, "shift": 0}
 
     def build(self, arch: ArchConfig) -> nn.Module:
+        if arch.is_map:
+            from .maps import BlockPCA
+
+            return BlockPCA(arch.d, arch.channels, arch.factor)
         from .model import PCAAutoEncoder
 
         return PCAAutoEncoder(arch.d, arch.image_shape)
 
     def run_name(self, arch: ArchConfig) -> str:
-        return f"pca-d{arch.d}"
+        return f"pca-f{arch.factor}-d{arch.d}" if arch.is_map else f"pca-d{arch.d}"
 
     def fit(self, config: Any, run: Any, data: Any, log: Callable[[str], None], quiet: bool = False) -> dict:
-        from .pca import train_pca
+        from .pca import train_block_pca, train_pca
 
-        return train_pca(config, run, data, log=log, quiet=quiet)
+        return (train_block_pca if config.factor else train_pca)(config, run, data, log=log, quiet=quiet)

@@ -22,6 +22,7 @@ from ..metrics import psnr_from_sse
 from ..progress import progress
 from . import distributed
 from .augment import random_flip, random_noise, random_shift
+from .crops import CropImages, map_codes, picture_errors
 from .config import Recipe, TrainConfig
 from ..datasets import Rows, check_same_split, load_training_data
 from .device import resolve_precision, torch_device
@@ -262,8 +263,8 @@ class Trainer:
         last_epoch = c.epochs if stop_after is None else min(stop_after, c.epochs)
         if resume:
             self.load_checkpoint()
-        train, heldout = self.data.train, self.data.heldout
-        x_train = TrainImages(train, self.device)
+        train = self.data.train
+        x_train = self.train_images()
         if c.init_from and not resume:
             start, revived = self.family.start_from(RunFolder(c.init_from), self.arch, train, c.revive_dead)
             self.model.load_state_dict(start.state_dict())
@@ -275,7 +276,11 @@ class Trainer:
         if self.ranks.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
-            f"training {c.model} d={c.d} (width {c.width}) on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}"
+            f"training {c.model} d={c.d} (width {c.width}) on {len(train)} "
+            + (f"pictures ({self.data.info['train_megapixels']:.1f} megapixels), {len(x_train)} crops of "
+               f"{c.crop}x{c.crop} an epoch, codes per {c.factor}x{c.factor} block" if self.arch.is_map else
+               f"images of {'x'.join(map(str, self.data.image.shape))}")
+            + f" ({self.device.type}, {self.precision}"
             + (", CUDA graph" if self.capturable else "") + "), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}"
             + (f" over {self.ranks.world} processes" if self.ranks.world > 1 else "")
@@ -284,23 +289,21 @@ class Trainer:
         )
         while self.epoch < last_epoch:
             train_loss, seconds = self.train_epoch(x_train)
-            sse = sse_per_image(self.model, heldout, self.device)
+            held = self.heldout_numbers()
             self.epoch += 1
             row = {
                 "epoch": self.epoch,
                 "lr": self.lr_at(self.epoch - 1),
                 "batch_size": self.config.batch_size,
                 "train_loss": train_loss,
-                "test_sse_per_image": float(sse.mean()),
-                "test_psnr_db": psnr_from_sse(float(sse.mean()), self.data.image.pixels),
+                **held,
                 "seconds": seconds,
-                "train_images_per_s": len(train) / seconds,
+                "train_images_per_s": len(x_train) / seconds,
             }
             if self.average is not None and self.in_average_window(self.epoch):
                 self.average.update_parameters(self.model)
-                average_sse = sse_per_image(self.average.module, heldout, self.device)
                 row["averaged_epochs"] = int(self.average.n_averaged)
-                row["average_test_sse_per_image"] = float(average_sse.mean())
+                row["average_test_sse_per_image"] = self.heldout_numbers(self.average.module)["test_sse_per_image"]
             self.history.append(row)
             if self.best is None or row["test_sse_per_image"] < self.best["sse"]:
                 self.best = {"epoch": self.epoch, "sse": row["test_sse_per_image"],
@@ -308,9 +311,11 @@ class Trainer:
             self.save_checkpoint()
             self.write_metrics(final=False)
             self.log(
-                f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  {self.data.heldout_name} SSE/image "
-                f"{row['test_sse_per_image']:.3f}  "
-                f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s)"
+                f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  {self.data.heldout_name} "
+                + (f"SSE/pixel {row['test_sse_per_pixel']:.5f}  SSIM {row['test_ssim']:.4f}  " if self.arch.is_map else
+                   f"SSE/image {row['test_sse_per_image']:.3f}  ")
+                + f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} "
+                + ("crops/s)" if self.arch.is_map else "img/s)")
                 + (f"  average of {row['averaged_epochs']}: {self.data.heldout_name} SSE/image "
                    f"{row['average_test_sse_per_image']:.3f}"
                    if "averaged_epochs" in row else "")
@@ -320,11 +325,41 @@ class Trainer:
         if self.average is not None:  # the run has ended, so its last epoch was averaged
             self.adopt_average()
         if self.ranks.main:
-            density = DiagonalGaussian().fit(forward_all(self.model.encoder, train, self.device))
+            density = DiagonalGaussian().fit(self.training_codes())
             self.run_folder.write_density(density.to_dict())
         metrics = self.write_metrics(final=True)
         self.ranks.barrier()
         return metrics
+
+    # ---- what differs between a code vector and a map (crops.py) ---------
+    def train_images(self) -> TrainImages | CropImages:
+        """What a step's batch is drawn from: the training images, or random crops of the pictures."""
+        c = self.config
+        if self.arch.is_map:
+            crops = CropImages(self.data.train, c.crop, c.crops_per_epoch, c.seed, self.device)
+            if crops.skipped:
+                self.log(f"{crops.skipped} of {len(self.data.train)} training pictures are smaller than --crop {c.crop}: "
+                         f"no crop is drawn from them")
+            return crops
+        return TrainImages(self.data.train, self.device)
+
+    def heldout_numbers(self, model: torch.nn.Module | None = None) -> dict[str, float]:
+        """The held-out error this epoch: SSE per image and PSNR; for a map, on whole pictures at their
+        own size, with SSE per pixel and SSIM too."""
+        model = self.model if model is None else model
+        if self.arch.is_map:
+            e = picture_errors(model, self.data.heldout, self.arch.factor, self.device)
+            return {"test_sse_per_image": float(e.sse.mean()), "test_sse_per_pixel": e.sse_per_pixel,
+                    "test_psnr_db": e.psnr_db, "test_ssim": float(e.ssim.mean())}
+        sse = sse_per_image(model, self.data.heldout, self.device)
+        return {"test_sse_per_image": float(sse.mean()),
+                "test_psnr_db": psnr_from_sse(float(sse.mean()), self.data.image.pixels)}
+
+    def training_codes(self) -> np.ndarray:
+        """The training latents a density is fitted on: one per image, or one per map position."""
+        if self.arch.is_map:
+            return map_codes(self.model.encoder, self.data.train, self.arch.factor, self.device)
+        return forward_all(self.model.encoder, self.data.train, self.device)
 
     def adopt_average(self) -> None:
         """The averaged weights become the run's weights (checkpoint, export, density), and what
@@ -365,7 +400,8 @@ class Trainer:
             "epochs_in_all": epochs_in_all(self.epoch, self.started_from),
             "complete": final,
             "test_sse_per_image": sse,
-            "test_psnr_db": psnr_from_sse(sse, self.data.image.pixels),
+            "test_psnr_db": last["test_psnr_db"] if self.arch.is_map else psnr_from_sse(sse, self.data.image.pixels),
+            **({k: last[k] for k in ("test_sse_per_pixel", "test_ssim")} if self.arch.is_map else {}),
             "history": self.history,
         }
         if self.ranks.main:

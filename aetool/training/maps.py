@@ -1,0 +1,242 @@
+"""The families whose latent is a map: d codes per f x f block, from fully convolutional graphs.
+
+In the spirit of TAESD's ``taesd.py``: a whole encoder and decoder of plain residual
+blocks in one short file, and nothing in them that depends on the picture's size or on
+the batch (no normalisation, pooling or Linear layer), so the same weights run on a
+48-px training crop and on a 12-megapixel photograph.
+
+- ``map`` (:class:`MapAutoEncoder`): a 4x4 stride-2 stem, then per resolution below
+  half size one residual block (two at the smallest) between 3x3 stride-2 convolutions,
+  widths doubling up to ``8 * width``; a 3x3 convolution to d.  The decoder mirrors it with nearest x2 upsampling followed
+  by a 3x3 convolution (onnxruntime runs that faster than a pixel shuffle, whose layout
+  reorders cost more than the convolutions around it).  SiLU throughout.
+- beside the convolutions, a fixed linear path each way: block PCA, the lecture's
+  baseline applied per f x f block (an f x f stride-f convolution down, its transpose
+  up).  The convolutional paths start at zero, so a fresh network *is* block PCA and
+  training spends every step on what a per-block linear map cannot do; the fixed path
+  also anchors the colours and the broad shading on photographs the network never saw,
+  which a few training photographs cannot teach it.
+- ``pca --factor f`` (:class:`BlockPCA`): that linear path alone, fitted in closed form.
+
+The block PCA itself (mean and components of the f x f x C blocks) is fitted in numpy
+over the training pictures (:func:`fit_block_pca`), exactly, through the covariance of
+all their blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+MAX_WIDTH_FACTOR = 8
+
+
+def levels(factor: int) -> int:
+    """Halvings in a map network: log2 of the factor (4 -> 2, 8 -> 3, 16 -> 4)."""
+    n = int(round(math.log2(factor)))
+    if 2**n != factor or n < 1:
+        raise ValueError(f"factor must be a power of two >= 2, got {factor}")
+    return n
+
+
+def map_widths(width: int, factor: int) -> list[int]:
+    """The width at each resolution below full size: /2, /4, ... /factor."""
+    return [width * min(2**i, MAX_WIDTH_FACTOR) for i in range(levels(factor))]
+
+
+class ResBlock(nn.Module):
+    """x + conv(SiLU(conv(x))), then SiLU; the second convolution starts at zero, so the block
+    starts as the identity (a deep stack then trains from the first step like a shallow one)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.conv2(self.act(self.conv1(x))))
+
+
+class BlockProject(nn.Conv2d):
+    """Block PCA's projection as an f x f stride-f convolution: each block's d coefficients.
+    Fixed: set by :meth:`set_pca`, never trained."""
+
+    def __init__(self, channels: int, d: int, factor: int) -> None:
+        super().__init__(channels, d, factor, stride=factor)
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+        self.requires_grad_(False)
+
+    @torch.no_grad()
+    def set_pca(self, mean: np.ndarray, components: np.ndarray) -> None:
+        """``mean`` (C*f*f,), ``components`` (C*f*f, d) orthonormal columns, blocks flattened C, row, column."""
+        w = torch.from_numpy(np.ascontiguousarray(components.T, dtype=np.float32))  # (d, C*f*f)
+        self.weight.copy_(w.reshape(self.weight.shape))
+        self.bias.copy_(-(w @ torch.from_numpy(mean.astype(np.float32))))
+
+
+class BlockReconstruct(nn.ConvTranspose2d):
+    """Block PCA's reconstruction as an f x f stride-f transposed convolution: mean + components @ z."""
+
+    def __init__(self, d: int, channels: int, factor: int) -> None:
+        super().__init__(d, channels, factor, stride=factor, bias=False)
+        nn.init.zeros_(self.weight)
+        self.register_buffer("mean", torch.zeros(1, channels, factor, factor))
+        self.requires_grad_(False)
+        self.factor = factor
+
+    @torch.no_grad()
+    def set_pca(self, mean: np.ndarray, components: np.ndarray) -> None:
+        w = torch.from_numpy(np.ascontiguousarray(components.T, dtype=np.float32))  # (d, C*f*f)
+        self.weight.copy_(w.reshape(self.weight.shape))
+        self.mean.copy_(torch.from_numpy(mean.astype(np.float32)).reshape(self.mean.shape))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = super().forward(z)
+        return out + self.mean.repeat(1, 1, z.shape[2], z.shape[3])
+
+
+class MapEncoder(nn.Module):
+    """f: (N, C, H, W) -> (N, d, H/f, W/f) for H, W multiples of f."""
+
+    def __init__(self, d: int, width: int, channels: int, factor: int) -> None:
+        super().__init__()
+        ws = map_widths(width, factor)
+        self.stem = nn.Sequential(nn.Conv2d(channels, ws[0], 4, stride=2, padding=1), nn.SiLU())
+        stages: list[nn.Module] = []
+        for i, c in enumerate(ws):
+            if i:  # no block at half size: there it would cost as much as one at every other size together
+                stages.append(ResBlock(c))
+            if i + 1 < len(ws):
+                stages += [nn.Conv2d(c, ws[i + 1], 3, stride=2, padding=1), nn.SiLU()]
+        stages.append(ResBlock(ws[-1]))
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Conv2d(ws[-1], d, 3, padding=1)
+        nn.init.zeros_(self.head.weight)  # the code starts as block PCA's alone
+        nn.init.zeros_(self.head.bias)
+        self.linear = BlockProject(channels, d, factor)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(input - 0.5))) + self.linear(input)
+
+
+class MapDecoder(nn.Module):
+    """g: (N, d, h, w) -> (N, C, h*f, w*f), the mirror of :class:`MapEncoder`."""
+
+    def __init__(self, d: int, width: int, channels: int, factor: int) -> None:
+        super().__init__()
+        ws = map_widths(width, factor)
+        stages: list[nn.Module] = [nn.Conv2d(d, ws[-1], 3, padding=1), nn.SiLU(), ResBlock(ws[-1])]
+        for i in range(len(ws) - 1, 0, -1):
+            stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[i], ws[i - 1], 3, padding=1), nn.SiLU()]
+            if i > 1:
+                stages.append(ResBlock(ws[i - 1]))
+        stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[0], channels, 3, padding=1)]
+        self.stages = nn.Sequential(*stages)
+        nn.init.zeros_(self.stages[-1].weight)  # the picture starts as block PCA's alone
+        nn.init.zeros_(self.stages[-1].bias)
+        self.linear = BlockReconstruct(d, channels, factor)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.stages(input) + self.linear(input)
+
+
+class MapAutoEncoder(nn.Module):
+    def __init__(self, d: int, width: int = 32, channels: int = 3, factor: int = 8) -> None:
+        super().__init__()
+        self.embedding_dim, self.factor = d, factor
+        self.encoder = MapEncoder(d, width, channels, factor)
+        self.decoder = MapDecoder(d, width, channels, factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+    def start_at_pca(self, mean: np.ndarray, components: np.ndarray) -> "MapAutoEncoder":
+        self.encoder.linear.set_pca(mean, components)
+        self.decoder.linear.set_pca(mean, components)
+        return self
+
+
+class BlockPCAEncoder(nn.Module):
+    def __init__(self, d: int, channels: int, factor: int) -> None:
+        super().__init__()
+        self.linear = BlockProject(channels, d, factor)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.linear(input)
+
+
+class BlockPCADecoder(nn.Module):
+    def __init__(self, d: int, channels: int, factor: int) -> None:
+        super().__init__()
+        self.linear = BlockReconstruct(d, channels, factor)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.linear(input)
+
+
+class BlockPCA(nn.Module):
+    """The lecture's baseline per block: PCA of the f x f x C blocks, as a map autoencoder."""
+
+    def __init__(self, d: int, channels: int = 3, factor: int = 8) -> None:
+        super().__init__()
+        self.embedding_dim, self.factor = d, factor
+        self.encoder = BlockPCAEncoder(d, channels, factor)
+        self.decoder = BlockPCADecoder(d, channels, factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+    def start_at_pca(self, mean: np.ndarray, components: np.ndarray) -> "BlockPCA":
+        self.encoder.linear.set_pca(mean, components)
+        self.decoder.linear.set_pca(mean, components)
+        return self
+
+
+# ---------------------------------------------------------------- block PCA in numpy
+def blocks_of(picture: np.ndarray, factor: int) -> np.ndarray:
+    """The whole f x f blocks of a (C, H, W) picture as rows (blocks, C*f*f), flattened channel,
+    row, column: the order of the convolution's kernel."""
+    c, h, w = picture.shape
+    h, w = h - h % factor, w - w % factor
+    x = picture[:, :h, :w].reshape(c, h // factor, factor, w // factor, factor)
+    return x.transpose(1, 3, 0, 2, 4).reshape(-1, c * factor * factor)
+
+
+def fit_block_pca(pictures: Sequence[np.ndarray], factor: int, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Mean and top-d principal directions of every whole block of ``pictures`` (uint8 or float
+    (C, H, W) arrays), exactly: the blocks' covariance (C*f*f square, at most 768 x 768 at f=16 in
+    colour) summed picture by picture in float64, then its eigendecomposition.  Memory: one
+    picture's blocks at a time."""
+    n, total, outer = 0, None, None
+    for p in pictures:
+        p = np.asarray(p)
+        x = blocks_of(p, factor).astype(np.float64)
+        if p.dtype == np.uint8:
+            x /= 255.0
+        if total is None:
+            total, outer = np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1]))
+        n += len(x)
+        total += x.sum(0)
+        outer += x.T @ x
+    if not n:
+        raise ValueError("no whole block in the pictures")
+    mean = total / n
+    cov = outer / n - np.outer(mean, mean)
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    k = min(d, len(values))
+    components = np.zeros((len(values), d))
+    components[:, :k] = vectors[:, order[:k]]
+    for j in range(k):  # a sign convention, so refits agree: each column's largest entry positive
+        if components[np.argmax(np.abs(components[:, j])), j] < 0:
+            components[:, j] *= -1
+    explained = float(values[order[:k]].sum() / max(values.sum(), 1e-30))
+    return mean.astype(np.float32), components.astype(np.float32), {"blocks": n, "explained_variance": explained}

@@ -20,9 +20,15 @@ def modules() -> dict[str, Path]:
             for p in PACKAGE.rglob("*.py")}
 
 
-def imports(name: str, path: Path, top_level_only: bool = False) -> list[tuple[str, list[str]]]:
-    """(module imported, names taken from it) for each import statement of ``path``, made absolute."""
+def imports(name: str, path: Path, top_level_only: bool = False,
+            run_time_only: bool = False) -> list[tuple[str, list[str]]]:
+    """(module imported, names taken from it) for each import statement of ``path``, made absolute;
+    ``run_time_only``: without those under ``if TYPE_CHECKING:``, which only a type checker runs."""
     tree = ast.parse(path.read_text())
+    if run_time_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                node.body = [ast.Pass()]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     out = []
@@ -101,3 +107,28 @@ def test_every_folder_of_modules_is_a_package():
     tree and is missing from the wheel."""
     folders = {p.parent for p in PACKAGE.rglob("*.py")}
     assert sorted(str(f) for f in folders if not (f / "__init__.py").exists()) == []
+
+
+def test_the_family_registry_imports_nothing_that_imports_it():
+    """families.py builds and fits models by calling other modules (lazily, inside its methods); none
+    of those may import the registry back, at any depth, lazily or not: a registry that imports what
+    its callers run is a circle of modules."""
+    mods = modules()
+
+    graph = {name: {t for t, names in imports(name, path, run_time_only=True) for t in [t, *(f"{t}.{n}" for n in names)]
+                    if t in mods and t != name}
+             for name, path in mods.items()}
+    start = "aetool.training.families"
+    seen, todo, parent = set(), [start], {}
+    while todo:
+        node = todo.pop()
+        for nxt in graph[node]:
+            if nxt == start:
+                trail = [node]
+                while trail[-1] != start:
+                    trail.append(parent[trail[-1]])
+                pytest.fail("families.py reaches itself: " + " -> ".join(reversed(trail)) + " -> " + start)
+            if nxt not in seen:
+                seen.add(nxt)
+                parent[nxt] = node
+                todo.append(nxt)

@@ -168,6 +168,12 @@ class TrainConfig:
     max_side: int = field(default=1024, metadata=opt("--max-side", low=16, high=8192, help=(
         "map, block PCA: a folder's pictures are kept at their own size, their longer side capped at this "
         "(default 1024).")))
+    zoom: float | None = field(default=None, metadata=opt("--zoom", low=1, high=4, help=(
+        "map: cut some crops up to this many times larger and shrink them (default 1: never).")))
+    turns: bool | None = field(default=None, metadata=opt("--turns/--no-turns", help=(
+        "map: turn crops by multiples of 90 degrees (default: off).")))
+    colours: bool | None = field(default=None, metadata=opt("--colours/--no-colours", help=(
+        "map: put each crop's RGB channels in a random order (default: off).")))
     crops_per_epoch: int | None = field(default=None, metadata=opt("--crops-per-epoch", low=1, high=10_000_000, help=(
         "map: what an epoch is, in training crops (default 4096).")))
 
@@ -195,7 +201,8 @@ class TrainConfig:
         from ..datasets import DataSelection  # numpy: not for `aetool --help`, which builds train's options from here
         family = self.family()
         own_size = family.takes_maps(self.factor)
-        for flag, value in (("--crop", self.crop), ("--crops-per-epoch", self.crops_per_epoch)):
+        for flag, value in (("--crop", self.crop), ("--crops-per-epoch", self.crops_per_epoch), ("--zoom", self.zoom),
+                            ("--turns", self.turns), ("--colours", self.colours)):
             if value is not None and not (own_size and not family.closed_form):
                 raise UsageError(f"{flag}: only the map family trains on crops (--arch map)")
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(DataSelection)
@@ -218,9 +225,10 @@ class TrainConfig:
         out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height, **filled)
         out.batch_size = out.batch_size or DEFAULT_BATCH
         if not family.takes_maps(out.factor):
-            out.crop = out.crops_per_epoch = None
+            out.crop = out.crops_per_epoch = out.zoom = out.turns = out.colours = None
         if family.closed_form:  # nothing is trained: no width, no optimiser
-            out.width = out.lr = out.schedule = out.weight_decay = out.clip = out.crop = out.crops_per_epoch = None
+            out.width = out.lr = out.schedule = out.weight_decay = out.clip = None
+            out.crop = out.crops_per_epoch = out.zoom = out.turns = out.colours = None
         out.validate()
         return out
 

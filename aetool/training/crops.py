@@ -28,8 +28,9 @@ class CropImages:
     copy draw the same crops."""
 
     def __init__(self, pictures: PictureSet, crop: int, crops_per_epoch: int, seed: int,
-                 device: torch.device) -> None:
+                 device: torch.device, *, zoom: float = 1.0, turns: bool = False, colours: bool = False) -> None:
         self.pictures, self.crop, self.length, self.seed, self.device = pictures, crop, crops_per_epoch, seed, device
+        self.zoom, self.turns, self.colours = zoom, turns, colours
         self.eligible = pictures.large_enough(crop)
         self.uint8 = True
         if not len(self.eligible):
@@ -52,9 +53,28 @@ class CropImages:
         return torch.device("cpu")
 
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """len(idx) crops as float (N, C, crop, crop) in [0, 1].  With ``zoom`` Z > 1 a batch is cut
+        at a side of crop * s, s log-uniform in [1, Z], and shrunk to the crop (antialiased): the
+        same content at other scales, which a few photographs otherwise show at one only.  With
+        ``turns`` a batch is turned by a random multiple of 90 degrees; with ``colours`` each crop's
+        RGB channels are put in a random order (so no colour is learnt as more likely than another)."""
         rng = np.random.default_rng([self.seed, *idx[:4].tolist()])
-        crops = self.pictures.random_crops(len(idx), self.crop, rng, self.eligible)
-        return torch.from_numpy(crops).to(self.device).float().div_(255)
+        side = self.crop
+        if self.zoom > 1:
+            side = int(round(self.crop * float(np.exp(rng.uniform(0, np.log(self.zoom))))))
+            fits = self.pictures.large_enough(side)
+            side, eligible = (side, fits) if len(fits) else (self.crop, self.eligible)
+        else:
+            eligible = self.eligible
+        x = torch.from_numpy(self.pictures.random_crops(len(idx), side, rng, eligible)).to(self.device).float().div_(255)
+        if side != self.crop:
+            x = F.interpolate(x, size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False)
+        if self.turns:
+            x = torch.rot90(x, int(rng.integers(4)), dims=(2, 3))
+        if self.colours and x.shape[1] == 3:
+            order = torch.from_numpy(np.argsort(rng.random((len(x), 3)), axis=1)).to(x.device)
+            x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+        return x.contiguous()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -248,7 +248,8 @@ class MapNet(Family):
     summary = "fully convolutional residual blocks: d codes per f x f block at any size, beside a fixed block PCA"
     layouts = ("map",)
     defaults = {"width": 32, "lr": 1e-3, "schedule": "onecycle", "weight_decay": 0.0, "clip": 1.0, "flip": True,
-                "shift": 0, "factor": 8, "crop": 64, "crops_per_epoch": 4096, "batch_size": 16}
+                "shift": 0, "factor": 8, "crop": 64, "crops_per_epoch": 4096, "batch_size": 16, "zoom": 1.0,
+                "turns": False, "colours": False}
 
     def build(self, arch: ArchConfig) -> nn.Module:
         from .maps import MapAutoEncoder

@@ -38,10 +38,10 @@ from ..density import VAR_FLOOR
 from ..errors import UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
-from .config import TrainConfig
 from ..datasets import TrainingData
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the registry (families.py) calls this module's fits: it imports nothing that imports it
+    from .config import TrainConfig
     from .run import RunFolder
 
 
@@ -320,27 +320,58 @@ def train_pca(config: TrainConfig, run: "RunFolder", data: TrainingData, *, log:
         "test_psnr_db": psnr_from_sse(float(sse.mean()), pixels),
         "seconds": seconds,
     }]
-    run.forget_density()  # an old run's density, if this replaces one (--force)
-    run.save_checkpoint({"arch": config.arch().to_dict(), "config": dataclasses.asdict(config), "epoch": 1,
-                         "model": model.state_dict(), "history": history})
-    run.write_density(DiagonalGaussianParams(z_mean, np.maximum(z_var, VAR_FLOOR)).to_dict())
-    metrics = {
-        "family": "pca",
-        "arch": config.arch().to_dict(),
-        "config": dataclasses.asdict(config),
-        "parameters": {"encoder": pixels * config.d + config.d, "decoder": pixels * config.d + pixels},
-        "data": data.info,
-        "fit": fit.info(),
-        "epochs_done": 1,
-        "started_from": [],
-        "epochs_in_all": 1,
-        "complete": True,
-        "test_sse_per_image": history[0]["test_sse_per_image"],
-        "test_psnr_db": history[0]["test_psnr_db"],
-        "history": history,
-    }
-    run.write_metrics(metrics)
+    metrics = _save_fit(run, config, model, history, DiagonalGaussianParams(z_mean, np.maximum(z_var, VAR_FLOOR)),
+                        {"parameters": {"encoder": pixels * config.d + config.d, "decoder": pixels * config.d + pixels},
+                         "data": data.info, "fit": fit.info()})
     log(f"PCA d={config.d} ({fit.method}, {fit.passes} passes) on {len(data.train)} images: {data.heldout_name} "
         f"SSE/image {history[0]['test_sse_per_image']:.3f}  PSNR {history[0]['test_psnr_db']:.2f} dB "
         f"({seconds:.1f} s) -> {run}")
+    return metrics
+
+
+def train_block_pca(config: TrainConfig, run: "RunFolder", data: TrainingData, *, log: Callable[[str], None] = print,
+                    quiet: bool = True) -> dict:
+    """PCA of the f x f x C blocks of a folder's pictures at their own size (``--arch pca --factor f``):
+    the map families' linear baseline, exact (the blocks' covariance is at most 768 square)."""
+    from .crops import map_codes, picture_errors
+    from .maps import BlockPCA, fit_block_pca
+
+    f, channels = config.factor, data.image.channels
+    values = f * f * channels
+    if config.d > values:
+        raise UsageError(f"--d {config.d}: a {f}x{f}x{channels} block has {values} values, so PCA has at most "
+                         f"{values} directions")
+    log(f"block PCA d={config.d} of {f}x{f}x{channels} blocks on {len(data.train)} pictures "
+        f"({data.info['train_megapixels']:.1f} megapixels)")
+    t0 = time.perf_counter()
+    mean, components, info = fit_block_pca(progress(data.train, quiet=quiet, desc="block PCA", unit="picture"), f, config.d)
+    seconds = time.perf_counter() - t0
+    model = BlockPCA(config.d, channels, f).start_at_pca(mean, components)
+    errors = picture_errors(model, data.heldout, f, "cpu")
+    codes = map_codes(model.encoder, data.train, f, "cpu")
+    history = [{"epoch": 1, "test_sse_per_image": float(errors.sse.mean()), "test_sse_per_pixel": errors.sse_per_pixel,
+                "test_psnr_db": errors.psnr_db, "test_ssim": float(errors.ssim.mean()), "seconds": seconds}]
+    density = DiagonalGaussianParams(codes.mean(0), np.maximum(codes.var(0), VAR_FLOOR))
+    metrics = _save_fit(run, config, model, history, density,
+                        {"parameters": {"encoder": values * config.d + config.d, "decoder": values * config.d + values},
+                         "data": data.info, "fit": {"method": "exact (block covariance)", **info},
+                         **{k: history[0][k] for k in ("test_sse_per_pixel", "test_ssim")}})
+    log(f"block PCA d={config.d} per {f}x{f} block ({info['explained_variance']:.1%} of the blocks' variance): "
+        f"{data.heldout_name} SSE/pixel {errors.sse_per_pixel:.5f}  PSNR {errors.psnr_db:.2f} dB  "
+        f"SSIM {history[0]['test_ssim']:.4f} ({seconds:.1f} s) -> {run}")
+    return metrics
+
+
+def _save_fit(run: "RunFolder", config: TrainConfig, model: Any, history: list[dict], density: DiagonalGaussianParams,
+              extra: dict[str, Any]) -> dict:
+    """A closed-form fit's run folder: its checkpoint (one "epoch"), density and metrics."""
+    run.forget_density()  # an old run's density, if this replaces one (--force)
+    run.save_checkpoint({"arch": config.arch().to_dict(), "config": dataclasses.asdict(config), "epoch": 1,
+                         "model": model.state_dict(), "history": history})
+    run.write_density(density.to_dict())
+    metrics = {"family": "pca", "arch": config.arch().to_dict(), "config": dataclasses.asdict(config), **extra,
+               "epochs_done": 1, "started_from": [], "epochs_in_all": 1, "complete": True,
+               "test_sse_per_image": history[0]["test_sse_per_image"], "test_psnr_db": history[0]["test_psnr_db"],
+               "history": history}
+    run.write_metrics(metrics)
     return metrics

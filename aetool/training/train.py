@@ -336,7 +336,8 @@ class Trainer:
         """What a step's batch is drawn from: the training images, or random crops of the pictures."""
         c = self.config
         if self.arch.is_map:
-            crops = CropImages(self.data.train, c.crop, c.crops_per_epoch, c.seed, self.device)
+            crops = CropImages(self.data.train, c.crop, c.crops_per_epoch, c.seed, self.device, zoom=c.zoom,
+                               turns=c.turns, colours=c.colours)
             if crops.skipped:
                 self.log(f"{crops.skipped} of {len(self.data.train)} training pictures are smaller than --crop {c.crop}: "
                          f"no crop is drawn from them")

@@ -27,13 +27,17 @@ out of it bring it back without changing what the model computes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..errors import UsageError
 from ..datasets import as_float
 from .model import AutoEncoder, forward_all
-from .run import RunFolder
+
+if TYPE_CHECKING:  # the registry (families.py) calls start_from_run: this module imports nothing that imports it
+    from .run import RunFolder
 
 
 def principal_directions(latents: np.ndarray, d: int) -> np.ndarray:

@@ -251,24 +251,20 @@ MAP_CHECK_SIDES = ((1, 1), (2, 3), (5, 4))  # blocks down and across: square, wi
 
 def map_check_shapes(pictures: Any, arch: ArchConfig) -> list[np.ndarray]:
     """Inputs for a map's export check: crops of the held-out pictures at several sizes, square and
-    not (in blocks of the factor, at least the crop's size), MAP_CHECK_BATCHES[-1] of each."""
+    not (in blocks of the factor, from the crop's size up), MAP_CHECK_BATCHES[-1] of each; a picture
+    smaller than a size is mirrored out to it first, so every size is checked on real content."""
     f, n = arch.factor, max(MAP_CHECK_BATCHES)
     base = max(1, arch.image_size // f)
     rng = np.random.default_rng(0)
     out = []
     for a, b in MAP_CHECK_SIDES:
         h, w = f * base * a, f * base * b
-        h, w = min(h, f * (int(pictures.sizes[:, 0].max()) // f)), min(w, f * (int(pictures.sizes[:, 1].max()) // f))
-        eligible = np.flatnonzero((pictures.sizes[:, 0] >= h) & (pictures.sizes[:, 1] >= w))
         batch = np.empty((n, pictures.channels, h, w), np.float32)
         for k in range(n):
-            i = int(eligible[rng.integers(len(eligible))]) if len(eligible) else None
-            if i is None:  # no held-out picture that large: noise of the same size checks the graph as well
-                batch[k] = rng.random((pictures.channels, h, w), dtype=np.float32)
-                continue
-            ph, pw = (int(v) for v in pictures.sizes[i])
-            top, left = int(rng.integers(0, ph - h + 1)), int(rng.integers(0, pw - w + 1))
-            batch[k] = pictures.picture(i)[:, top : top + h, left : left + w] / np.float32(255)
+            p = pictures.picture(int(rng.integers(len(pictures))))
+            p = np.pad(p, ((0, 0), (0, max(0, h - p.shape[1])), (0, max(0, w - p.shape[2]))), mode="symmetric")
+            top, left = int(rng.integers(0, p.shape[1] - h + 1)), int(rng.integers(0, p.shape[2] - w + 1))
+            batch[k] = p[:, top : top + h, left : left + w] / np.float32(255)
         out.append(batch)
     return out
 

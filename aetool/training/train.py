@@ -25,6 +25,7 @@ from .augment import random_flip, random_noise, random_shift
 from .config import Recipe, TrainConfig
 from ..datasets import Rows, check_same_split, load_training_data
 from .device import resolve_precision, torch_device
+from .families import Family
 from .graph_step import GraphStep
 from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
 from .run import RunFolder, epochs_in_all
@@ -55,6 +56,27 @@ class TrainImages:
         return x.float().div_(255) if self.uint8 else x
 
 
+def batch_bounds(n: int, size: int, least: int = 1) -> list[tuple[int, int]]:
+    """The (start, stop) of each step's batch over ``n`` pictures, ``size`` at a time; a last batch
+    smaller than ``least`` joins the one before it.  How many pictures are left over is an accident
+    of a folder's size, and a family with BatchNorm cannot train on a batch of one."""
+    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < least:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def check_batches(family: Family, batch_size: int, pictures: int, where: str) -> None:
+    """Refuse, before any step, a run whose every batch would be smaller than its family can train on."""
+    least = family.min_batch
+    if batch_size < least:
+        raise UsageError(f"--batch-size {batch_size}: the {family.name} family trains on batches of at least {least} "
+                         f"pictures (its BatchNorm needs more than one value per channel)")
+    if pictures < least:
+        raise UsageError(f"{where}: {pictures} training picture(s), and the {family.name} family needs at least {least} "
+                         f"(its BatchNorm); add pictures or lower --val-split")
+
+
 class Trainer:
     """One training run: builds the model, loops over epochs, checkpoints, fits the density."""
 
@@ -81,6 +103,7 @@ class Trainer:
         # the family's defaults and the data's image shape, filled in: what the checkpoint stores
         self.config = config = config.resolved(self.data.image)
         self.family, self.arch = config.family(), config.arch()
+        check_batches(self.family, config.batch_size, len(self.data.train), config.data or "MNIST")
         torch.manual_seed(config.seed)
         self.model = self.family.build(self.arch).to(self.device)
         if self.precision == "bf16":
@@ -238,15 +261,15 @@ class Trainer:
         self.set_lr(self.lr_at(self.epoch))
         g = torch.Generator().manual_seed(c.seed * 100_003 + self.epoch)
         order = torch.randperm(len(x_train), generator=g).to(x_train.index_device)  # the same order on every device
-        batches = range(0, len(x_train), c.batch_size)
+        batches = batch_bounds(len(x_train), c.batch_size, self.family.min_batch * self.ranks.world)
         per_step = c.schedule == "onecycle"
         bar = progress(batches, quiet=self.quiet, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="batch")
         # the loss is summed where it is computed: reading it every step would make a GPU wait for the host
         total, seen, t0 = torch.zeros((), dtype=torch.float64, device=self.device), 0, time.perf_counter()
-        for i, start in enumerate(bar):
+        for i, (start, stop) in enumerate(bar):
             if per_step:
                 self.set_lr(self.lr_at(self.epoch + i / len(batches)))
-            x = random_shift(x_train.batch(self.ranks.my_part(order[start : start + c.batch_size])), c.shift, g, self.family.shift_fill)
+            x = random_shift(x_train.batch(self.ranks.my_part(order[start:stop])), c.shift, g, self.family.shift_fill)
             x = random_flip(x, g) if c.flip else x
             total += self.step(x, random_noise(x, c.denoise, g) if c.denoise else None) * len(x)
             seen += len(x)

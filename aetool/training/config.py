@@ -232,14 +232,24 @@ def renamed(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_from_dict(stored: dict[str, Any], where: str | Path) -> TrainConfig:
+def config_from_dict(stored: Any, where: str | Path) -> TrainConfig:
     """A stored config, read leniently only where nothing changes: a retired option at its "off" value,
-    an option under its old name."""
+    an option under its old name.  Each value must be of its field's type and in its range: a problem is
+    an AetoolError naming ``where`` and the option (the file is at fault, not the command line)."""
+    if not isinstance(stored, dict):
+        raise AetoolError(f"{where}: expected a dict of options, got {type(stored).__name__}")
     stored = renamed(stored)
     for key, value in stored.items():
         if key not in FIELDS and RETIRED_OPTIONS.get(key, object()) != value:
-            raise AetoolError(f"{where}: option {key}={value!r} is not one this aetool has")
-    return TrainConfig(**{k: v for k, v in stored.items() if k in FIELDS})
+            raise AetoolError(f"{where}: option {key}={value!r} is not one this aetool has"[:300])
+    config = TrainConfig(**{k: v for k, v in stored.items() if k in FIELDS})
+    try:
+        _check_types(config, str(where))
+        config.validate()
+    except UsageError as e:
+        message = str(e)
+        raise AetoolError(message if message.startswith(str(where)) else f"{where}: {message}") from None
+    return config
 
 
 @dataclass

@@ -156,11 +156,13 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
     The weights are those of the run's best held-out epoch (a run that got worse at its end ships
     what it was at its best), or with ``last`` those of its last epoch."""
     run, out_dir = RunFolder(run_dir), Path(out_dir)
+    _, metrics = run.check_whole()  # before any work: the run's files, each and together
+    if metrics is None:
+        raise AetoolError(f"{run.path}: no metrics.json (training has not finished an epoch; resume it with --resume)")
     model, state = run.load_model(best=not last)
     config = state["config"]
     arch = ArchConfig.from_stored(state, str(run.path))
     family = get_family(arch.family)
-    metrics = run.read_metrics()
     diagonal = run.read_density()
     data = load_training_data(config_from_dict(config, run.path).selection(), quiet=True)  # a folder's from its cache
     weights = state.get("weights", "last")

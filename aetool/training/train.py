@@ -28,7 +28,7 @@ from .device import resolve_precision, torch_device
 from .families import Family
 from .graph_step import GraphStep
 from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
-from .run import RunFolder, epochs_in_all
+from .run import CHECKPOINT, RunFolder, epochs_in_all, load_weights
 
 
 class TrainImages:
@@ -157,18 +157,26 @@ class Trainer:
         self.run_folder.save_checkpoint(state)
 
     def load_checkpoint(self) -> None:
-        state = self.run_folder.load_checkpoint()
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """The run to resume, checked whole (checkpoint, metrics, and the two against each other and
+        against this run's model) before any of it is taken: nothing is written until it passes."""
+        state, metrics = self.run_folder.check_whole()
+        where = self.run_folder.path / CHECKPOINT
+        load_weights(self.model, state["model"], f"{where}: model")
+        if "optimizer" not in state:
+            raise AetoolError(f"{where}: no optimizer record: the run cannot be resumed exactly")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
+            raise AetoolError(f"{where}: optimizer does not fit the model ({' '.join(str(e).split())[:160]})") from None
         self.own_optimizer_settings()
         self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
+        self.history = list(state.get("history", []))
         self.best = state.get("best")
-        self.started_from = self.run_folder.started_from()
-        if self.run_folder.has_metrics():
-            check_same_split(self.run_folder.read_metrics().get("data"), self.data, f"--resume {self.out_dir}")
+        self.started_from = list((metrics or {}).get("started_from", []))
+        if metrics is not None:
+            check_same_split(metrics.get("data"), self.data, f"--resume {self.out_dir}")
         if self.average is not None and "average" in state:
-            self.average.load_state_dict(state["average"])
+            load_weights(self.average, state["average"], f"{where}: average")
             first_averaged = self.epoch - int(self.average.n_averaged) + 1
             if self.average.n_averaged and not self.in_average_window(first_averaged):
                 # the stored mean holds epochs outside the new window and cannot drop them

@@ -139,7 +139,8 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
 
         out = out or Path("models") / config.default_run_name()
         if resume:  # the device is this machine's, not the run's
-            config = resume_config(out, given.get("epochs"), given.get("batch_size"), device, cuda_graph)
+            config = resume_config(out, given.get("epochs"), given.get("batch_size"), device, cuda_graph, given=given)
+        config.refuse_unused(given)
         metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     from .distributed import launched_rank
 

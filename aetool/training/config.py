@@ -30,7 +30,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 
 from ..bundle_format import ImageSpec
@@ -176,6 +176,15 @@ class TrainConfig:
             if not ok:
                 raise UsageError(message)
 
+    def refuse_unused(self, given: Iterable[str], where: str = "") -> None:
+        """Refuse options (field names) the family does nothing with: a PCA fit has no epochs, learning
+        rate or augmentation, and accepting them in silence would let a record claim them."""
+        family = self.family()
+        unused = [f"{FLAGS[name]}" for name in given if name in family.unused_options]
+        if unused:
+            raise UsageError(f"{where}the {family.name} family does not use {', '.join(unused)} "
+                             f"({family.summary}); drop {'it' if len(unused) == 1 else 'them'}")
+
     def selection(self) -> "DataSelection":
         """The images this run trains and is measured on."""
         from ..datasets import DataSelection  # numpy: not for `aetool --help`, which builds train's options from here
@@ -193,9 +202,9 @@ class TrainConfig:
         checkpoint stores, so a resumed run trains exactly as it started."""
         family = self.family()
         filled = {k: v for k, v in family.defaults.items() if getattr(self, k, None) is None and k in FIELDS}
-        out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height, **filled)
-        if family.closed_form:  # nothing is trained: no width, no optimiser
-            out.width = out.lr = out.schedule = out.weight_decay = out.clip = None
+        unused = {f.name: f.default for f in dataclasses.fields(self) if f.name in family.unused_options}
+        out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height,
+                                  **{**unused, **filled})
         out.validate()
         return out
 
@@ -220,6 +229,7 @@ class TrainConfig:
 RETIRED_OPTIONS = {"latent_noise": 0.0}
 RENAMED_OPTIONS = {"nb_channels": "width"}  # an old name -> today's, in stored configs and recipes
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+FLAGS = {f.name: f.metadata["option"].flag for f in dataclasses.fields(TrainConfig)}  # field -> its option
 
 
 def renamed(options: dict[str, Any]) -> dict[str, Any]:
@@ -329,6 +339,7 @@ def load_recipe(path: str | Path) -> Recipe:
             raise UsageError(f"--config {path}: stage {i}: {e}") from None
         _check_types(config, f"--config {path}: stage {i}")
         config.validate()
+        config.refuse_unused(raw, f"--config {path}: stage {i}: ")
         stages.append(Stage(config, Path(out) if out else Path("models") / config.default_run_name(), stop_after))
     name = doc.get("name", stages[-1].out.name)
     if not isinstance(name, str) or not name:

@@ -170,7 +170,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
         diagonal = DiagonalGaussian().fit(forward_all(model.encoder, data.train)).to_dict()
     images = as_float(data.heldout[: max(CHECK_BATCHES)])
     t0 = time.perf_counter()
-    densities, test_ll = fit_densities(model, diagonal, data)
+    densities, test_ll, default_density = fit_densities(model, diagonal, data, log=log)
     log(f"fitted the latent densities in {time.perf_counter() - t0:.1f} s")
 
     encoder, decoder, decoder_form = autoencoder_graphs(model, family)
@@ -197,7 +197,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             decoder=GraphInfo(DECODER, ENCODER_OUTPUT, ENCODER_INPUT, sha256_file(staging / DECODER), form=decoder_form,
                               parameters=count_parameters(decoder.module), macs=count_macs(decoder.module, torch.from_numpy(latents))),
             densities=densities,
-            default_density=DEFAULT_DENSITY,
+            default_density=default_density,
             density_test_log_likelihood_per_dim=test_ll,
             opset=_opset(staging / ENCODER),
             training=TrainingRecord(
@@ -239,22 +239,35 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
     return meta
 
 
+MIXTURE_MAX_D = 256  # latent values a mixture is fitted over, at most (see fit_densities)
+
+
 def fit_densities(model: torch.nn.Module, diagonal: dict, data: TrainingData, *, components: int = 10,
-                  fit_size: int = 20_000, seed: int = 0) -> tuple[dict, dict]:
-    """The run's diagonal Gaussian (the lecture's) and a Gaussian mixture fitted here on f(train).
+                  fit_size: int = 20_000, seed: int = 0,
+                  log: Callable[[str], None] = lambda s: None) -> tuple[dict, dict, str]:
+    """The run's diagonal Gaussian (the lecture's) and, up to :data:`MIXTURE_MAX_D` latent values, a
+    Gaussian mixture fitted here on f(train); and which of them is the bundle's default.
 
     Each is scored by the mean log-likelihood per latent dimension of f(held out),
-    so "the mixture fits better" is a number in latent.json.
+    so "the mixture fits better" is a number in latent.json.  The mixture's K full d x d covariances
+    cost K d^2 numbers in latent.json and K d^3 work per EM round: at d = 4096 that is 1.3 GB of
+    JSON and minutes per round, from fewer latents than dimensions (a covariance they cannot
+    determine).  Past the cap the bundle has the diagonal Gaussian alone, and says so.
     """
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(data.train))[:fit_size]  # EM on 20,000 latents: as good as on 60,000
     z_train = forward_all(model.encoder, data.train[np.sort(pick)])
     z_test = forward_all(model.encoder, data.heldout)
-    fitted = {DiagonalGaussian.kind: density_from_dict(diagonal),
-              GaussianMixture.kind: GaussianMixture(min(components, len(z_train)), random_state=seed).fit(z_train)}
     d = z_test.reshape(len(z_test), -1).shape[1]
+    fitted = {DiagonalGaussian.kind: density_from_dict(diagonal)}
+    if d <= MIXTURE_MAX_D:
+        fitted[GaussianMixture.kind] = GaussianMixture(min(components, len(z_train)), random_state=seed).fit(z_train)
+        default = DEFAULT_DENSITY
+    else:
+        default = DiagonalGaussian.kind
+        log(f"latent of {d} values: no mixture (fitted up to {MIXTURE_MAX_D}); the diagonal Gaussian is the density")
     test_ll = {kind: float(p.score_samples(z_test).mean() / d) for kind, p in fitted.items()}
-    return {kind: p.to_dict() for kind, p in fitted.items()}, test_ll
+    return {kind: p.to_dict() for kind, p in fitted.items()}, test_ll, default
 
 
 def _opset(path: Path) -> int:

@@ -95,6 +95,9 @@ class Family:
     # the fewest pictures one training step may hold: BatchNorm in training mode needs two values per
     # channel, so a family with it takes batches of two or more (a last batch of one joins the one before)
     min_batch: ClassVar[int] = 1
+    # TrainConfig fields this family does nothing with: given, they are refused (a usage error), and a
+    # stored config holds them at their defaults, so no record claims what the family never did
+    unused_options: ClassVar[tuple[str, ...]] = ()
 
     def build(self, arch: ArchConfig) -> nn.Module:
         """A fresh model with ``.encoder`` (N,C,H,W)->(N,d,1,1) and ``.decoder`` back."""
@@ -230,6 +233,8 @@ class PCA(Family):
     summary = "the linear baseline: the top-d principal directions, fitted in closed form"
     closed_form = True
     defaults = {"flip": False, "shift": 0}
+    unused_options = ("epochs", "width", "lr", "schedule", "weight_decay", "clip", "flip", "batch_size", "precision",
+                      "cuda_graph", "init_from", "revive_dead", "average_last", "shift", "denoise")
 
     def build(self, arch: ArchConfig) -> nn.Module:
         from .model import PCAAutoEncoder

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,10 +22,10 @@ from ..metrics import psnr_from_sse
 from ..progress import progress
 from . import distributed
 from .augment import random_flip, random_noise, random_shift
-from .config import Recipe, TrainConfig
+from .config import FLAGS, Recipe, TrainConfig
 from ..datasets import Rows, check_same_split, load_training_data
 from .device import resolve_precision, torch_device
-from .families import Family
+from .families import Family, get_family
 from .graph_step import GraphStep
 from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
 from .run import CHECKPOINT, RunFolder, epochs_in_all, load_weights
@@ -404,15 +404,27 @@ class Trainer:
         return metrics
 
 
+RESUMABLE = ("epochs", "batch_size", "device", "cuda_graph")  # what --resume may change; the rest is the run's
+
+
 def resume_config(out_dir: Path, epochs: int | None = None, batch_size: int | None = None,
-                  device: str | None = None, cuda_graph: bool | None = None) -> TrainConfig:
+                  device: str | None = None, cuda_graph: bool | None = None,
+                  given: dict[str, Any] | None = None) -> TrainConfig:
     """The stored config of a run, optionally with a new total number of epochs or a new
     batch size from the next epoch on (each epoch's size stays in the history), or on
-    another device: a run started on a lent GPU can go on where there is none."""
+    another device: a run started on a lent GPU can go on where there is none.  ``given``: the
+    other options the command named, refused where they differ from the run's own (a resumed run
+    trains as it started; silently dropping them would leave the user believing they took)."""
     run = RunFolder(out_dir)
     if not run.exists():
         raise UsageError(f"--resume: {out_dir} holds no checkpoint to resume")
     config = run.config()
+    changed = [f"{FLAGS[name]} (the run's: {getattr(config, name)!r})" for name, value in (given or {}).items()
+               if name not in RESUMABLE and value != getattr(config, name)
+               and not (name == "model" and get_family(value).name == config.model)]
+    if changed:
+        raise UsageError(f"--resume continues {out_dir} as it was set up and cannot change {', '.join(changed)}; "
+                         f"only {', '.join(FLAGS[n] for n in RESUMABLE)} may be given (a new run: --init-from or --force)")
     if epochs is not None:
         config.epochs = epochs
     if batch_size is not None:

@@ -620,6 +620,7 @@ class TrainingDataRecord:
     channels: int | None = None
     image_size: int | None = None
     fit: str = RESIZE_FITS[0]
+    validation_sha256: str | None = None  # the folder's validation files as training split them
 
     @classmethod
     def from_meta(cls, meta: "BundleMeta", where: str) -> "TrainingDataRecord":
@@ -639,7 +640,8 @@ class TrainingDataRecord:
                    normal_class=r.str("normal_class", optional=True),
                    holdout=r.optional_int("holdout", 0) or 0, limit=r.optional_int("limit", 1),
                    channels=channels, image_size=r.optional_int("image_size", 1, 4096),
-                   fit=r.str("fit", RESIZE_FITS, optional=True) or RESIZE_FITS[0])
+                   fit=r.str("fit", RESIZE_FITS, optional=True) or RESIZE_FITS[0],
+                   validation_sha256=d.str("validation_sha256", optional=True))
 
     @property
     def is_mnist(self) -> bool:

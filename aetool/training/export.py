@@ -36,7 +36,8 @@ from ..metrics import psnr_from_sse
 from ..fileio import atomic_dir
 from ..runtime import make_session
 from .config import config_from_dict
-from ..datasets import TrainingData, as_float, load_training_data
+from ..anomaly import CHANGED_SPLIT
+from ..datasets import TrainingData, as_float, check_same_split, load_training_data
 from .families import ArchConfig, Family, get_family
 from .model import count_macs, count_parameters, forward_all
 from .run import RunFolder, epochs_in_all
@@ -165,6 +166,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
     family = get_family(arch.family)
     diagonal = run.read_density()
     data = load_training_data(config_from_dict(config, run.path).selection(), quiet=True)  # a folder's from its cache
+    check_same_split(metrics.get("data"), data, f"export {run.path}", CHANGED_SPLIT)
     weights = state.get("weights", "last")
     if weights != "last":  # the run's density was fitted on its last weights: these need their own
         diagonal = DiagonalGaussian().fit(forward_all(model.encoder, data.train)).to_dict()

@@ -222,6 +222,9 @@ def check_graph_shapes(d: int, image: ImageSpec, found: Mapping[str, Sequence[An
                               f"{'x'.join(map(str, image.shape))} in {LATENT}")
 
 
+MAX_COUNT = 2**63 - 1  # parameters or multiply-adds of a graph: anything larger is not a count
+
+
 @dataclass
 class GraphInfo:
     """One ONNX graph of the bundle: its file, input and output names, and the SHA-256 that ties it to latent.json."""
@@ -237,7 +240,8 @@ class GraphInfo:
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> "GraphInfo":
         r = _Reader(obj, where)
-        counts = {k: r.int(k, 0) if r.obj.get(k) is not None else None for k in ("parameters", "macs")}
+        # counts are bounded as they are read: a tampered 10**400 is no count, and overflows a float
+        counts = {k: r.int(k, 0, MAX_COUNT) if r.obj.get(k) is not None else None for k in ("parameters", "macs")}
         return cls(file=r.str("file"), input=r.str("input"), output=r.str("output"), sha256=r.str("sha256"),
                    form=r.str("form", optional=True) or "as trained", **counts)
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from ..bundle_format import ImageSpec
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES
-from .families import ArchConfig, Family, family_names, get_family
+from .families import MAX_D, MAX_WIDTH, ArchConfig, Family, family_names, get_family
 
 if TYPE_CHECKING:
     from ..datasets import DataSelection
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 SCHEDULES = ("constant", "cosine", "onecycle")
 FAMILY_CHOICES = tuple(family_names(with_aliases=True))
 MAX_SHIFT = 4  # pixels: a larger move pushes the 20x20 MNIST digit box off its 28x28 image
-MAX_D = 4096  # latent sizes beyond this are a typo, not a model
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class TrainConfig:
         "anomaly detector.")))
     device: str = field(default="auto", metadata=opt("--device", everyday=True, choices=("auto", "cpu", "cuda"), help=(
         "Where to train (auto: CUDA when there is one).")))
-    width: int | None = field(default=None, metadata=opt("--width", "--nb-channels", low=1, high=1024, help=(
+    width: int | None = field(default=None, metadata=opt("--width", "--nb-channels", low=1, high=MAX_WIDTH, help=(
         "The family's width (cnn: every hidden layer, the lecture's nb_channels, default 32; photo: the full-size "
         "stage, doubling as the side halves, default 16); cost grows with its square.")))
     lr: float | None = field(default=None, metadata=opt("--lr", low=0, low_open=True, help=(

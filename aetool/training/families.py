@@ -32,6 +32,10 @@ if TYPE_CHECKING:  # torch is imported where a model is built: the registry itse
     import torch
     from torch import nn
 
+MAX_D = 4096  # latent sizes beyond this are a typo, not a model
+MAX_WIDTH = 1024  # a family's width knob: cost grows with its square
+MAX_SIDE = 4096  # pixels on a side of a model's square input
+
 _REGISTRY: dict[str, "Family"] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -64,8 +68,17 @@ class ArchConfig:
         ints = [arch.d, arch.channels, arch.image_size] + ([] if arch.width is None else [arch.width])
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints):
             raise AetoolError(f"{where}: d, width, channels and image_size must be positive integers")
+        # bounded as train's options are: a record is rebuilt into a model, and width 10**6 is 36 TB of weights
+        for name, high in (("d", MAX_D), ("width", MAX_WIDTH), ("image_size", MAX_SIDE), ("channels", 4)):
+            if getattr(arch, name) is not None and getattr(arch, name) > high:
+                raise AetoolError(f"{where}: {name} must be at most {high}, got {getattr(arch, name)}")
         get_family(arch.family, where)
         return arch
+
+    def words(self) -> str:
+        """"photo d=8 width 16 3x32x32": the architecture in a line, to name it in a message."""
+        return f"{self.family} d={self.d}" + ("" if self.width is None else f" width {self.width}") + \
+            f" {'x'.join(map(str, self.image_shape))}"
 
     @classmethod
     def from_stored(cls, state: dict[str, Any], where: str = "run") -> "ArchConfig":

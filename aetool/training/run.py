@@ -94,8 +94,8 @@ class RunFolder:
         if metrics is not None and ("arch" in metrics or "config" in metrics):
             described = ArchConfig.from_stored(metrics, str(self.path / METRICS))
             if described != arch:
-                raise AetoolError(f"{self.path}: {CHECKPOINT} holds a {_arch_words(arch)} model but {METRICS} describes a "
-                                  f"{_arch_words(described)} one: the files are from different runs")
+                raise AetoolError(f"{self.path}: {CHECKPOINT} holds a {arch.words()} model but {METRICS} describes a "
+                                  f"{described.words()} one: the files are from different runs")
         return state, metrics
 
     # ---- metrics and density ---------------------------------------------
@@ -248,11 +248,6 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], wher
     except (RuntimeError, KeyError, TypeError) as e:
         detail = " ".join(str(e).split())
         raise AetoolError(f"{where}: does not fit the model ({detail[:160]})") from None
-
-
-def _arch_words(arch: ArchConfig) -> str:
-    return f"{arch.family} d={arch.d}" + ("" if arch.width is None else f" width {arch.width}") + \
-        f" {arch.channels}x{arch.image_size}x{arch.image_size}"
 
 
 def save_torch(path: Path, obj: Any) -> None:

@@ -34,10 +34,10 @@ class FloatRange(click.FloatRange):
     makes, so ``--fpr nan`` would otherwise get through as a value inside [0, 0.5]."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        number = super().convert(value, param, ctx)
+        number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+        return super().convert(number, param, ctx)
 
 
 def examples(*lines: str) -> str:

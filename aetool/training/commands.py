@@ -135,12 +135,13 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
     else:
         config = TrainConfig(**given)
         config.validate()
+        if not resume:  # before torch is imported: a refused option is answered at once
+            config.refuse_unused(given)
         from .train import resume_config, train as run_training
 
         out = out or Path("models") / config.default_run_name()
         if resume:  # the device is this machine's, not the run's
             config = resume_config(out, given.get("epochs"), given.get("batch_size"), device, cuda_graph, given=given)
-        config.refuse_unused(given)
         metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     from .distributed import launched_rank
 

@@ -47,8 +47,8 @@ def ws(photo_run, tmp_path) -> Path:
 
 def _edit_json(path: Path, edit) -> None:
     obj = json.loads(path.read_text())
-    obj = edit(obj) or obj
-    path.write_text(json.dumps(obj))
+    new = edit(obj)  # a new object, or None where it edited in place
+    path.write_text(json.dumps(obj if new is None else new))
 
 
 def _edit_checkpoint(path: Path, edit) -> None:
@@ -63,7 +63,7 @@ def _edit_checkpoint(path: Path, edit) -> None:
 @pytest.mark.parametrize("n, size, least, expected", [
     (11, 10, 2, [(0, 11)]),  # a last batch of one joins the one before
     (43, 42, 2, [(0, 43)]),
-    (12, 5, 2, [(0, 5), (5, 12)]),
+    (11, 5, 2, [(0, 5), (5, 11)]),
     (10, 5, 2, [(0, 5), (5, 10)]),  # nothing left over: unchanged
     (11, 10, 1, [(0, 10), (10, 11)]),  # a family without BatchNorm keeps it
     (1, 10, 2, [(0, 1)]),  # one batch only: refused before training, not here
@@ -103,7 +103,7 @@ def test_resume_with_a_batch_of_one_is_refused_before_an_epoch(ws):
 # ---------------------------------------------------------------- 2. memory nothing bounded
 def test_a_pca_larger_than_the_memory_is_refused_in_one_line(tmp_path):
     """d=2000 on 256-px pictures states 25 GB; under a 12 GB address-space limit that is refused before the fit."""
-    smooth_pictures(tmp_path / "pics", 4, side=32)
+    smooth_pictures(tmp_path / "pics", 12, side=32)
     limit = 12 << 30
     proc = subprocess.run([sys.executable, "-m", "aetool", "train", "--arch", "pca", "--data", "pics", "--d", "2000",
                            "--image-size", "256", "--quiet", "--out", "m"], cwd=tmp_path, capture_output=True, text=True,
@@ -230,7 +230,7 @@ def test_info_on_graph_counts_that_are_no_counts_is_one_line(ws, key, value):
 ])
 def test_bench_torch_checks_the_arch_record_before_building_a_model(ws, arch, fragment):
     bundle = _latent(ws, lambda m: m["training"]["arch"].update(arch))
-    r = run("bench", str(bundle), "--torch", "--seconds", "0.01", "--batch-sizes", "1", "--quiet", cwd=ws)
+    r = run("bench", "--bundle", str(bundle), "--torch", "--seconds", "0.01", "--batch-sizes", "1", "--quiet", cwd=ws)
     one_line_error(r, fragment)
     assert r.peak_mb < 2048
 
@@ -274,14 +274,17 @@ def test_resume_names_the_options_it_cannot_change(ws, args, named):
 
 
 # ---------------------------------------------------------------- 6. calibration on a folder that changed
-def test_calibrate_and_export_refuse_a_folder_changed_since_training(ws):
-    smooth_pictures(ws / "pictures" / "more", 10, side=32, seed=7)
-    bundle = snapshot(ws / "export" / "p")
-    one_line_error(run("calibrate", "--bundle", "export/p", "--data", "pictures", "--fpr", "0.25", cwd=ws),
+def test_calibrate_and_export_refuse_a_folder_changed_since_training(tmp_path):
+    smooth_pictures(tmp_path / "pictures", 24, side=32)
+    run_cli("train", "--data", "pictures", *TINY_PHOTO, "--out", "models/p", cwd=tmp_path)
+    run_cli("export", "models/p", "--out", "export/p", "--quiet", "--fpr", "0", cwd=tmp_path)
+    smooth_pictures(tmp_path / "pictures" / "more", 10, side=32, seed=7)  # moves pictures between the parts
+    bundle = snapshot(tmp_path / "export" / "p")
+    one_line_error(run("calibrate", "--bundle", "export/p", "--data", "pictures", "--fpr", "0.25", cwd=tmp_path),
                    "changed since", "trained on")
-    one_line_error(run("export", "models/p", "--out", "export/p", "--fpr", "0.25", "--quiet", cwd=ws),
+    one_line_error(run("export", "models/p", "--out", "export/p", "--fpr", "0.25", "--quiet", cwd=tmp_path),
                    "changed since")
-    assert snapshot(ws / "export" / "p") == bundle
+    assert snapshot(tmp_path / "export" / "p") == bundle
 
 
 # ---------------------------------------------------------------- 7. numbers that are no numbers

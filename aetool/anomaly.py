@@ -280,6 +280,10 @@ def _recorded_folder(record: TrainingDataRecord) -> Path | None:
     return Path(record.root or record.data).expanduser()
 
 
+CHANGED_SPLIT = ("its validation split now holds pictures the model trained on, which would set the threshold too "
+                 "low; restore the folder, or calibrate on a folder of other normal pictures training never saw")
+
+
 def calibration_set(bundle: Bundle, data: str | os.PathLike | None = None) -> CalibrationSet:
     """The images ``aetool calibrate`` sets a threshold on.
 
@@ -320,13 +324,16 @@ def calibration_set(bundle: Bundle, data: str | os.PathLike | None = None) -> Ca
 def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path | None) -> CalibrationSet:
     """The run's own held-out images: MNIST's test set (of the normal class), or the validation split
     of its folder rebuilt from the validated record."""
-    from .datasets import DataSelection, as_float, load_training_data
+    from .datasets import DataSelection, as_float, check_same_split, load_training_data
 
     source = str(folder) if folder is not None else "download" if record.data == "download" else None
     selection = DataSelection(data=source, val_split=record.val_split, seed=record.seed,
                               normal_class=record.normal_class, holdout=record.holdout, limit=record.limit,
                               channels=record.channels, image_size=record.image_size, fit=record.fit)
     data = load_training_data(selection, quiet=True, log=lambda line: None)
+    if record.validation_sha256 is not None:  # files added or removed move pictures between the parts
+        check_same_split({"name": "folder", "validation_sha256": record.validation_sha256}, data,
+                         f"--data {folder}", CHANGED_SPLIT)
     if tuple(data.image.shape) != tuple(bundle.image_shape):
         raise AetoolError(f"{folder or 'the training data'} gives {'x'.join(map(str, data.image.shape))} images; "
                           f"bundle {bundle.name} takes {'x'.join(map(str, bundle.image_shape))}")

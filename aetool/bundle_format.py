@@ -320,6 +320,9 @@ def check_graph_shapes(d: int, image: ImageSpec, found: Mapping[str, Sequence[An
                               f"{'x'.join(map(str, image.shape))} in {LATENT}")
 
 
+MAX_COUNT = 2**63 - 1  # parameters or multiply-adds of a graph: anything larger is not a count
+
+
 @dataclass
 class GraphInfo:
     """One ONNX graph of the bundle: its file, input and output names, and the SHA-256 that ties it to latent.json."""
@@ -335,7 +338,8 @@ class GraphInfo:
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> "GraphInfo":
         r = _Reader(obj, where)
-        counts = {k: r.int(k, 0) if r.obj.get(k) is not None else None for k in ("parameters", "macs")}
+        # counts are bounded as they are read: a tampered 10**400 is no count, and overflows a float
+        counts = {k: r.int(k, 0, MAX_COUNT) if r.obj.get(k) is not None else None for k in ("parameters", "macs")}
         return cls(file=r.str("file"), input=r.str("input"), output=r.str("output"), sha256=r.str("sha256"),
                    form=r.str("form", optional=True) or "as trained", **counts)
 
@@ -718,6 +722,7 @@ class TrainingDataRecord:
     channels: int | None = None
     image_size: int | None = None
     fit: str = RESIZE_FITS[0]
+    validation_sha256: str | None = None  # the folder's validation files as training split them
 
     @classmethod
     def from_meta(cls, meta: "BundleMeta", where: str) -> "TrainingDataRecord":
@@ -737,7 +742,8 @@ class TrainingDataRecord:
                    normal_class=r.str("normal_class", optional=True),
                    holdout=r.optional_int("holdout", 0) or 0, limit=r.optional_int("limit", 1),
                    channels=channels, image_size=r.optional_int("image_size", 1, 4096),
-                   fit=r.str("fit", RESIZE_FITS, optional=True) or RESIZE_FITS[0])
+                   fit=r.str("fit", RESIZE_FITS, optional=True) or RESIZE_FITS[0],
+                   validation_sha256=d.str("validation_sha256", optional=True))
 
     @property
     def is_mnist(self) -> bool:

@@ -175,7 +175,8 @@ def split_digest(paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def check_same_split(stored: dict[str, Any] | None, data: TrainingData, where: str) -> None:
+def check_same_split(stored: dict[str, Any] | None, data: TrainingData, where: str,
+                     why: str = "resuming would train on them; restore the folder or start a new run") -> None:
     """Refuse to resume a folder run whose validation images are no longer the ones it began with.
 
     The split is a seeded permutation of the folder's files by index, so a file added or removed
@@ -189,7 +190,7 @@ def check_same_split(stored: dict[str, Any] | None, data: TrainingData, where: s
         (stored.get("train_images"), stored.get("test_images")) == (data.info["train_images"], data.info["test_images"]))
     if not same:
         raise AetoolError(f"{where}: the folder {data.info['root']} changed since this run began (its validation "
-                          f"images differ): resuming would train on them; restore the folder or start a new run")
+                          f"images differ): {why}")
 
 
 def _mnist_data(sel: DataSelection) -> TrainingData:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,17 @@ class Command(click.Command):
             return super().invoke(ctx)
         except UsageError as e:
             raise click.UsageError(one_line(str(e)), ctx=ctx) from None
+
+
+class FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN and the infinities: NaN passes every comparison a range
+    makes, so ``--fpr nan`` would otherwise get through as a value inside [0, 0.5]."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def examples(*lines: str) -> str:

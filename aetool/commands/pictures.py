@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import PICTURE_FORMATS, SEED, Command, bundle_options, examples, invert_option, output_option, scale_option
+from .common import PICTURE_FORMATS, SEED, Command, FloatRange, bundle_options, examples, invert_option, output_option, scale_option
 
 
 @click.command(cls=Command, epilog=examples(
@@ -45,7 +45,7 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
 @output_option("walk.gif", help=f"Output: .gif (animated), or {PICTURE_FORMATS} for a strip; at most 50 megapixels "
                                 "(all frames together).")
 @click.option("--steps", type=click.IntRange(min=2, max=1000), default=16, show_default=True, help="Frames, ends included.")
-@click.option("--fps", type=click.FloatRange(min=0.1, max=100), default=8.0, show_default=True)
+@click.option("--fps", type=FloatRange(min=0.1, max=100), default=8.0, show_default=True)
 @click.option("--bounce/--no-bounce", default=False, show_default=True, help="GIF plays forth and back.")
 @scale_option
 @invert_option

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import (EXIT_CODE, PICTURE_FORMATS, Command, bundle_options, examples, invert_option,
+from .common import (EXIT_CODE, PICTURE_FORMATS, Command, FloatRange, bundle_options, examples, invert_option,
                      picture_path)
 
 
@@ -78,7 +78,7 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
               help="Normal images training never saw (a folder, searched recursively; the bundle's training folder "
                    "itself: its validation split). Needed for bundles trained on a folder; default for MNIST "
                    "bundles: MNIST's test set.")
-@click.option("--fpr", type=click.FloatRange(min=0, max=0.5, min_open=True), default=0.01, show_default=True,
+@click.option("--fpr", type=FloatRange(min=0, max=0.5, min_open=True), default=0.01, show_default=True,
               help="False-positive rate the threshold keeps (at most) for new normal images like these.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the calibrated bundle here (a copy); default: the bundle in place (not a shipped one).")

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from ..commands.common import (SEED, Command, bundle_options, emit_json, examples, logger, positive_ints,
+from ..commands.common import (SEED, Command, FloatRange, bundle_options, emit_json, examples, logger, positive_ints,
                                quiet_option, scale_option)
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES
@@ -59,7 +59,7 @@ def config_options(f: Callable) -> Callable:
         elif spec.choices is not None:
             kwargs = {"type": click.Choice([str(c) for c in spec.choices]), "default": None}
         elif fld.type.startswith(("int", "float")):
-            rng = click.IntRange if fld.type.startswith("int") else click.FloatRange
+            rng = click.IntRange if fld.type.startswith("int") else FloatRange
             kwargs = {"type": rng(min=spec.low, max=spec.high, min_open=spec.low_open, max_open=spec.high_open),
                       "default": None}
         else:
@@ -135,11 +135,13 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
     else:
         config = TrainConfig(**given)
         config.validate()
+        if not resume:  # before torch is imported: a refused option is answered at once
+            config.refuse_unused(given)
         from .train import resume_config, train as run_training
 
         out = out or Path("models") / config.default_run_name()
         if resume:  # the device is this machine's, not the run's
-            config = resume_config(out, given.get("epochs"), given.get("batch_size"), device, cuda_graph)
+            config = resume_config(out, given.get("epochs"), given.get("batch_size"), device, cuda_graph, given=given)
         metrics = run_training(config, out, resume=resume, force=force, quiet=quiet, stop_after=stop_after, log=log)
     from .distributed import launched_rank
 
@@ -164,13 +166,13 @@ def train(ctx, recipe_path, out, resume, quiet, force, stop_after, **options):
               show_default=True, help="Where runs live.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder (default: export/<run name>).")
-@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+@click.option("--tolerance", type=FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Largest allowed |onnxruntime - torch| in the self-check (times the largest output where that exceeds 1).")
 @click.option("--int8", is_flag=True, help="Also write a static int8 variant, <out>-int8 (calibrated on training images).")
 @click.option("--fp16", is_flag=True, help="Also write an fp16 variant for GPUs, <out>-fp16 (checked at fp16 tolerance).")
 @click.option("--eval-images", type=click.IntRange(min=1, max=10_000), default=10_000, show_default=True,
               help="Test images on which the variants' error is measured.")
-@click.option("--fpr", type=click.FloatRange(min=0, max=0.5), default=0.01, show_default=True,
+@click.option("--fpr", type=FloatRange(min=0, max=0.5), default=0.01, show_default=True,
               help="Calibrate the anomaly threshold for this false-positive rate on held-out images (0: none).")
 @click.option("--last", is_flag=True, help="Export the last epoch's weights (default: the best held-out epoch's).")
 @quiet_option
@@ -223,7 +225,7 @@ def train_classifier_cmd(epochs, seed, limit, device, out, quiet):
     "aetool bench --bundle cnn-d16-int8 --threads 1 --no-torch",
 ))
 @click.option("--batch-sizes", default="1,256", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--seconds", type=click.FloatRange(min=0.01, max=600), default=1.0, show_default=True,
+@click.option("--seconds", type=FloatRange(min=0.01, max=600), default=1.0, show_default=True,
               help="Time budget per measurement cell.")
 @click.option("--torch/--no-torch", "with_torch", default=None,
               help="Also time the same model in torch eager (default: when torch is installed).")

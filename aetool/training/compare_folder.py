@@ -26,7 +26,7 @@ from ..errors import UsageError
 from ..fileio import write_bytes, write_json
 from ..image_output import check_output_size, grid_size, make_grid, stack_rows, write_png
 from ..metrics import psnr_from_sse, ssim_per_image
-from .families import get_family
+from .families import ArchConfig, get_family
 
 PCA = "pca"
 SPLIT_FIELDS = ("channels", "image_size", "fit", "val_split", "seed", "normal_class")  # what fixes the validation images
@@ -44,19 +44,18 @@ class Candidate:
 
 
 def _read_run(path: Path) -> Candidate:
-    from .run import RunFolder
+    """A run to compare, checked whole: its family and d are those of the model its checkpoint holds
+    (RunFolder.check_whole refuses a checkpoint that is not the model its metrics describe)."""
+    from .run import CHECKPOINT, RunFolder
 
     run = RunFolder(path)
-    if not run.has_metrics():
-        raise UsageError(f"--runs {path}: not a training run (no metrics.json)")
-    metrics = run.read_metrics()
-    config = metrics.get("config") or {}
-    family = metrics.get("family") or config.get("model")
-    if not isinstance(config.get("d"), int) or not isinstance(family, str):
-        raise UsageError(f"--runs {path}: its metrics.json names no model family and latent size")
+    if not run.has_metrics() or not run.exists():
+        raise UsageError(f"--runs {path}: not a training run (no metrics.json and {CHECKPOINT})")
+    state, metrics = run.check_whole()
+    arch = ArchConfig.from_stored(state, str(path))
     if not metrics.get("complete"):
         raise UsageError(f"--runs {path}: training has not finished (aetool train --out {path} --resume)")
-    return Candidate(Path(path), family, int(config["d"]), config, metrics)
+    return Candidate(Path(path), arch.family, arch.d, state["config"], metrics)
 
 
 def _same_root(config: dict[str, Any], root: Path) -> bool:

@@ -30,13 +30,13 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 
 from ..bundle_format import MAP_FACTORS, ImageSpec
 from ..errors import AetoolError, UsageError
 from ..lecture import IMAGE_SIZES
-from .families import ArchConfig, Family, family_names, get_family
+from .families import MAX_D, MAX_WIDTH, ArchConfig, Family, family_names, get_family
 
 if TYPE_CHECKING:
     from ..datasets import DataSelection
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 SCHEDULES = ("constant", "cosine", "onecycle")
 FAMILY_CHOICES = tuple(family_names(with_aliases=True))
 MAX_SHIFT = 4  # pixels: a larger move pushes the 20x20 MNIST digit box off its 28x28 image
-MAX_D = 4096  # latent sizes beyond this are a typo, not a model
 DEFAULT_BATCH = 100  # images a step where the family names no other
 
 
@@ -113,7 +112,7 @@ class TrainConfig:
         "anomaly detector.")))
     device: str = field(default="auto", metadata=opt("--device", everyday=True, choices=("auto", "cpu", "cuda"), help=(
         "Where to train (auto: CUDA when there is one).")))
-    width: int | None = field(default=None, metadata=opt("--width", "--nb-channels", low=1, high=1024, help=(
+    width: int | None = field(default=None, metadata=opt("--width", "--nb-channels", low=1, high=MAX_WIDTH, help=(
         "The family's width (cnn: every hidden layer, the lecture's nb_channels, default 32; photo: the full-size "
         "stage, doubling as the side halves, default 16); cost grows with its square.")))
     lr: float | None = field(default=None, metadata=opt("--lr", low=0, low_open=True, help=(
@@ -196,6 +195,15 @@ class TrainConfig:
             if not ok:
                 raise UsageError(message)
 
+    def refuse_unused(self, given: Iterable[str], where: str = "") -> None:
+        """Refuse options (field names) the family does nothing with: a PCA fit has no epochs, learning
+        rate or augmentation, and accepting them in silence would let a record claim them."""
+        family = self.family()
+        unused = [f"{FLAGS[name]}" for name in given if name in family.unused_options]
+        if unused:
+            raise UsageError(f"{where}the {family.name} family does not use {', '.join(unused)} "
+                             f"({family.summary}); drop {'it' if len(unused) == 1 else 'them'}")
+
     def selection(self) -> "DataSelection":
         """The images this run trains and is measured on."""
         from ..datasets import DataSelection  # numpy: not for `aetool --help`, which builds train's options from here
@@ -222,12 +230,11 @@ class TrainConfig:
         checkpoint stores, so a resumed run trains exactly as it started."""
         family = self.family()
         filled = {k: v for k, v in family.defaults.items() if getattr(self, k, None) is None and k in FIELDS}
-        out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height, **filled)
+        unused = {f.name: f.default for f in dataclasses.fields(self) if f.name in family.unused_options}
+        out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height,
+                                  **{**unused, **filled})
         out.batch_size = out.batch_size or DEFAULT_BATCH
         if not family.takes_maps(out.factor):
-            out.crop = out.crops_per_epoch = out.zoom = out.turns = out.colours = None
-        if family.closed_form:  # nothing is trained: no width, no optimiser
-            out.width = out.lr = out.schedule = out.weight_decay = out.clip = None
             out.crop = out.crops_per_epoch = out.zoom = out.turns = out.colours = None
         out.validate()
         return out
@@ -254,6 +261,7 @@ class TrainConfig:
 RETIRED_OPTIONS = {"latent_noise": 0.0}
 RENAMED_OPTIONS = {"nb_channels": "width"}  # an old name -> today's, in stored configs and recipes
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+FLAGS = {f.name: f.metadata["option"].flag for f in dataclasses.fields(TrainConfig)}  # field -> its option
 
 
 def renamed(options: dict[str, Any]) -> dict[str, Any]:
@@ -266,14 +274,24 @@ def renamed(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_from_dict(stored: dict[str, Any], where: str | Path) -> TrainConfig:
+def config_from_dict(stored: Any, where: str | Path) -> TrainConfig:
     """A stored config, read leniently only where nothing changes: a retired option at its "off" value,
-    an option under its old name."""
+    an option under its old name.  Each value must be of its field's type and in its range: a problem is
+    an AetoolError naming ``where`` and the option (the file is at fault, not the command line)."""
+    if not isinstance(stored, dict):
+        raise AetoolError(f"{where}: expected a dict of options, got {type(stored).__name__}")
     stored = renamed(stored)
     for key, value in stored.items():
         if key not in FIELDS and RETIRED_OPTIONS.get(key, object()) != value:
-            raise AetoolError(f"{where}: option {key}={value!r} is not one this aetool has")
-    return TrainConfig(**{k: v for k, v in stored.items() if k in FIELDS})
+            raise AetoolError(f"{where}: option {key}={value!r} is not one this aetool has"[:300])
+    config = TrainConfig(**{k: v for k, v in stored.items() if k in FIELDS})
+    try:
+        _check_types(config, str(where))
+        config.validate()
+    except UsageError as e:
+        message = str(e)
+        raise AetoolError(message if message.startswith(str(where)) else f"{where}: {message}") from None
+    return config
 
 
 @dataclass
@@ -353,6 +371,7 @@ def load_recipe(path: str | Path) -> Recipe:
             raise UsageError(f"--config {path}: stage {i}: {e}") from None
         _check_types(config, f"--config {path}: stage {i}")
         config.validate()
+        config.refuse_unused(raw, f"--config {path}: stage {i}: ")
         stages.append(Stage(config, Path(out) if out else Path("models") / config.default_run_name(), stop_after))
     name = doc.get("name", stages[-1].out.name)
     if not isinstance(name, str) or not name:

@@ -36,7 +36,8 @@ from ..metrics import psnr_from_sse
 from ..fileio import atomic_dir
 from ..runtime import make_session
 from .config import config_from_dict
-from ..datasets import TrainingData, as_float, load_training_data
+from ..anomaly import CHANGED_SPLIT
+from ..datasets import TrainingData, as_float, check_same_split, load_training_data
 from .families import ArchConfig, Family, get_family
 from .model import count_macs, count_parameters, forward_all
 from .run import RunFolder, epochs_in_all
@@ -161,19 +162,22 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
     The weights are those of the run's best held-out epoch (a run that got worse at its end ships
     what it was at its best), or with ``last`` those of its last epoch."""
     run, out_dir = RunFolder(run_dir), Path(out_dir)
+    _, metrics = run.check_whole()  # before any work: the run's files, each and together
+    if metrics is None:
+        raise AetoolError(f"{run.path}: no metrics.json (training has not finished an epoch; resume it with --resume)")
     model, state = run.load_model(best=not last)
     config = state["config"]
     arch = ArchConfig.from_stored(state, str(run.path))
     family = get_family(arch.family)
-    metrics = run.read_metrics()
     diagonal = run.read_density()
     data = load_training_data(config_from_dict(config, run.path).selection(), quiet=True)  # a folder's from its cache
+    check_same_split(metrics.get("data"), data, f"export {run.path}", CHANGED_SPLIT)
     weights = state.get("weights", "last")
     codes = _codes(model, arch, data)
     if weights != "last":  # the run's density was fitted on its last weights: these need their own
         diagonal = DiagonalGaussian().fit(codes.of(data.train)).to_dict()
     t0 = time.perf_counter()
-    densities, test_ll = fit_densities(diagonal, codes)
+    densities, test_ll, default_density = fit_densities(diagonal, codes, log=log)
     log(f"fitted the latent densities in {time.perf_counter() - t0:.1f} s")
 
     encoder, decoder, decoder_form = autoencoder_graphs(model, family)
@@ -195,7 +199,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
             decoder=GraphInfo(DECODER, ENCODER_OUTPUT, ENCODER_INPUT, sha256_file(staging / DECODER), form=decoder_form,
                               parameters=count_parameters(decoder.module), macs=count_macs(decoder.module, torch.from_numpy(latents))),
             densities=densities,
-            default_density=DEFAULT_DENSITY,
+            default_density=default_density,
             density_test_log_likelihood_per_dim=test_ll,
             latent=family.latent_layout(arch),
             opset=_opset(staging / ENCODER),
@@ -333,18 +337,27 @@ class _codes:
         return self._heldout
 
 
-def fit_densities(diagonal: dict, codes: "_codes", *, components: int = 10, seed: int = 0) -> tuple[dict, dict]:
+def fit_densities(diagonal: dict, codes: "_codes", *, components: int = 10, seed: int = 0,
+                  log: Callable[[str], None] = print) -> tuple[dict, dict, str]:
     """The run's diagonal Gaussian (the lecture's) and a Gaussian mixture fitted here on f(train).
 
     Each is scored by the mean log-likelihood per latent dimension of f(held out),
-    so "the mixture fits better" is a number in latent.json.
+    so "the mixture fits better" is a number in latent.json.  The mixture's K full d x d covariances
+    cost K d^2 numbers in latent.json and K d^3 work per EM round: at d = 4096 that is 1.3 GB of
+    JSON and minutes per round, from fewer latents than dimensions (a covariance they cannot
+    determine).  Past the cap the bundle has the diagonal Gaussian alone, and says so.
     """
     z_train, z_test = codes.train(), codes.heldout()
-    fitted = {DiagonalGaussian.kind: density_from_dict(diagonal),
-              GaussianMixture.kind: GaussianMixture(min(components, len(z_train)), random_state=seed).fit(z_train)}
     d = z_test.reshape(len(z_test), -1).shape[1]
+    fitted = {DiagonalGaussian.kind: density_from_dict(diagonal)}
+    if d <= MIXTURE_MAX_D:
+        fitted[GaussianMixture.kind] = GaussianMixture(min(components, len(z_train)), random_state=seed).fit(z_train)
+        default = DEFAULT_DENSITY
+    else:
+        default = DiagonalGaussian.kind
+        log(f"latent of {d} values: no mixture (fitted up to {MIXTURE_MAX_D}); the diagonal Gaussian is the density")
     test_ll = {kind: float(p.score_samples(z_test).mean() / d) for kind, p in fitted.items()}
-    return {kind: p.to_dict() for kind, p in fitted.items()}, test_ll
+    return {kind: p.to_dict() for kind, p in fitted.items()}, test_ll, default
 
 
 def _opset(path: Path) -> int:

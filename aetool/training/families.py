@@ -32,6 +32,11 @@ if TYPE_CHECKING:  # torch is imported where a model is built: the registry itse
     import torch
     from torch import nn
 
+MAX_D = 4096  # latent sizes beyond this are a typo, not a model
+MAX_WIDTH = 1024  # a family's width knob: cost grows with its square
+CROP_OPTIONS = ("crop", "crops_per_epoch", "zoom", "turns", "colours")  # what the map family trains on
+MAX_SIDE = 4096  # pixels on a side of a model's square input
+
 _REGISTRY: dict[str, "Family"] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -70,8 +75,17 @@ class ArchConfig:
             + ([] if arch.factor is None else [arch.factor])
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints):
             raise AetoolError(f"{where}: d, width, channels and image_size must be positive integers")
+        # bounded as train's options are: a record is rebuilt into a model, and width 10**6 is 36 TB of weights
+        for name, high in (("d", MAX_D), ("width", MAX_WIDTH), ("image_size", MAX_SIDE), ("channels", 4)):
+            if getattr(arch, name) is not None and getattr(arch, name) > high:
+                raise AetoolError(f"{where}: {name} must be at most {high}, got {getattr(arch, name)}")
         get_family(arch.family, where)
         return arch
+
+    def words(self) -> str:
+        """"photo d=8 width 16 3x32x32": the architecture in a line, to name it in a message."""
+        return f"{self.family} d={self.d}" + ("" if self.width is None else f" width {self.width}") + \
+            f" {'x'.join(map(str, self.image_shape))}"
 
     @classmethod
     def from_stored(cls, state: dict[str, Any], where: str = "run") -> "ArchConfig":
@@ -98,6 +112,13 @@ class Family:
     closed_form: ClassVar[bool] = False  # fitted in closed form (fit), not trained by the Trainer
     defaults: ClassVar[dict[str, Any]] = {}
     shift_fill: ClassVar[str] = "zeros"  # what --shift moves in: zeros, or the picture's edge mirrored
+    # the fewest pictures one training step may hold: BatchNorm in training mode needs two values per
+    # channel, so a family with it takes batches of two or more (a last batch of one joins the one before)
+    min_batch: ClassVar[int] = 1
+    # TrainConfig fields this family does nothing with: given, they are refused (a usage error), and a
+    # stored config holds them at their defaults, so no record claims what the family never did
+    unused_options: ClassVar[tuple[str, ...]] = CROP_OPTIONS + ("max_side",)
+
     layouts: ClassVar[tuple[str, ...]] = ("vector",)  # latent layouts it builds: "vector", "map" (bundle_format)
 
     def takes_maps(self, factor: int | None) -> bool:
@@ -220,6 +241,7 @@ class PhotoNet(Family):
     defaults = {"width": 16, "lr": 2e-3, "schedule": "onecycle", "weight_decay": 1e-4, "clip": 1.0, "flip": True,
                 "shift": 2}
     shift_fill = "reflect"
+    min_batch = 2  # BatchNorm after every convolution, and on the latent map
 
     def build(self, arch: ArchConfig) -> nn.Module:
         from .photo import PhotoAutoEncoder
@@ -247,6 +269,7 @@ class MapNet(Family):
     name = "map"
     summary = "fully convolutional residual blocks: d codes per f x f block at any size, beside a fixed block PCA"
     layouts = ("map",)
+    unused_options = ("shift", "denoise", "init_from", "revive_dead", "normal_class", "holdout", "fit", "image_size")
     defaults = {"width": 32, "lr": 1e-3, "schedule": "onecycle", "weight_decay": 0.0, "clip": 1.0, "flip": True,
                 "shift": 0, "factor": 8, "crop": 64, "crops_per_epoch": 4096, "batch_size": 16, "zoom": 1.0,
                 "turns": False, "colours": False}
@@ -281,6 +304,8 @@ class PCA(Family):
     closed_form = True
     layouts = ("vector", "map")
     defaults = {"flip": False, "shift": 0}
+    unused_options = ("epochs", "width", "lr", "schedule", "weight_decay", "clip", "flip", "batch_size", "precision",
+                      "cuda_graph", "init_from", "revive_dead", "average_last", "shift", "denoise", *CROP_OPTIONS)
 
     def build(self, arch: ArchConfig) -> nn.Module:
         if arch.is_map:

@@ -35,7 +35,8 @@ import numpy as np
 
 from ..bundle_format import DiagonalGaussianParams
 from ..density import VAR_FLOOR
-from ..errors import UsageError
+from ..errors import AetoolError, UsageError
+from ..memory import fits, gigabytes
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from ..datasets import TrainingData
@@ -304,8 +305,14 @@ def train_pca(config: TrainConfig, run: "RunFolder", data: TrainingData, *, log:
     if config.d > pixels:
         raise UsageError(f"--d {config.d}: PCA has at most {pixels} directions")
     bound = pca_memory_bytes(pixels, config.d, images=len(data.train))
+    ok, available = fits(bound)
+    if not ok:
+        raise AetoolError(f"--d {config.d}: PCA of {len(data.train)} images of {pixels} values needs up to "
+                          f"{gigabytes(bound)}, and this machine has {gigabytes(available)} free; lower --d "
+                          f"({len(data.train)} training images give at most {len(data.train)} useful directions) "
+                          f"or --image-size")
     log(f"PCA d={config.d} on {len(data.train)} images of {pixels} values: "
-        f"{pca_method(pixels, config.d, len(data.train))} fit, its arrays within {bound / 1e9:.2f} GB")
+        f"{pca_method(pixels, config.d, len(data.train))} fit, its arrays within {gigabytes(bound)}")
     t0 = time.perf_counter()
     fit = fit_pca_streaming(data.train, config.d, seed=config.seed, quiet=quiet)
     seconds = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from onnx import numpy_helper
 
 from ..bundle import Bundle
 from ..bundle_format import DECODER, ENCODER
+from ..errors import AetoolError
 from ..lecture import NB_CHANNELS
 from .families import ArchConfig, get_family
 
@@ -33,7 +34,13 @@ def bundle_arch(bundle: Bundle) -> ArchConfig:
     network, whose width the first convolution's weight tells."""
     record = bundle.meta.training_record
     if record.arch is not None:
-        return ArchConfig.from_dict(record.arch, f"bundle {bundle.path}: training.arch")
+        arch = ArchConfig.from_dict(record.arch, f"bundle {bundle.path}: training.arch")
+        # checked against the graphs before a model is built from it: latent.json's records are not hashed
+        graphs = (bundle.family, bundle.d, tuple(bundle.image_shape))
+        if (get_family(arch.family).name, arch.d, arch.image_shape) != graphs:
+            raise AetoolError(f"bundle {bundle.path}: training.arch ({arch.words()}) is not the model its graphs hold "
+                              f"({graphs[0]} d={graphs[1]} {'x'.join(map(str, graphs[2]))})")
+        return arch
     config = dict(record.config)
     if bundle.family == "cnn":
         first = _weights(_graph(bundle.path / ENCODER)).get("0.weight")  # (width, channels, 5, 5)

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,12 +23,13 @@ from ..progress import progress
 from . import distributed
 from .augment import random_flip, random_noise, random_shift
 from .crops import CropImages, map_codes, picture_errors
-from .config import Recipe, TrainConfig
+from .config import FLAGS, Recipe, TrainConfig
 from ..datasets import Rows, check_same_split, load_training_data
 from .device import resolve_precision, torch_device
+from .families import Family, get_family
 from .graph_step import GraphStep
 from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
-from .run import RunFolder, epochs_in_all
+from .run import CHECKPOINT, RunFolder, epochs_in_all, load_weights
 
 
 class TrainImages:
@@ -54,6 +55,27 @@ class TrainImages:
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.images[idx] if self.on_device else torch.from_numpy(self.images[idx.numpy()]).to(self.device)
         return x.float().div_(255) if self.uint8 else x
+
+
+def batch_bounds(n: int, size: int, least: int = 1) -> list[tuple[int, int]]:
+    """The (start, stop) of each step's batch over ``n`` pictures, ``size`` at a time; a last batch
+    smaller than ``least`` joins the one before it.  How many pictures are left over is an accident
+    of a folder's size, and a family with BatchNorm cannot train on a batch of one."""
+    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < least:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def check_batches(family: Family, batch_size: int, pictures: int, where: str) -> None:
+    """Refuse, before any step, a run whose every batch would be smaller than its family can train on."""
+    least = family.min_batch
+    if batch_size < least:
+        raise UsageError(f"--batch-size {batch_size}: the {family.name} family trains on batches of at least {least} "
+                         f"pictures (its BatchNorm needs more than one value per channel)")
+    if pictures < least:
+        raise UsageError(f"{where}: {pictures} training picture(s), and the {family.name} family needs at least {least} "
+                         f"(its BatchNorm); add pictures or lower --val-split")
 
 
 class Trainer:
@@ -82,6 +104,7 @@ class Trainer:
         # the family's defaults and the data's image shape, filled in: what the checkpoint stores
         self.config = config = config.resolved(self.data.image)
         self.family, self.arch = config.family(), config.arch()
+        check_batches(self.family, config.batch_size, len(self.data.train), config.data or "MNIST")
         torch.manual_seed(config.seed)
         self.model = self.family.build(self.arch).to(self.device)
         if self.precision == "bf16":
@@ -135,18 +158,26 @@ class Trainer:
         self.run_folder.save_checkpoint(state)
 
     def load_checkpoint(self) -> None:
-        state = self.run_folder.load_checkpoint()
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """The run to resume, checked whole (checkpoint, metrics, and the two against each other and
+        against this run's model) before any of it is taken: nothing is written until it passes."""
+        state, metrics = self.run_folder.check_whole()
+        where = self.run_folder.path / CHECKPOINT
+        load_weights(self.model, state["model"], f"{where}: model")
+        if "optimizer" not in state:
+            raise AetoolError(f"{where}: no optimizer record: the run cannot be resumed exactly")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
+            raise AetoolError(f"{where}: optimizer does not fit the model ({' '.join(str(e).split())[:160]})") from None
         self.own_optimizer_settings()
         self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
+        self.history = list(state.get("history", []))
         self.best = state.get("best")
-        self.started_from = self.run_folder.started_from()
-        if self.run_folder.has_metrics():
-            check_same_split(self.run_folder.read_metrics().get("data"), self.data, f"--resume {self.out_dir}")
+        self.started_from = list((metrics or {}).get("started_from", []))
+        if metrics is not None:
+            check_same_split(metrics.get("data"), self.data, f"--resume {self.out_dir}")
         if self.average is not None and "average" in state:
-            self.average.load_state_dict(state["average"])
+            load_weights(self.average, state["average"], f"{where}: average")
             first_averaged = self.epoch - int(self.average.n_averaged) + 1
             if self.average.n_averaged and not self.in_average_window(first_averaged):
                 # the stored mean holds epochs outside the new window and cannot drop them
@@ -239,15 +270,15 @@ class Trainer:
         self.set_lr(self.lr_at(self.epoch))
         g = torch.Generator().manual_seed(c.seed * 100_003 + self.epoch)
         order = torch.randperm(len(x_train), generator=g).to(x_train.index_device)  # the same order on every device
-        batches = range(0, len(x_train), c.batch_size)
+        batches = batch_bounds(len(x_train), c.batch_size, self.family.min_batch * self.ranks.world)
         per_step = c.schedule == "onecycle"
         bar = progress(batches, quiet=self.quiet, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="batch")
         # the loss is summed where it is computed: reading it every step would make a GPU wait for the host
         total, seen, t0 = torch.zeros((), dtype=torch.float64, device=self.device), 0, time.perf_counter()
-        for i, start in enumerate(bar):
+        for i, (start, stop) in enumerate(bar):
             if per_step:
                 self.set_lr(self.lr_at(self.epoch + i / len(batches)))
-            x = random_shift(x_train.batch(self.ranks.my_part(order[start : start + c.batch_size])), c.shift, g, self.family.shift_fill)
+            x = random_shift(x_train.batch(self.ranks.my_part(order[start:stop])), c.shift, g, self.family.shift_fill)
             x = random_flip(x, g) if c.flip else x
             total += self.step(x, random_noise(x, c.denoise, g) if c.denoise else None) * len(x)
             seen += len(x)
@@ -410,15 +441,27 @@ class Trainer:
         return metrics
 
 
+RESUMABLE = ("epochs", "batch_size", "device", "cuda_graph")  # what --resume may change; the rest is the run's
+
+
 def resume_config(out_dir: Path, epochs: int | None = None, batch_size: int | None = None,
-                  device: str | None = None, cuda_graph: bool | None = None) -> TrainConfig:
+                  device: str | None = None, cuda_graph: bool | None = None,
+                  given: dict[str, Any] | None = None) -> TrainConfig:
     """The stored config of a run, optionally with a new total number of epochs or a new
     batch size from the next epoch on (each epoch's size stays in the history), or on
-    another device: a run started on a lent GPU can go on where there is none."""
+    another device: a run started on a lent GPU can go on where there is none.  ``given``: the
+    other options the command named, refused where they differ from the run's own (a resumed run
+    trains as it started; silently dropping them would leave the user believing they took)."""
     run = RunFolder(out_dir)
     if not run.exists():
         raise UsageError(f"--resume: {out_dir} holds no checkpoint to resume")
     config = run.config()
+    changed = [f"{FLAGS[name]} (the run's: {getattr(config, name)!r})" for name, value in (given or {}).items()
+               if name not in RESUMABLE and value != getattr(config, name)
+               and not (name == "model" and get_family(value).name == config.model)]
+    if changed:
+        raise UsageError(f"--resume continues {out_dir} as it was set up and cannot change {', '.join(changed)}; "
+                         f"only {', '.join(FLAGS[n] for n in RESUMABLE)} may be given (a new run: --init-from or --force)")
     if epochs is not None:
         config.epochs = epochs
     if batch_size is not None:

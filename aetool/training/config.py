@@ -45,6 +45,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 FAMILY_CHOICES = tuple(family_names(with_aliases=True))
 MAX_SHIFT = 4  # pixels: a larger move pushes the 20x20 MNIST digit box off its 28x28 image
 DEFAULT_BATCH = 100  # images a step where the family names no other
+DEFAULT_D = 16  # latent size where the family names no other
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,9 @@ class TrainConfig:
     A field left at None takes the family's default (families.py) or the data's image shape when the
     run starts, and is stored resolved."""
 
-    d: int = field(default=16, metadata=opt("--d", "--latent-dim", everyday=True, low=1, high=MAX_D, help=(
-        "Latent size (embedding_dim); under torchrun write --latent-dim (torchrun reads --d as its own).")))
+    d: int | None = field(default=None, metadata=opt("--d", "--latent-dim", everyday=True, low=1, high=MAX_D, help=(
+        "Latent size (embedding_dim; a map's codes per block), default 16 (map: 4); under torchrun write "
+        "--latent-dim (torchrun reads --d as its own).")))
     model: str | None = field(default=None, metadata=opt("--arch", "--model", everyday=True, choices=FAMILY_CHOICES, help=(
         "Model family: cnn (the lecture's; default on MNIST), photo (for pictures; default on a folder), pca.")))
     epochs: int = field(default=10, metadata=opt("--epochs", everyday=True, low=1, help=(
@@ -234,6 +236,7 @@ class TrainConfig:
         out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height,
                                   **{**unused, **filled})
         out.batch_size = out.batch_size or DEFAULT_BATCH
+        out.d = out.d or family.defaults.get("d", DEFAULT_D)
         if not family.takes_maps(out.factor):
             out.crop = out.crops_per_epoch = out.zoom = out.turns = out.colours = None
         out.validate()
@@ -241,7 +244,8 @@ class TrainConfig:
 
     def arch(self) -> ArchConfig:
         """The architecture of a resolved config."""
-        return ArchConfig(family=self.family().name, d=self.d, width=self.width, channels=self.channels or 1,
+        family = self.family()
+        return ArchConfig(family=family.name, d=self.d or family.defaults.get("d", DEFAULT_D), width=self.width, channels=self.channels or 1,
                           image_size=self.image_size or 28, factor=self.factor)
 
     def default_run_name(self) -> str:
@@ -250,7 +254,7 @@ class TrainConfig:
         from ..folder import is_image_folder  # late: folder imports Pillow, not needed when the CLI starts
 
         family = self.family()
-        arch = ArchConfig(family.name, self.d, self.width or family.defaults.get("width"),
+        arch = ArchConfig(family.name, self.d or family.defaults.get("d", DEFAULT_D), self.width or family.defaults.get("width"),
                           factor=(self.factor or family.defaults.get("factor")) if family.takes_maps(self.factor) else None)
         return (family.run_name(arch)
                 + (f"-{Path(self.data).resolve().name}" if is_image_folder(self.data) else "")

@@ -232,7 +232,8 @@ class TrainConfig:
         checkpoint stores, so a resumed run trains exactly as it started."""
         family = self.family()
         filled = {k: v for k, v in family.defaults.items() if getattr(self, k, None) is None and k in FIELDS}
-        unused = {f.name: f.default for f in dataclasses.fields(self) if f.name in family.unused_options}
+        unused = {f.name: f.default for f in dataclasses.fields(self)
+                  if f.name in family.unused_options and f.name not in ("channels", "image_size")}  # the data's, below
         out = dataclasses.replace(self, model=family.name, channels=image.channels, image_size=image.height,
                                   **{**unused, **filled})
         out.batch_size = out.batch_size or DEFAULT_BATCH

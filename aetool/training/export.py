@@ -249,6 +249,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
     return meta
 
 
+MIXTURE_MAX_D = 256  # latent values a mixture is fitted over, at most (see fit_densities)
 MAP_CHECK_BATCHES = (1, 3)
 MAP_CHECK_SIDES = ((1, 1), (2, 3), (5, 4))  # blocks down and across: square, wide and tall, each at a few sizes
 

@@ -772,6 +772,7 @@ def test_a_tampered_folder_cache_is_decoded_again(tmp_path):
 
 def test_a_sub_folder_that_cannot_be_listed_is_named_not_passed_over(tmp_path, monkeypatch):
     from aetool import folder as folder_module
+    from aetool import folder_scan
     from aetool.embed import expand_inputs
 
     _odd_folder(tmp_path / "pics")
@@ -784,7 +785,7 @@ def test_a_sub_folder_that_cannot_be_listed_is_named_not_passed_over(tmp_path, m
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr(folder_module.os, "scandir", scandir)
+    monkeypatch.setattr(folder_scan.os, "scandir", scandir)
     data = folder_module.load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", quiet=True)
     assert len(data) == 14 and ("locked/", "folder not readable (Permission denied)") in data.skipped
     skipped: list = []

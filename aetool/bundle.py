@@ -20,7 +20,7 @@ import numpy as np
 from .bundle_format import DECODER, ENCODER, LATENT, BundleMeta, check_graph_shapes, is_bundle, read_meta
 from .density import Density, density_from_params
 from .errors import AetoolError, UsageError
-from .runtime import make_session, provider_label, usable_cores
+from .runtime import make_session, memory_refusal, provider_label, usable_cores
 
 DEFAULT_SHIPPED = "cnn-d16"
 DEFAULT_BATCH = 1024
@@ -149,6 +149,9 @@ class Bundle:
             raise
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types when a graph fails on its input
             text = " ".join(str(e).split())
+            refused = memory_refusal(text)
+            if refused is not None:
+                raise AetoolError(f"bundle {self.path}: {graph} needs more memory than allowed: {refused}") from None
             raise AetoolError(f"bundle {self.path}: {graph} failed to run ({text[:200]}); the graph does not fit "
                               f"its {LATENT} or is broken") from None
 
@@ -163,10 +166,11 @@ class Bundle:
             size = -(-share // calls)  # all of one size, so the workers finish together
             single = self._single_session(graph)
             pieces = (x[i : i + size] for i in range(0, len(x), size))
-            outs = list(self._executor().map(lambda piece: single.run(None, {name: piece})[0], pieces))
+            outs = list(self._executor().map(lambda piece: np.array(single.run(None, {name: piece})[0]), pieces))
         else:
             step = self.cpu_slice if self.provider == "cpu" else self.batch_size
-            outs = [session.run(None, {name: x[i : i + step]})[0] for i in range(0, len(x), step)]
+            outs = [np.array(session.run(None, {name: x[i : i + step]})[0]) for i in range(0, len(x), step)]
+        # each output copied out as it comes (np.array): onnxruntime's own live in its capped arena
         return np.concatenate(outs) if outs else np.zeros((0, *session.get_outputs()[0].shape[1:]), np.float32)
 
     @property

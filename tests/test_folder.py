@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import aetool.folder as folder
+import aetool.folder_headers as folder_headers
 import aetool.image_input as image_input
 from aetool.errors import AetoolError
 from aetool.folder import (
@@ -215,7 +215,7 @@ def _forbid_decoding(monkeypatch) -> None:
         raise AssertionError("decoded an image on a cache hit")
 
     monkeypatch.setattr(image_input, "picture_to_uint8", fail)
-    monkeypatch.setattr(folder, "_headers", fail)
+    monkeypatch.setattr(folder_headers, "_headers", fail)  # read by infer_shape on a cache miss
 
 
 def test_cache_hit_decodes_nothing(tmp_path, cache, monkeypatch):

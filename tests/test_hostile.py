@@ -620,7 +620,10 @@ def test_decode_output_of_an_unknown_kind_is_a_usage_error(tmp_path):
 
 
 # ---------------------------------------------------------------- 2. a graph that loads but fails when run
-def test_an_encoder_that_fails_on_its_input_is_one_line(small_bundle, tmp_path):
+def _replace_encoder(bundle: Path, pixel: int = 1, constant: int = 0) -> None:
+    """An encoder for the pca-d2 bundle, its shapes and hash all fitting latent.json: z = pixels
+    ``pixel`` and 1 of each image, plus (``constant`` > 0) the sum of a ConstantOfShape of that many
+    floats, which the graph's 200 bytes make onnxruntime allocate on every call."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -628,18 +631,66 @@ def test_an_encoder_that_fails_on_its_input_is_one_line(small_bundle, tmp_path):
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])
     z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 2, 1, 1])
-    index = helper.make_tensor("index", TensorProto.INT64, [2, 1, 1], [1000, 1])  # past the 784 pixels
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gather", ["flat", "index"], ["z"], axis=1)]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [z], [index]), opset_imports=[helper.make_opsetid("", 17)])
+    inits = [helper.make_tensor("index", TensorProto.INT64, [2, 1, 1], [pixel, 1])]
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"]),
+             helper.make_node("Gather", ["flat", "index"], ["z" if not constant else "picked"], axis=1)]
+    if constant:
+        inits.append(helper.make_tensor("shape", TensorProto.INT64, [1], [constant]))
+        one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+        nodes += [helper.make_node("ConstantOfShape", ["shape"], ["big"], value=one),
+                  helper.make_node("ReduceSum", ["big"], ["total"], keepdims=1),
+                  helper.make_node("Add", ["picked", "total"], ["z"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [z], inits), opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    onnx.save(model, small_bundle / "encoder.onnx")
-    meta = json.loads((small_bundle / "latent.json").read_text())
-    meta["graphs"]["encoder"]["sha256"] = sha256_file(small_bundle / "encoder.onnx")  # shapes and hash all fit
-    (small_bundle / "latent.json").write_text(json.dumps(meta))
+    onnx.save(model, bundle / "encoder.onnx")
+    meta = json.loads((bundle / "latent.json").read_text())
+    meta["graphs"]["encoder"]["sha256"] = sha256_file(bundle / "encoder.onnx")
+    (bundle / "latent.json").write_text(json.dumps(meta))
+
+
+def test_an_encoder_that_fails_on_its_input_is_one_line(small_bundle, tmp_path):
+    _replace_encoder(small_bundle, pixel=1000)  # past the 784 pixels
     _picture(tmp_path / "a.png")
     r = run("reconstruct", "a.png", "-o", "r.png", "--bundle", str(small_bundle), cwd=tmp_path)
     one_line_error(r, "encoder.onnx failed to run", "out of data bounds")
     assert not (tmp_path / "r.png").exists()
+
+
+def test_an_encoder_asking_for_more_memory_than_the_cap_is_one_line(small_bundle, tmp_path):
+    # issue 45: a graph of a few hundred bytes whose ConstantOfShape makes one encode allocate
+    # gigabytes; here 600 MB against a cap of 64 MB, refused before any of it is touched
+    _replace_encoder(small_bundle, constant=150_000_000)
+    _picture(tmp_path / "a.png")
+    r = run("reconstruct", "a.png", "-o", "r.png", "--bundle", str(small_bundle), cwd=tmp_path,
+            env={"AETOOL_MAX_MEMORY": "64M"})
+    one_line_error(r, "encoder.onnx needs more memory than allowed", "0.60 GB more", "AETOOL_MAX_MEMORY")
+    assert r.peak_mb < 400 and not (tmp_path / "r.png").exists(), r.peak_mb
+    _replace_encoder(small_bundle, constant=1000)  # the same graph at a size the cap allows runs
+    r = run("reconstruct", "a.png", "-o", "r.png", "--bundle", str(small_bundle), cwd=tmp_path,
+            env={"AETOOL_MAX_MEMORY": "64M"})
+    assert r.returncode == 0 and (tmp_path / "r.png").exists(), r.stderr
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "4X", "1e9", ""])
+def test_a_memory_cap_that_is_not_a_size_is_one_line(tmp_path, value):
+    _picture(tmp_path / "a.png")
+    r = run("reconstruct", "a.png", "-o", "r.png", "--bundle", SMALL, cwd=tmp_path, env={"AETOOL_MAX_MEMORY": value})
+    one_line_error(r, f"AETOOL_MAX_MEMORY={value}: not a memory size")
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_the_memory_cap_reads_sizes_and_defaults_to_4_gb_at_most(monkeypatch):
+    from aetool import runtime
+
+    assert [runtime.parse_memory(s) for s in ("4G", "4GB", "4GiB", "512m", "1.5K", "100", "0", "none")] == \
+        [4 * 10**9, 4 * 10**9, 4 << 30, 512 * 10**6, 1500, 100, None, None]
+    monkeypatch.delenv("AETOOL_MAX_MEMORY", raising=False)
+    monkeypatch.setattr(runtime, "available_bytes", lambda: 64 << 30)
+    assert runtime.memory_cap() == 4 * 10**9
+    monkeypatch.setattr(runtime, "available_bytes", lambda: 1 << 30)  # less free than the default: what is free
+    assert runtime.memory_cap() == 1 << 30
+    monkeypatch.setenv("AETOOL_MAX_MEMORY", "16G")
+    assert runtime.memory_cap() == 16 * 10**9
 
 
 # ---------------------------------------------------------------- 2. and 6. output folders: '.', and folders not ours
@@ -772,6 +823,7 @@ def test_a_tampered_folder_cache_is_decoded_again(tmp_path):
 
 def test_a_sub_folder_that_cannot_be_listed_is_named_not_passed_over(tmp_path, monkeypatch):
     from aetool import folder as folder_module
+    from aetool import folder_scan
     from aetool.embed import expand_inputs
 
     _odd_folder(tmp_path / "pics")
@@ -784,7 +836,7 @@ def test_a_sub_folder_that_cannot_be_listed_is_named_not_passed_over(tmp_path, m
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr(folder_module.os, "scandir", scandir)
+    monkeypatch.setattr(folder_scan.os, "scandir", scandir)
     data = folder_module.load_folder(tmp_path / "pics", workers=1, cache_dir=tmp_path / "cache", quiet=True)
     assert len(data) == 14 and ("locked/", "folder not readable (Permission denied)") in data.skipped
     skipped: list = []

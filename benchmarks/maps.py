@@ -126,9 +126,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default=None, help="factor:d pairs, comma-separated (default: all four)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of 4096 crops (default: what --minutes allows)")
+    ap.add_argument("--crops", type=int, default=CROPS_PER_EPOCH, help="crops an epoch (default 4096)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--extra", default="", help="more train options for the network, e.g. '--zoom 2'")
+    ap.add_argument("--reuse", action="store_true", help="keep a row's network run where --workdir holds it complete "
+                                                          "(its training time is then the sum of its epochs')")
     a = ap.parse_args()
     rows = [tuple(map(int, r.split(":"))) for r in a.rows.split(",")] if a.rows else ROWS
     work = a.workdir or Path(tempfile.mkdtemp(prefix="aetool-maps-"))
@@ -140,16 +143,20 @@ def main() -> None:
             Image.fromarray(p).save(train_dir / f"{name}.png")
     heldout = {name: photos[name].transpose(2, 0, 1).astype(np.float32) / 255 for name in HELD_OUT}
     epochs = 1 if a.quick else (a.epochs or 20)
-    crops = 256 if a.quick else CROPS_PER_EPOCH
+    crops = 256 if a.quick else a.crops
 
     from aetool import load_bundle
 
     results = []
     for f, d in rows:
         net, pca = f"map-f{f}-d{d}", f"pca-f{f}-d{d}"
-        seconds = aetool("train", "--data", str(train_dir), "--arch", "map", "--factor", str(f), "--d", str(d),
-                         "--epochs", str(epochs), "--crops-per-epoch", str(crops), "--out", f"models/{net}", "--force",
-                         "--quiet", *a.extra.split(), cwd=work)
+        done = work / "models" / net / "metrics.json"
+        if a.reuse and done.is_file() and json.loads(done.read_text()).get("complete"):
+            seconds = sum(h["seconds"] for h in json.loads(done.read_text())["history"])
+        else:
+            seconds = aetool("train", "--data", str(train_dir), "--arch", "map", "--factor", str(f), "--d", str(d),
+                             "--epochs", str(epochs), "--crops-per-epoch", str(crops), "--out", f"models/{net}",
+                             "--force", "--quiet", *a.extra.split(), cwd=work)
         aetool("export", f"models/{net}", "--out", f"export/{net}", "--quiet", cwd=work)
         aetool("train", "--data", str(train_dir), "--arch", "pca", "--factor", str(f), "--d", str(d),
                "--out", f"models/{pca}", "--force", "--quiet", cwd=work)

@@ -270,7 +270,7 @@ class MapNet(Family):
     summary = "fully convolutional residual blocks: d codes per f x f block at any size, beside a fixed block PCA"
     layouts = ("map",)
     unused_options = ("shift", "denoise", "init_from", "revive_dead", "normal_class", "holdout", "fit", "image_size")
-    defaults = {"width": 32, "lr": 1e-3, "schedule": "onecycle", "weight_decay": 0.0, "clip": 1.0, "flip": True,
+    defaults = {"width": 16, "lr": 1e-3, "schedule": "onecycle", "weight_decay": 0.0, "clip": 1.0, "flip": True,
                 "shift": 0, "d": 4, "factor": 8, "crop": 64, "crops_per_epoch": 4096, "batch_size": 16, "zoom": 1.0,
                 "turns": False, "colours": False}
 

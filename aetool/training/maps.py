@@ -149,7 +149,7 @@ class MapDecoder(nn.Module):
 
 
 class MapAutoEncoder(nn.Module):
-    def __init__(self, d: int, width: int = 32, channels: int = 3, factor: int = 8) -> None:
+    def __init__(self, d: int, width: int = 16, channels: int = 3, factor: int = 8) -> None:
         super().__init__()
         self.embedding_dim, self.factor = d, factor
         self.encoder = MapEncoder(d, width, channels, factor)

@@ -209,6 +209,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
                 config=config,
                 parameters=metrics.get("parameters"),
                 layers=metrics.get("layers"),
+                speed=metrics.get("speed"),
                 test_sse_per_image=state.get("sse", metrics.get("test_sse_per_image")),
                 test_psnr_db=psnr_from_sse(state["sse"], data.image.pixels) if "sse" in state else metrics.get("test_psnr_db"),
             ).to_dict(),

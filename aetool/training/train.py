@@ -24,9 +24,10 @@ from . import distributed
 from .augment import random_flip, random_noise, random_shift
 from .config import Recipe, TrainConfig
 from ..datasets import Rows, check_same_split, load_training_data
-from .device import resolve_precision, torch_device
+from .compiled_step import CompiledStep, speed_record
+from .device import channels_last_for, cpu_kind, resolve_precision, torch_device
 from .graph_step import GraphStep
-from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
+from .model import count_macs, count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
 from .run import RunFolder, epochs_in_all
 
 
@@ -83,8 +84,12 @@ class Trainer:
         self.family, self.arch = config.family(), config.arch()
         torch.manual_seed(config.seed)
         self.model = self.family.build(self.arch).to(self.device)
-        if self.precision == "bf16":
+        # the CPU kind decides precision (above) and memory format, for every family (device.py)
+        self.cpu_kind = cpu_kind() if self.device.type == "cpu" else None
+        self.channels_last = channels_last_for(self.device, self.precision, self.cpu_kind)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.macs = count_macs(self.model, torch.zeros(1, *self.arch.image_shape, device=self.device))
         self.step_model = self.ranks.wrap(self.model, self.device)  # what the training step calls
         # a captured step reads its learning rate from a device tensor, and Adam keeps its step count there
         self.capturable = self.graphed and self.device.type == "cuda"
@@ -93,6 +98,7 @@ class Trainer:
                                           capturable=self.capturable, decoupled_weight_decay=config.weight_decay > 0)
         self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.capturable,
                                     log=self.log) if self.graphed else None
+        self.forward_loss = CompiledStep(self._forward_loss, compile=config.compile and self.device.type == "cpu", log=self.log)
         self.epoch = 0
         self.history: list[dict] = []
         self.best: dict | None = None  # the epoch with the lowest held-out SSE: {"epoch", "sse", "model"}
@@ -219,18 +225,21 @@ class Trainer:
 
     def _update(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """Forward, loss, backward and Adam, with the gradients already reset: what a CUDA graph captures."""
-        bf16 = self.precision == "bf16"
-        if bf16:
-            x_in = x_in.contiguous(memory_format=torch.channels_last)
-        # no autocast cache: a captured step must recast the weights Adam has just changed
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
-            x_hat = self.step_model(x_in)
-        loss = reconstruction_loss(x, x_hat)
+        loss = self.forward_loss(x, x_in)
         loss.backward()
         if self.config.clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.optimizer.step()
         return loss.detach()
+
+    def _forward_loss(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """Forward and loss: the part a CPU step compiles (compiled_step.py)."""
+        if self.channels_last:
+            x_in = x_in.contiguous(memory_format=torch.channels_last)
+        # no autocast cache: a captured step must recast the weights Adam has just changed
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False):
+            x_hat = self.step_model(x_in)
+        return reconstruction_loss(x, x_hat)
 
     def train_epoch(self, x_train: TrainImages) -> tuple[float, float]:
         c = self.config
@@ -275,8 +284,10 @@ class Trainer:
         if self.ranks.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
-            f"training {c.model} d={c.d} (width {c.width}) on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}"
-            + (", CUDA graph" if self.capturable else "") + "), "
+            f"training {c.model} d={c.d} (width {c.width}) on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}"
+            + (f" {self.cpu_kind}" if self.cpu_kind else "") + f", {self.precision}"
+            + (", channels_last" if self.channels_last else "") + (", CUDA graph" if self.capturable else "")
+            + (", compiled step" if self.forward_loss.compile else "") + "), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}"
             + (f" over {self.ranks.world} processes" if self.ranks.world > 1 else "")
             + f", lr {c.lr:g} ({c.schedule})" + (f", weight decay {c.weight_decay:g}" if c.weight_decay else "")
@@ -295,6 +306,7 @@ class Trainer:
                 "test_psnr_db": psnr_from_sse(float(sse.mean()), self.data.image.pixels),
                 "seconds": seconds,
                 "train_images_per_s": len(train) / seconds,
+                "gflop_per_s": self.speed(len(train) / seconds)["gflop_per_s"],
             }
             if self.average is not None and self.in_average_window(self.epoch):
                 self.average.update_parameters(self.model)
@@ -310,7 +322,8 @@ class Trainer:
             self.log(
                 f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  {self.data.heldout_name} SSE/image "
                 f"{row['test_sse_per_image']:.3f}  "
-                f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s)"
+                f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s, "
+                f"{row['gflop_per_s']:.0f} GFLOP/s)"
                 + (f"  average of {row['averaged_epochs']}: {self.data.heldout_name} SSE/image "
                    f"{row['average_test_sse_per_image']:.3f}"
                    if "averaged_epochs" in row else "")
@@ -337,11 +350,17 @@ class Trainer:
         self.log(f"weights: the average of the last {int(self.average.n_averaged)} epochs")
 
     def step_kind(self) -> str:
-        """How the training step ran, for the record: "cuda graph", or "eager" (and why, where capture failed)."""
+        """How the training step ran, for the record: "cuda graph", "compiled", or "eager" (and why,
+        where capture or compiling failed)."""
         g = self.graph_step
         if g is None or not g.capture:
-            return "eager"
+            return self.forward_loss.kind
         return f"eager (capture failed: {g.failed})" if g.failed else "cuda graph"
+
+    def speed(self, images_per_s: float) -> dict:
+        """The speed record (metrics.json's ``speed``): CPU kind, the choices made for it, images/s, GFLOP/s."""
+        return speed_record(self.cpu_kind or self.device.type, self.precision, self.channels_last, self.step_kind(),
+                            self.forward_loss.compile_seconds, self.macs, images_per_s)
 
     def write_metrics(self, final: bool) -> dict:
         last = self.history[-1]
@@ -354,6 +373,7 @@ class Trainer:
             "precision": self.precision,
             "device": self.device.type,
             "step": self.step_kind(),
+            "speed": self.speed(last["train_images_per_s"]),
             "torch": torch.__version__,
             "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
             "layers": describe_layers(self.model),

@@ -3,13 +3,13 @@
 For the lecture's network on MNIST and the ``photo`` family at 32, 64 and 128 px (d=32, batch 100):
 two Trainers from the same seed, "before" (main's rule: bf16 + channels_last wherever PyTorch says the
 CPU has bf16, fp32 contiguous elsewhere, eager) and "after" (aetool's rule now: the CPU kind decides,
-and ``--compile`` where asked), step for step on the same batches, their steps interleaved so a shared
+its step compiled where a long run of the family compiles it), step for step on the same batches, their steps interleaved so a shared
 machine's noise falls on both alike.  Reports images/s (median step), GFLOP/s (6 FLOPs per forward
 multiply-add), the share of the CPU's peak, the data path's share of a step (reading the cache,
 shifts and flips), and the held-out SSE of both after the same steps.
 
     python benchmarks/train_speed.py                    # this CPU, then this CPU capped at AVX2
-    python benchmarks/train_speed.py --kinds native --compile
+    python benchmarks/train_speed.py --kinds native --no-compile --only photo-64
 
 The AVX2 column is emulated: the same process with oneDNN capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``)
 and PyTorch's own kernels too (``ATEN_CPU_CAPABILITY=avx2``); a real AVX2-only CPU is not the same
@@ -73,7 +73,9 @@ def trainers(family: str, side: int, steps: int, folder: Path, compile: bool):
     before = Trainer(TrainConfig(**common, precision=old_precision), folder / "before", **quiet)
     before.channels_last = old_precision == "bf16"
     before.model.to(memory_format=torch.channels_last if before.channels_last else torch.contiguous_format)
-    after = Trainer(TrainConfig(**common, precision="auto", compile=compile), folder / "after", **quiet)
+    # a long run's step: compiled where the family's step has layers to fuse (a short run here would not)
+    after = Trainer(TrainConfig(**common, precision="auto", compile=compile and before.family.compile_pays),
+                    folder / "after", **quiet)
     return before, after
 
 
@@ -158,7 +160,8 @@ def markdown(report: dict) -> str:
     lines = [f"# Training speed before and after, {report['date']}", "",
              f"CPU: {report['cpu']}; {os.cpu_count()} cores at {report['runs'][0]['clock_ghz']:.2f} GHz (as /proc/cpuinfo says). "
              "The machine was shared with other developers' jobs while this ran: the absolute figures are "
-             "low and noisy; the ratios (steps interleaved in one process) are the claim.", "",
+             "low and noisy; the ratios (steps interleaved in one process) are the claim."
+             + (" The kinds' two processes ran at the same time." if report.get("together") else ""), "",
              "Peak per kind: cores x clock x 32 fp32 FLOPs per cycle per core (x2 for native bf16 dot products). "
              "GFLOP/s: 6 FLOPs per forward multiply-add. Batch 100, median step after the first "
              "(the first step's time, which holds any compile, is listed apart).", ""]
@@ -190,24 +193,32 @@ def markdown(report: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kinds", default="native,avx2", help="native, avx2 (emulated), or both")
-    ap.add_argument("--compile", action="store_true", help="the after step compiled (aetool train --compile)")
+    ap.add_argument("--no-compile", dest="compile", action="store_false",
+                    help="the after step eager (default: compiled where a long run of the family compiles)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each case's number of steps")
     ap.add_argument("--only", default="", help="cases to run, e.g. photo-64,lecture-28")
+    ap.add_argument("--together", action="store_true", help="run the kinds' processes at the same time (each still interleaves its own)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    # one process per kind (oneDNN reads its ISA cap once); with --together they run at the same time
+    cmd = [sys.executable, __file__, "--worker", "--scale", str(args.scale), "--only", args.only] + ([] if args.compile else ["--no-compile"])
+    kinds, procs = args.kinds.split(","), []
+    for kind in kinds:
+        procs.append(subprocess.Popen(cmd, env={**os.environ, **(AVX2_ENV if kind == "avx2" else {})}, stdout=subprocess.PIPE, text=True))
+        if not args.together:
+            procs[-1].wait()
     runs = []
-    for kind in args.kinds.split(","):
-        env = {**os.environ, **(AVX2_ENV if kind == "avx2" else {})}
-        cmd = [sys.executable, __file__, "--worker", "--scale", str(args.scale), "--only", args.only] + (["--compile"] if args.compile else [])
-        out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
-        run = json.loads(out.strip().splitlines()[-1])
-        run["emulated"] = kind == "avx2"
-        runs.append(run)
-    report = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "compile": args.compile, "runs": runs}
+    for kind, proc in zip(kinds, procs):
+        out, _ = proc.communicate()
+        if proc.returncode:
+            sys.exit(f"the {kind} worker failed (exit {proc.returncode})")
+        runs.append({**json.loads(out.strip().splitlines()[-1]), "emulated": kind == "avx2"})
+    report = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "compile": args.compile, "together": args.together,
+              "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"train-speed-{report['date']}"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")

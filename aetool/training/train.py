@@ -24,7 +24,7 @@ from . import distributed
 from .augment import random_flip, random_noise, random_shift
 from .config import Recipe, TrainConfig
 from ..datasets import Rows, check_same_split, load_training_data
-from .compiled_step import CompiledStep, speed_record
+from .compiled_step import CompiledStep, should_compile, speed_record
 from .device import channels_last_for, cpu_kind, resolve_precision, torch_device
 from .graph_step import GraphStep
 from .model import count_macs, count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
@@ -98,7 +98,9 @@ class Trainer:
                                           capturable=self.capturable, decoupled_weight_decay=config.weight_decay > 0)
         self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.capturable,
                                     log=self.log) if self.graphed else None
-        self.forward_loss = CompiledStep(self._forward_loss, compile=config.compile and self.device.type == "cpu", log=self.log)
+        steps = config.epochs * -(-len(self.data.train) // config.batch_size)  # a batch is split over the ranks
+        self.forward_loss = CompiledStep(self._forward_loss, log=self.log, compile=should_compile(
+            config.compile, self.family.compile_pays, steps, self.device))
         self.epoch = 0
         self.history: list[dict] = []
         self.best: dict | None = None  # the epoch with the lowest held-out SSE: {"epoch", "sse", "model"}

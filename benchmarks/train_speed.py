@@ -3,7 +3,7 @@
 For the lecture's network on MNIST and the ``photo`` family at 32, 64 and 128 px (d=32, batch 100):
 two Trainers from the same seed, "before" (main's rule: bf16 + channels_last wherever PyTorch says the
 CPU has bf16, fp32 contiguous elsewhere, eager) and "after" (aetool's rule now: the CPU kind decides,
-its step compiled where a long run of the family compiles it), step for step on the same batches, their steps interleaved so a shared
+its step compiled as ``--compile`` does, unless ``--no-compile``), step for step on the same batches, their steps interleaved so a shared
 machine's noise falls on both alike.  Reports images/s (median step), GFLOP/s (6 FLOPs per forward
 multiply-add), the share of the CPU's peak, the data path's share of a step (reading the cache,
 shifts and flips), and the held-out SSE of both after the same steps.
@@ -73,9 +73,9 @@ def trainers(family: str, side: int, steps: int, folder: Path, compile: bool):
     before = Trainer(TrainConfig(**common, precision=old_precision), folder / "before", **quiet)
     before.channels_last = old_precision == "bf16"
     before.model.to(memory_format=torch.channels_last if before.channels_last else torch.contiguous_format)
-    # a long run's step: compiled where the family's step has layers to fuse (a short run here would not)
-    after = Trainer(TrainConfig(**common, precision="auto", compile=compile and before.family.compile_pays),
-                    folder / "after", **quiet)
+    after = Trainer(TrainConfig(**common, precision="auto", compile=compile), folder / "after", **quiet)
+    for trainer in (before, after):  # the start a run makes (the photo network's linear paths: PCA)
+        trainer.family.prepare(trainer.model, trainer.data.train)
     return before, after
 
 
@@ -194,7 +194,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kinds", default="native,avx2", help="native, avx2 (emulated), or both")
     ap.add_argument("--no-compile", dest="compile", action="store_false",
-                    help="the after step eager (default: compiled where a long run of the family compiles)")
+                    help="the after step eager (default: compiled, as aetool train --compile)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply each case's number of steps")
     ap.add_argument("--only", default="", help="cases to run, e.g. photo-64,lecture-28")
     ap.add_argument("--together", action="store_true", help="run the kinds' processes at the same time (each still interleaves its own)")

@@ -23,17 +23,11 @@ Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (target x, inp
 TRAINING_FLOPS_PER_MAC = 6  # forward, and backward to the input and to the weights: 3 passes of 2 FLOPs per multiply-add
 
 
-COMPILE_MIN_STEPS = 300  # below this, a run's compile (a minute or more on 2 cores) outweighs what it saves
-
-
-def should_compile(requested: bool | None, family_pays: bool, steps: int, device: torch.device) -> bool:
-    """``--compile``/``--no-compile`` as given; by default on a CPU where the family's step has
-    elementwise layers to fuse and the run is long enough to earn the compile time back."""
-    if device.type != "cpu":
-        return False  # a GPU step is a CUDA graph (graph_step.py)
-    if requested is not None:
-        return requested
-    return family_pays and steps >= COMPILE_MIN_STEPS
+def should_compile(requested: bool, device: torch.device) -> bool:
+    """``--compile`` on a CPU; never on a GPU, whose step is a CUDA graph (graph_step.py).  Off by
+    default: the compile takes minutes on 2 cores, and the fused step was not faster enough to earn
+    them back on the CPUs measured (benchmarks/train_speed.py)."""
+    return requested and device.type == "cpu"
 
 
 class CompiledStep:

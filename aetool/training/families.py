@@ -92,9 +92,6 @@ class Family:
     closed_form: ClassVar[bool] = False  # fitted in closed form (fit), not trained by the Trainer
     defaults: ClassVar[dict[str, Any]] = {}
     shift_fill: ClassVar[str] = "zeros"  # what --shift moves in: zeros, or the picture's edge mirrored
-    # whether compiling the training step pays for its minutes: it fuses elementwise layers (BatchNorm,
-    # SiLU, residual adds) that the eager step runs one pass over memory each; a plain conv + ReLU stack has little
-    compile_pays: ClassVar[bool] = False
 
     def build(self, arch: ArchConfig) -> nn.Module:
         """A fresh model with ``.encoder`` (N,C,H,W)->(N,d,1,1) and ``.decoder`` back."""
@@ -201,7 +198,6 @@ class PhotoNet(Family):
     defaults = {"width": 16, "lr": 2e-3, "schedule": "onecycle", "weight_decay": 1e-4, "clip": 1.0, "flip": True,
                 "shift": 2}
     shift_fill = "reflect"
-    compile_pays = True
 
     def build(self, arch: ArchConfig) -> nn.Module:
         from .photo import PhotoAutoEncoder

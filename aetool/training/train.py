@@ -98,9 +98,7 @@ class Trainer:
                                           capturable=self.capturable, decoupled_weight_decay=config.weight_decay > 0)
         self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.capturable,
                                     log=self.log) if self.graphed else None
-        steps = config.epochs * -(-len(self.data.train) // config.batch_size)  # a batch is split over the ranks
-        self.forward_loss = CompiledStep(self._forward_loss, log=self.log, compile=should_compile(
-            config.compile, self.family.compile_pays, steps, self.device))
+        self.forward_loss = CompiledStep(self._forward_loss, compile=should_compile(config.compile, self.device), log=self.log)
         self.epoch = 0
         self.history: list[dict] = []
         self.best: dict | None = None  # the epoch with the lowest held-out SSE: {"epoch", "sse", "model"}

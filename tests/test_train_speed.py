@@ -134,6 +134,19 @@ def test_compile_only_when_asked_and_only_on_a_cpu():
     assert not should_compile(True, torch.device("cuda"))  # a GPU replays a CUDA graph instead
 
 
+def test_a_compiled_step_with_a_non_finite_first_loss_is_dropped():
+    """A miscompiled step (seen as NaN from the first loss) must not train: the eager step takes over."""
+    def nan_compiler(fn, **kwargs):
+        return lambda x, x_in: fn(x, x_in) * float("nan")
+
+    lines: list[str] = []
+    model, forward = _tiny_step()
+    step = CompiledStep(forward, compile=True, log=lines.append, compiler=nan_compiler)
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.isfinite(step(x, x)) and torch.isfinite(step(x, x))
+    assert step.kind == "eager (compile failed: the compiled step's first loss is not finite)" and len(lines) == 1
+
+
 def test_speed_record_counts_six_flops_per_multiply_add():
     r = speed_record(AVX2, "fp32", False, "eager", None, 1_000_000, 500.0)
     assert r == {"cpu": AVX2, "precision": "fp32", "memory_format": "contiguous", "step": "eager", "compile_seconds": None,

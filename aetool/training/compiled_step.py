@@ -4,8 +4,10 @@ record of how fast the step ran.
 Why compile: a step of the photo network is as much memory-bound elementwise work (BatchNorm, SiLU,
 the residual adds, their backward passes, bf16 casts) as convolutions; inductor fuses those into a
 few loops over memory, while the convolutions stay oneDNN's.  Why a fallback: inductor needs a C++
-compiler and a supported Python; where compiling (or the first compiled step) fails, the run goes on
-with the eager step and records why, rather than stopping.  The compile time is spent in the first
+compiler and a supported Python, and a miscompiled step must not train: where compiling fails, or the
+first compiled step's loss is not finite, the run goes on with the eager step and records why.  (A
+first batch that the compiled step ran also updated BatchNorm's running statistics once before the
+eager step runs it again.)  The compile time is spent in the first
 step, so it is inside the first epoch's time and images/s, and recorded on its own as well.
 
 A batch of another shape than the first (an epoch's ragged last batch) runs eagerly instead of
@@ -67,10 +69,12 @@ class CompiledStep:
         try:
             compiled = self.compiler(self.forward, dynamic=False)
             loss = compiled(x, x_in)
+            if not bool(torch.isfinite(loss.detach())):  # a miscompiled step, not a diverged run: it is the first
+                raise FloatingPointError("the compiled step's first loss is not finite")
         except Exception as e:  # noqa: BLE001 - inductor and dynamo raise many types (no compiler, unsupported op)
             self.failed = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             self.log(f"note: compiling the training step failed ({self.failed}); training goes on with eager steps")
-            torch._dynamo.reset() if hasattr(torch, "_dynamo") else None
+            torch._dynamo.reset()
             return self._eager(x, x_in)
         self.compile_seconds = time.perf_counter() - t0
         self.compiled = compiled

@@ -162,7 +162,6 @@ def test_metrics_and_info_tell_the_training_speed(workspace, bundle_dir):
     assert speed["step"] == metrics["step"] == "eager"  # --compile is off by default
     assert speed["macs_per_image"] > 0 and speed["images_per_s"] == metrics["history"][-1]["train_images_per_s"]
     assert speed["gflop_per_s"] == pytest.approx(6 * speed["macs_per_image"] * speed["images_per_s"] / 1e9)
-    assert metrics["history"][-1]["gflop_per_s"] == pytest.approx(speed["gflop_per_s"])
     latent = json.loads((bundle_dir / "latent.json").read_text())
     assert latent["training"]["speed"] == speed
     info = run_cli("info", str(bundle_dir), cwd=workspace).stdout

@@ -21,13 +21,15 @@ from ..errors import AetoolError, UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from . import distributed
+from .compiled_step import CompiledStep, should_compile, speed_record
+from .device import channels_last_for, cpu_kind
+from .model import count_macs
 from .augment import random_flip, random_noise, random_shift
 from .config import Recipe, TrainConfig
 from ..datasets import Rows, check_same_split, load_training_data
-from .compiled_step import CompiledStep, should_compile, speed_record
-from .device import channels_last_for, cpu_kind, resolve_precision, torch_device
+from .device import resolve_precision, torch_device
 from .graph_step import GraphStep
-from .model import count_macs, count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
+from .model import count_parameters, describe_layers, forward_all, reconstruction_loss, sse_per_image
 from .run import RunFolder, epochs_in_all
 
 
@@ -284,10 +286,8 @@ class Trainer:
         if self.ranks.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log(
-            f"training {c.model} d={c.d} (width {c.width}) on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}"
-            + (f" {self.cpu_kind}" if self.cpu_kind else "") + f", {self.precision}"
-            + (", channels_last" if self.channels_last else "") + (", CUDA graph" if self.capturable else "")
-            + (", compiled step" if self.forward_loss.compile else "") + "), "
+            f"training {c.model} d={c.d} (width {c.width}) on {len(train)} images of {'x'.join(map(str, self.data.image.shape))} ({self.device.type}, {self.precision}"
+            + (", CUDA graph" if self.capturable else "") + "), "
             f"epochs {self.epoch + 1}..{c.epochs}, batch {c.batch_size}"
             + (f" over {self.ranks.world} processes" if self.ranks.world > 1 else "")
             + f", lr {c.lr:g} ({c.schedule})" + (f", weight decay {c.weight_decay:g}" if c.weight_decay else "")
@@ -306,7 +306,6 @@ class Trainer:
                 "test_psnr_db": psnr_from_sse(float(sse.mean()), self.data.image.pixels),
                 "seconds": seconds,
                 "train_images_per_s": len(train) / seconds,
-                "gflop_per_s": self.speed(len(train) / seconds)["gflop_per_s"],
             }
             if self.average is not None and self.in_average_window(self.epoch):
                 self.average.update_parameters(self.model)
@@ -322,12 +321,13 @@ class Trainer:
             self.log(
                 f"epoch {self.epoch}/{c.epochs}: train loss {train_loss:.3f}  {self.data.heldout_name} SSE/image "
                 f"{row['test_sse_per_image']:.3f}  "
-                f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s, "
-                f"{row['gflop_per_s']:.0f} GFLOP/s)"
+                f"PSNR {row['test_psnr_db']:.2f} dB  ({seconds:.1f} s, {row['train_images_per_s']:.0f} img/s)"
                 + (f"  average of {row['averaged_epochs']}: {self.data.heldout_name} SSE/image "
                    f"{row['average_test_sse_per_image']:.3f}"
                    if "averaged_epochs" in row else "")
             )
+        if self.history:
+            self.log(self.speed_line())
         if self.epoch < c.epochs:
             return self.write_metrics(final=False)
         if self.average is not None:  # the run has ended, so its last epoch was averaged
@@ -361,6 +361,12 @@ class Trainer:
         """The speed record (metrics.json's ``speed``): CPU kind, the choices made for it, images/s, GFLOP/s."""
         return speed_record(self.cpu_kind or self.device.type, self.precision, self.channels_last, self.step_kind(),
                             self.forward_loss.compile_seconds, self.macs, images_per_s)
+
+    def speed_line(self) -> str:
+        """The last epoch's speed and what gave it, for the log (the same as metrics.json's ``speed``)."""
+        s = self.speed(self.history[-1]["train_images_per_s"])
+        return (f"speed: {s['images_per_s']:.0f} images/s, {s['gflop_per_s']:.1f} GFLOP/s on {s['cpu']} "
+                f"({s['precision']}, {s['memory_format']}, {s['step']} step)")
 
     def write_metrics(self, final: bool) -> dict:
         last = self.history[-1]

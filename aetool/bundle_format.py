@@ -675,6 +675,7 @@ class TrainingRecord:
     layers: Any = None
     test_sse_per_image: float | None = None
     test_psnr_db: float | None = None
+    speed: dict[str, Any] | None = None  # how fast training ran: cpu, precision, memory_format, step, images_per_s, gflop_per_s
 
     NUMBERS: ClassVar[tuple[str, ...]] = ("epochs", "epochs_in_all", "best_epoch", "test_sse_per_image", "test_psnr_db")
 
@@ -691,7 +692,8 @@ class TrainingRecord:
         return {"arch": self.arch, "weights": self.weights, "best_epoch": self.best_epoch, "data": self.data,
                 "epochs": self.epochs, "started_from": [s.to_dict() for s in self.started_from],
                 "epochs_in_all": self.epochs_in_all, "config": self.config, "parameters": self.parameters,
-                "layers": self.layers, "test_sse_per_image": self.test_sse_per_image, "test_psnr_db": self.test_psnr_db}
+                "layers": self.layers, "test_sse_per_image": self.test_sse_per_image, "test_psnr_db": self.test_psnr_db,
+                "speed": self.speed}
 
     @classmethod
     def from_dict(cls, obj: Any) -> "TrainingRecord":
@@ -703,7 +705,8 @@ class TrainingRecord:
                    if isinstance(chain, list) else (),
                    epochs_in_all=_int(t.get("epochs_in_all")), config=_object(t.get("config")) or {},
                    parameters=_object(t.get("parameters")), layers=t.get("layers"),
-                   test_sse_per_image=_number(t.get("test_sse_per_image")), test_psnr_db=_number(t.get("test_psnr_db")))
+                   test_sse_per_image=_number(t.get("test_sse_per_image")), test_psnr_db=_number(t.get("test_psnr_db")),
+                   speed=_object(t.get("speed")))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 from .anomaly import no_threshold_reason, summary as anomaly_summary
 from .bundle import list_bundles, shipped_root
-from .bundle_format import BundleMeta, StartRecord, read_meta
+from .bundle_format import BundleMeta, StartRecord, _number, read_meta
 from .errors import AetoolError
 
 
@@ -45,6 +45,8 @@ def describe_lines(path: str | Path, meta: BundleMeta | None = None) -> list[str
                  + (f"; {_shifted(options.shift)}" if options.shift else "")
                  + (f"; denoising, input noise {options.denoise:g}" if options.denoise else "")
                  + (f"; normal class {options.normal_class!r} only" if options.normal_class is not None else ""))
+    if t.speed:
+        lines.append(_speed(t.speed))
     lines.append(anomaly_summary(m.anomaly))
     if m.variant:
         v = m.variant
@@ -83,6 +85,14 @@ def _start(entry: StartRecord) -> str:
 
 def _shifted(pixels: int) -> str:
     return f"shifted by up to {pixels} pixel{'s' if pixels != 1 else ''}"
+
+
+def _speed(speed: dict[str, Any]) -> str:
+    """How fast the training ran and on what: the CPU kind and the choices made for it."""
+    rate, gflops = _number(speed.get("images_per_s")), _number(speed.get("gflop_per_s"))
+    choices = ", ".join(str(speed[k]) for k in ("precision", "memory_format", "step") if speed.get(k))
+    return (f"training speed: {_fmt(rate, '.0f')} images/s, {_fmt(gflops, '.1f')} GFLOP/s on {speed.get('cpu') or '?'}"
+            + (f" ({choices})" if choices else ""))
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:

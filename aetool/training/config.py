@@ -137,6 +137,9 @@ class TrainConfig:
         "bf16: autocast + channels_last (about 2x on CPUs with BF16); fp32: exact.")))
     cuda_graph: bool = field(default=True, metadata=opt("--cuda-graph/--no-cuda-graph", help=(
         "On one GPU, replay each training step as a CUDA graph: the same math, launched at once.")))
+    compile: bool = field(default=False, metadata=opt("--compile/--no-compile", help=(
+        "On a CPU, compile the step with torch.compile (inductor; eager where it fails). Off by default: "
+        "minutes of compiling on 2 cores for a small gain (benchmarks/train_speed.py).")))
     channels: int | None = field(default=None, metadata=opt("--channels", choices=(1, 3), help=(
         "A folder's images as gray (1) or RGB (3) (default: 1 when every image is gray).")))
     fit: str = field(default="pad", metadata=opt("--fit", choices=("pad", "crop"), help=(

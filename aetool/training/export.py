@@ -214,6 +214,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
                 config=config,
                 parameters=metrics.get("parameters"),
                 layers=metrics.get("layers"),
+                speed=metrics.get("speed"),
                 test_sse_per_image=state.get("sse", metrics.get("test_sse_per_image")),
                 test_psnr_db=_test_psnr(state, metrics, data),
             ).to_dict(),

@@ -21,6 +21,9 @@ from ..errors import AetoolError, UsageError
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from . import distributed
+from .compiled_step import CompiledStep, should_compile, speed_record
+from .device import channels_last_for, cpu_kind
+from .model import count_macs
 from .augment import random_flip, random_noise, random_shift
 from .crops import CropImages, map_codes, picture_errors
 from .config import FLAGS, Recipe, TrainConfig
@@ -107,8 +110,12 @@ class Trainer:
         check_batches(self.family, config.batch_size, len(self.data.train), config.data or "MNIST")
         torch.manual_seed(config.seed)
         self.model = self.family.build(self.arch).to(self.device)
-        if self.precision == "bf16":
+        # the CPU kind decides precision (above) and memory format, for every family (device.py)
+        self.cpu_kind = cpu_kind() if self.device.type == "cpu" else None
+        self.channels_last = channels_last_for(self.device, self.precision, self.cpu_kind)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.macs = count_macs(self.model, torch.zeros(1, *self.arch.image_shape, device=self.device))
         self.step_model = self.ranks.wrap(self.model, self.device)  # what the training step calls
         # a captured step reads its learning rate from a device tensor, and Adam keeps its step count there
         self.capturable = self.graphed and self.device.type == "cuda"
@@ -117,6 +124,7 @@ class Trainer:
                                           capturable=self.capturable, decoupled_weight_decay=config.weight_decay > 0)
         self.graph_step = GraphStep(self._update, self._zero_grad, capture=self.capturable,
                                     log=self.log) if self.graphed else None
+        self.forward_loss = CompiledStep(self._forward_loss, compile=should_compile(config.compile, self.device), log=self.log)
         self.epoch = 0
         self.history: list[dict] = []
         self.best: dict | None = None  # the epoch with the lowest held-out SSE: {"epoch", "sse", "model"}
@@ -251,18 +259,21 @@ class Trainer:
 
     def _update(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """Forward, loss, backward and Adam, with the gradients already reset: what a CUDA graph captures."""
-        bf16 = self.precision == "bf16"
-        if bf16:
-            x_in = x_in.contiguous(memory_format=torch.channels_last)
-        # no autocast cache: a captured step must recast the weights Adam has just changed
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
-            x_hat = self.step_model(x_in)
-        loss = reconstruction_loss(x, x_hat)
+        loss = self.forward_loss(x, x_in)
         loss.backward()
         if self.config.clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.optimizer.step()
         return loss.detach()
+
+    def _forward_loss(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """Forward and loss: the part a CPU step compiles (compiled_step.py)."""
+        if self.channels_last:
+            x_in = x_in.contiguous(memory_format=torch.channels_last)
+        # no autocast cache: a captured step must recast the weights Adam has just changed
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False):
+            x_hat = self.step_model(x_in)
+        return reconstruction_loss(x, x_hat)
 
     def train_epoch(self, x_train: TrainImages) -> tuple[float, float]:
         c = self.config
@@ -351,6 +362,8 @@ class Trainer:
                    f"{row['average_test_sse_per_image']:.3f}"
                    if "averaged_epochs" in row else "")
             )
+        if self.history:
+            self.log(self.speed_line())
         if self.epoch < c.epochs:
             return self.write_metrics(final=False)
         if self.average is not None:  # the run has ended, so its last epoch was averaged
@@ -404,11 +417,23 @@ class Trainer:
         self.log(f"weights: the average of the last {int(self.average.n_averaged)} epochs")
 
     def step_kind(self) -> str:
-        """How the training step ran, for the record: "cuda graph", or "eager" (and why, where capture failed)."""
+        """How the training step ran, for the record: "cuda graph", "compiled", or "eager" (and why,
+        where capture or compiling failed)."""
         g = self.graph_step
         if g is None or not g.capture:
-            return "eager"
+            return self.forward_loss.kind
         return f"eager (capture failed: {g.failed})" if g.failed else "cuda graph"
+
+    def speed(self, images_per_s: float) -> dict:
+        """The speed record (metrics.json's ``speed``): CPU kind, the choices made for it, images/s, GFLOP/s."""
+        return speed_record(self.cpu_kind or self.device.type, self.precision, self.channels_last, self.step_kind(),
+                            self.forward_loss.compile_seconds, self.macs, images_per_s)
+
+    def speed_line(self) -> str:
+        """The last epoch's speed and what gave it, for the log (the same as metrics.json's ``speed``)."""
+        s = self.speed(self.history[-1]["train_images_per_s"])
+        return (f"speed: {s['images_per_s']:.0f} images/s, {s['gflop_per_s']:.1f} GFLOP/s on {s['cpu']} "
+                f"({s['precision']}, {s['memory_format']}, {s['step']} step)")
 
     def write_metrics(self, final: bool) -> dict:
         last = self.history[-1]
@@ -421,6 +446,7 @@ class Trainer:
             "precision": self.precision,
             "device": self.device.type,
             "step": self.step_kind(),
+            "speed": self.speed(last["train_images_per_s"]),
             "torch": torch.__version__,
             "parameters": {"encoder": count_parameters(self.model.encoder), "decoder": count_parameters(self.model.decoder)},
             "layers": describe_layers(self.model),

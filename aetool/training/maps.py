@@ -9,7 +9,8 @@ the batch (no normalisation, pooling or Linear layer), so the same weights run o
   half size one residual block (two at the smallest) between 3x3 stride-2 convolutions,
   widths doubling up to ``8 * width``; a 3x3 convolution to d.  The decoder mirrors it with nearest x2 upsampling followed
   by a 3x3 convolution (onnxruntime runs that faster than a pixel shuffle, whose layout
-  reorders cost more than the convolutions around it).  SiLU throughout.
+  reorders cost more than the convolutions around it); its last two convolutions see the
+  fixed path's picture beside the features, at full size.  SiLU throughout.
 - beside the convolutions, a fixed linear path each way: block PCA, the lecture's
   baseline applied per f x f block (an f x f stride-f convolution down, its transpose
   up).  The convolutional paths start at zero, so a fresh network *is* block PCA and
@@ -138,14 +139,19 @@ class MapDecoder(nn.Module):
             stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[i], ws[i - 1], 3, padding=1), nn.SiLU()]
             if i > 1:
                 stages.append(ResBlock(ws[i - 1]))
-        stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[0], channels, 3, padding=1)]
+        stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[0], ws[0], 3, padding=1), nn.SiLU()]
         self.stages = nn.Sequential(*stages)
-        nn.init.zeros_(self.stages[-1].weight)  # the picture starts as block PCA's alone
-        nn.init.zeros_(self.stages[-1].bias)
+        # the last two convolutions see block PCA's picture beside the features: what a per-block
+        # linear map gets wrong (its block edges, above all) is visible there, at full size
+        self.refine = nn.Sequential(nn.Conv2d(ws[0] + channels, ws[0], 3, padding=1), nn.SiLU(),
+                                    nn.Conv2d(ws[0], channels, 3, padding=1))
+        nn.init.zeros_(self.refine[-1].weight)  # the picture starts as block PCA's alone
+        nn.init.zeros_(self.refine[-1].bias)
         self.linear = BlockReconstruct(d, channels, factor)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self.stages(input) + self.linear(input)
+        base = self.linear(input)
+        return base + self.refine(torch.cat([self.stages(input), base], 1))
 
 
 class MapAutoEncoder(nn.Module):

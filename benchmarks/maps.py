@@ -139,7 +139,7 @@ def main() -> None:
     train_dir = work / "train"
     train_dir.mkdir(parents=True, exist_ok=True)
     for name, p in photos.items():
-        if name not in HELD_OUT:
+        if name not in HELD_OUT and not (train_dir / f"{name}.png").is_file():  # kept: its runs' cache stays valid
             Image.fromarray(p).save(train_dir / f"{name}.png")
     heldout = {name: photos[name].transpose(2, 0, 1).astype(np.float32) / 255 for name in HELD_OUT}
     epochs = 1 if a.quick else (a.epochs or 20)

@@ -387,5 +387,6 @@ def decode_file(bundle: Bundle, latents: str | os.PathLike, out: str | os.PathLi
         return {"output": path_text(out), "images": len(z)}
     ncols = ncols or int(np.ceil(np.sqrt(len(z))))
     check_output_size(*grid_size(len(z), ncols, height, width), scale, lower="the number of latents or --scale")
-    write_png(make_grid(bundle.decode(np.asarray(z)), ncols), out, scale=scale)
+    one = bundle.is_map and len(z) == 1  # one map: the picture itself, no grid border
+    write_png(make_grid(bundle.decode(np.asarray(z)), ncols, pad=0 if one else 2), out, scale=scale)
     return {"output": path_text(out), "images": len(z)}

@@ -26,10 +26,6 @@ def make_map_bundle(folder: Path, *, factor: int = 8, d: int = 4, channels: int 
     import torch
     from torch import nn
 
-    from aetool.bundle_format import (BundleMeta, GraphInfo, ImageSpec, LatentLayout, sha256_file, write_meta,
-                                      ENCODER_INPUT, ENCODER_OUTPUT)
-    from aetool.density import DiagonalGaussian, GaussianMixture
-
     torch.manual_seed(seed)
     hidden = 8
     enc_layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU()] if context else []
@@ -40,6 +36,17 @@ def make_map_bundle(folder: Path, *, factor: int = 8, d: int = 4, channels: int 
     dec = nn.Sequential(*dec_layers)
     with torch.no_grad():  # a rough autoencoder: the decoder's output near the picture's mean
         dec[-1].bias.add_(0.5)
+    return _write_bundle(folder, enc, dec, factor=factor, d=d, channels=channels, crop=crop, seed=seed, name=name)
+
+
+def _write_bundle(folder: Path, enc, dec, *, factor: int, d: int, channels: int, crop: int, seed: int, name: str) -> Path:
+    """Export ``enc`` and ``dec`` (torch modules) and describe them in latent.json."""
+    import torch
+
+    from aetool.bundle_format import (BundleMeta, GraphInfo, ImageSpec, LatentLayout, sha256_file, write_meta,
+                                      ENCODER_INPUT, ENCODER_OUTPUT)
+    from aetool.density import DiagonalGaussian, GaussianMixture
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     axes_in = {0: "batch", 2: "height", 3: "width"}
@@ -83,3 +90,24 @@ def save_photo(path: Path, height: int, width: int, channels: int = 3, seed: int
     a = np.round(photo(height, width, channels, seed) * 255).astype(np.uint8)
     Image.fromarray(a[0] if channels == 1 else a.transpose(1, 2, 0)).save(path)
     return Path(path)
+
+
+def make_deep_map_bundle(folder: Path, *, factor: int = 8, d: int = 4, seed: int = 0) -> Path:
+    """A map bundle the size of the issue's sketch (about 1 M parameters: a pixel-unshuffle stem,
+    widths 32 -> 64 -> 128, nearest x2 + convolution upsampling, SiLU), untrained: what the memory
+    and speed of a 12-megapixel reconstruction are measured on before the real family exists."""
+    import torch
+    from torch import nn
+
+    assert factor == 8
+    torch.manual_seed(seed)
+
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.SiLU()]
+
+    enc = nn.Sequential(nn.PixelUnshuffle(2), *block(12, 32), nn.Conv2d(32, 64, 2, stride=2), *block(64, 64),
+                        nn.Conv2d(64, 128, 2, stride=2), *block(128, 128), nn.Conv2d(128, d, 1))
+    up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
+    dec = nn.Sequential(nn.Conv2d(d, 128, 3, padding=1), nn.SiLU(), *block(128, 128), up(), *block(128, 64), up(),
+                        *block(64, 32), up(), nn.Conv2d(32, 3, 3, padding=1))
+    return _write_bundle(folder, enc, dec, factor=factor, d=d, channels=3, crop=64, seed=seed, name="deep")

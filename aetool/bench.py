@@ -81,6 +81,17 @@ def measure(engines: Mapping[str, EngineOps], batch_sizes: Sequence[int], image_
 TorchOps = Callable[[Bundle, np.ndarray], tuple[Mapping[str, Callable[[], object]], str]]
 
 
+def _engines(bundle: Bundle, torch_ops: TorchOps | None, notes: dict[str, str]) -> dict[str, EngineOps]:
+    """onnxruntime, and torch eager beside it where ``torch_ops`` is given (its weights' note into ``notes``)."""
+    engines: dict[str, EngineOps] = {"onnxruntime": lambda x: onnx_ops(bundle, x)}
+    if torch_ops is not None:
+        def torch_engine(x: np.ndarray) -> Mapping[str, Callable[[], object]]:
+            ops, notes["torch_weights"] = torch_ops(bundle, x)
+            return ops
+        engines["torch"] = torch_engine
+    return engines
+
+
 def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, torch_ops: TorchOps | None = None,
               max_seconds: float = 1.0, quiet: bool = False, seed: int = 0,
               sizes: Sequence[tuple[int, int]] = MAP_SIZES) -> dict[str, Any]:
@@ -92,12 +103,7 @@ def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, torch_
     if bundle.is_map:
         return run_map_bench(bundle, sizes, torch_ops=torch_ops, max_seconds=max_seconds, quiet=quiet, seed=seed)
     notes: dict[str, str] = {}
-    engines: dict[str, EngineOps] = {"onnxruntime": lambda x: onnx_ops(bundle, x)}
-    if torch_ops is not None:
-        def torch_engine(x: np.ndarray) -> Mapping[str, Callable[[], object]]:
-            ops, notes["torch_weights"] = torch_ops(bundle, x)
-            return ops
-        engines["torch"] = torch_engine
+    engines = _engines(bundle, torch_ops, notes)
     rows = measure(engines, batch_sizes, bundle.image_shape, max_seconds=max_seconds, quiet=quiet, seed=seed)
     return {
         "bundle": str(bundle.path),
@@ -120,12 +126,7 @@ def run_map_bench(bundle: Bundle, sizes: Sequence[tuple[int, int]] = MAP_SIZES, 
     channels = bundle.meta.image.channels
     for height, width in sizes:
         height, width = bundle.layout.padded_size(height, width)
-        engines: dict[str, EngineOps] = {"onnxruntime": lambda x: onnx_ops(bundle, x)}
-        if torch_ops is not None:
-            def torch_engine(x: np.ndarray) -> Mapping[str, Callable[[], object]]:
-                ops, notes["torch_weights"] = torch_ops(bundle, x)
-                return ops
-            engines["torch"] = torch_engine
+        engines = _engines(bundle, torch_ops, notes)
 
         def on_row(row: dict[str, Any], height: int = height, width: int = width) -> None:
             row.update(height=height, width=width, megapixels_per_s=row["images_per_s"] * height * width / 1e6)

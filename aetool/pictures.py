@@ -178,7 +178,7 @@ def write_samples(bundle: Bundle, output: str | os.PathLike, n: int = 64, *, see
                          f"picture; only map bundles draw pictures of other sizes")
     ncols = ncols or math.ceil(math.sqrt(n))
     height, width = size or bundle.image_shape[1:]
-    check_output_size(*grid_size(n, ncols, height, width), scale, lower="-n, --size or --scale")
+    check_output_size(*grid_size(n, ncols, height, width), scale, lower="-n, --size or --scale" if bundle.is_map else "-n or --scale")
     latent_density = bundle.density_named(density)
     x = bundle.sample(n, seed=seed, density=latent_density, size=size if bundle.is_map else None)
     write_png(make_grid(x, ncols), output, scale=scale)

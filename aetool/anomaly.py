@@ -31,7 +31,7 @@ from .bundle import Bundle
 from .bundle_format import (CONFIDENCE, AnomalyCalibration, TrainingDataRecord, conformal_minimum,
                             conformal_rank, read_meta, write_meta)
 from .errors import AetoolError, UsageError
-from .metrics import sse_per_image
+from .metrics import sse_per_image, sse_picture
 from .stats import clopper_pearson
 
 BATCH = 256
@@ -66,7 +66,7 @@ def map_parts(bundle: Bundle, pictures: Sequence[np.ndarray]) -> tuple[np.ndarra
     for i, x in enumerate(pictures):
         z = bundle.encode_picture(x)
         y = bundle.decode_picture(z, x.shape[1:])
-        sse[i] = float(np.sum((np.asarray(y, np.float64) - x) ** 2)) / (x.shape[1] * x.shape[2])
+        sse[i] = sse_picture(x, y) / (x.shape[1] * x.shape[2])
         codes = z.reshape(bundle.d, -1).T
         nll[i] = float(np.mean(-density.score_samples(codes))) / bundle.d
     return sse, nll

@@ -21,6 +21,16 @@ def sse_per_image(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
     return ((np.asarray(x_hat, np.float64) - x) ** 2).reshape(len(x), -1).sum(axis=1)
 
 
+def sse_picture(x: np.ndarray, y: np.ndarray, rows: int = 256) -> float:
+    """Sum of squared differences of two (C, H, W) pictures in float64, a band of ``rows`` rows at a
+    time: a 40-megapixel photograph's differences in float64 would take a gigabyte at once."""
+    total = 0.0
+    for r in range(0, x.shape[1], rows):
+        diff = np.asarray(y[:, r : r + rows], np.float64) - x[:, r : r + rows]
+        total += float(np.dot(diff.ravel(), diff.ravel()))
+    return total
+
+
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for telling ``positive`` (True) from the rest: the chance
     that a random positive scores above a random negative, ties counted half (Mann-Whitney U).
@@ -110,7 +120,7 @@ def _blur_valid(v: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return sum(t * rows[..., i : rows.shape[-1] - k + 1 + i] for i, t in enumerate(taps))
 
 
-def ssim_picture(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, strip: int = 256) -> float | None:
+def ssim_picture(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, strip: int = 64) -> float | None:
     """Mean SSIM of two (C, H, W) pictures of any size, as :func:`ssim_per_image` computes it (the
     same window, constants and border rule), in strips of ``strip`` rows: a 12-megapixel
     photograph in a few hundred megabytes, where the matrix form would need gigabytes.  None for a

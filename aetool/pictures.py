@@ -17,8 +17,9 @@ import numpy as np
 from .bundle import Bundle
 from .errors import UsageError
 from .fileio import path_text
-from .image_output import OUTPUT_FORMATS, check_output_size, grid_size, make_grid, stack_rows, write_gif, write_png
-from .metrics import psnr_from_sse, sse_per_image, ssim_picture
+from .image_output import (OUTPUT_FORMATS, check_output_size, grid_size, make_grid, stack_rows, to_uint8, write_gif,
+                           write_png)
+from .metrics import psnr_from_sse, sse_per_image, sse_picture, ssim_picture
 
 VECTOR_SCALE = 4  # --scale's default for a code vector bundle's small pictures; map bundles write at their own size
 
@@ -31,9 +32,18 @@ def default_scale(bundle: Bundle, scale: int | None) -> int:
 def picture_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
     """How close a (C, H, W) reconstruction ``y`` is to ``x``: SSE per pixel (summed over the channels),
     PSNR over every value, and SSIM (None for a picture under 11 pixels a side)."""
-    sse = float(np.sum((np.asarray(y, np.float64) - x) ** 2))
+    sse = sse_picture(x, y)
     return {"sse_per_pixel": sse / (x.shape[1] * x.shape[2]), "psnr_db": psnr_from_sse(sse, x.size),
             "ssim": ssim_picture(x, np.clip(y, 0.0, 1.0))}
+
+
+def picture_uint8(y: np.ndarray, rows: int = 256) -> np.ndarray:
+    """A (C, H, W) float picture as bytes (image_output.to_uint8), a band of rows at a time, so that
+    no float copy of a whole photograph is made on its way to the file."""
+    out = np.empty(y.shape, np.uint8)
+    for r in range(0, y.shape[1], rows):
+        out[:, r : r + rows] = to_uint8(y[:, r : r + rows])
+    return out
 
 
 def output_folder(output: str | os.PathLike) -> bool:
@@ -70,11 +80,14 @@ def write_map_reconstructions(bundle: Bundle, output: str | os.PathLike, images:
         x = bundle.load_images([path])[0]
         check_output_size(*x.shape[1:], scale, lower="--scale")
         y = bundle.reconstruct_picture(x)
+        metrics = picture_metrics(x, y)
+        pixels = picture_uint8(y)
+        del y, x  # a photograph's floats are freed before its file is written
         if to_folder:
             target.parent.mkdir(parents=True, exist_ok=True)
-        write_png(make_grid(y[None], 1, pad=0), target, scale=scale)
-        rows.append({"name": path_text(path), "output": path_text(target), "height": int(x.shape[1]),
-                     "width": int(x.shape[2]), **picture_metrics(x, y)})
+        write_png(make_grid(pixels[None], 1, pad=0), target, scale=scale)
+        rows.append({"name": path_text(path), "output": path_text(target), "height": int(pixels.shape[1]),
+                     "width": int(pixels.shape[2]), **metrics})
     return {"output": path_text(output), "images": rows,
             "mean_sse_per_pixel": float(np.mean([r["sse_per_pixel"] for r in rows]))}
 

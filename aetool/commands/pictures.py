@@ -31,7 +31,7 @@ def reconstruct(images, mnist_test, output, ncols, scale, invert, bundle, echo, 
     """Reconstruct IMAGES: originals above reconstructions in one PNG grid, SSE per image.
 
     A map bundle (aetool info says which) reconstructs each picture at its own size: padded by
-    reflection to a multiple of its factor, run (in blended tiles above a megapixel) and cropped
+    reflection to a multiple of its factor, run (in blended tiles above 512 x 512 pixels) and cropped
     back.  One picture is written to -o; several need -o DIR/, one PNG each named after its file.
     It prints SSE per pixel (summed over the channels), PSNR and SSIM per picture."""
     from ..pictures import default_scale, write_reconstructions

@@ -31,7 +31,7 @@ from .bundle import Bundle
 from .bundle_format import (CONFIDENCE, AnomalyCalibration, TrainingDataRecord, conformal_minimum,
                             conformal_rank, read_meta, write_meta)
 from .errors import AetoolError, UsageError
-from .metrics import sse_per_image
+from .metrics import sse_per_image, sse_picture
 from .stats import clopper_pearson
 
 BATCH = 256
@@ -43,11 +43,32 @@ STD_FLOOR = 1e-3
 SPLIT_SEED = 0
 
 
-def parts(bundle: Bundle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: reconstruction SSE, and latent NLL per dimension under the bundle's default density."""
+def parts(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: reconstruction SSE, and latent NLL per dimension under the bundle's default density.
+    A map bundle takes (C, H, W) pictures of any sizes and gives each the same two parts per
+    pixel and per position (:func:`map_parts`), so that pictures of different sizes compare."""
+    if bundle.is_map:
+        return map_parts(bundle, images)
     z = bundle.encode(images)
     sse = sse_per_image(images, bundle.decode(z))
     nll = -bundle.density.score_samples(z.reshape(len(z), -1)) / bundle.d
+    return sse, nll
+
+
+def map_parts(bundle: Bundle, pictures: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A map bundle's two parts, per picture: the SSE per pixel (summed over the channels) of its
+    reconstruction at its own size (the padding left out), and the mean over the latent map's
+    positions of each code's NLL per dimension under the default density.  Both are means, so the
+    calibration's standardisation and threshold hold for pictures of any size; the per-pixel map
+    behind them is the next step."""
+    density = bundle.density
+    sse, nll = np.zeros(len(pictures)), np.zeros(len(pictures))
+    for i, x in enumerate(pictures):
+        z = bundle.encode_picture(x)
+        y = bundle.decode_picture(z, x.shape[1:])
+        sse[i] = sse_picture(x, y) / (x.shape[1] * x.shape[2])
+        codes = z.reshape(bundle.d, -1).T
+        nll[i] = float(np.mean(-density.score_samples(codes))) / bundle.d
     return sse, nll
 
 
@@ -179,9 +200,10 @@ def calibrate_parts(sse: np.ndarray, nll: np.ndarray, fpr: float = 0.01, source:
     return cal
 
 
-def calibrate(bundle: Bundle, images: np.ndarray, fpr: float = 0.01, source: str = "held-out images",
-              rule: str = "max") -> AnomalyCalibration:
-    """calibrate_parts on ``images``: normal pictures the bundle's model never trained on."""
+def calibrate(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray], fpr: float = 0.01,
+              source: str = "held-out images", rule: str = "max") -> AnomalyCalibration:
+    """calibrate_parts on ``images``: normal pictures the bundle's model never trained on (for a map
+    bundle a list of (C, H, W) pictures at their own sizes, as Bundle.load_images gives them)."""
     if not 0 < fpr <= 0.5:
         raise UsageError(f"--fpr must be above 0 and at most 0.5, got {fpr}")
     if len(images) < MIN_IMAGES:
@@ -326,6 +348,9 @@ def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path |
     of its folder rebuilt from the validated record."""
     from .datasets import DataSelection, as_float, check_same_split, load_training_data
 
+    if bundle.is_map:
+        raise UsageError(f"bundle {bundle.name} takes pictures at their own size: give --data a folder of normal "
+                         f"pictures training never saw (the training folder's validation split is not read here yet)")
     source = str(folder) if folder is not None else "download" if record.data == "download" else None
     selection = DataSelection(data=source, val_split=record.val_split, seed=record.seed,
                               normal_class=record.normal_class, holdout=record.holdout, limit=record.limit,
@@ -401,7 +426,7 @@ def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool
         read = list(readable_pictures(bundle, paths[start : start + BATCH], strict, skipped, invert))
         if not read:
             continue
-        sse, nll = parts(bundle, np.stack([x for _, x in read]))
+        sse, nll = parts(bundle, [x for _, x in read] if bundle.is_map else np.stack([x for _, x in read]))
         yield [str(p) for p, _ in read], sse, nll, None if cal is None else combine(sse, nll, cal)
 
 
@@ -413,5 +438,5 @@ def flagged_examples(bundle: Bundle, paths: Sequence[str], scores: Sequence[floa
     if not paths:
         return []
     images = bundle.load_images(list(paths), invert=invert)
-    recon = bundle.decode(bundle.encode(images))
+    recon = [bundle.reconstruct_picture(x) for x in images] if bundle.is_map else bundle.decode(bundle.encode(images))
     return [Flagged(str(p), float(s), images[i], recon[i]) for i, (p, s) in enumerate(zip(paths, scores))]

@@ -16,6 +16,7 @@ from .bundle import Bundle
 from .progress import progress
 
 OPS = ("encode", "decode", "roundtrip")
+MAP_SIZES = ((512, 512), (768, 1024))  # (height, width) a map bundle is timed at: a square and a 1024x768 photograph
 
 
 def time_calls(fn: Callable[[], object], *, min_repeats: int = 20, max_seconds: float = 1.0, warmup: int = 3) -> np.ndarray:
@@ -80,17 +81,29 @@ def measure(engines: Mapping[str, EngineOps], batch_sizes: Sequence[int], image_
 TorchOps = Callable[[Bundle, np.ndarray], tuple[Mapping[str, Callable[[], object]], str]]
 
 
-def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, torch_ops: TorchOps | None = None,
-              max_seconds: float = 1.0, quiet: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Measure encode / decode / round trip per engine and batch size; with ``torch_ops``
-    (aetool.training.torch_from_onnx.torch_ops: the training stage's) torch eager beside onnxruntime."""
-    notes: dict[str, str] = {}
+def _engines(bundle: Bundle, torch_ops: TorchOps | None, notes: dict[str, str]) -> dict[str, EngineOps]:
+    """onnxruntime, and torch eager beside it where ``torch_ops`` is given (its weights' note into ``notes``)."""
     engines: dict[str, EngineOps] = {"onnxruntime": lambda x: onnx_ops(bundle, x)}
     if torch_ops is not None:
         def torch_engine(x: np.ndarray) -> Mapping[str, Callable[[], object]]:
             ops, notes["torch_weights"] = torch_ops(bundle, x)
             return ops
         engines["torch"] = torch_engine
+    return engines
+
+
+def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, torch_ops: TorchOps | None = None,
+              max_seconds: float = 1.0, quiet: bool = False, seed: int = 0,
+              sizes: Sequence[tuple[int, int]] = MAP_SIZES) -> dict[str, Any]:
+    """Measure encode / decode / round trip per engine and batch size; with ``torch_ops``
+    (aetool.training.torch_from_onnx.torch_ops: the training stage's) torch eager beside onnxruntime.
+
+    A map bundle is timed one picture a call at each of ``sizes`` (height, width) instead of at
+    ``batch_sizes``, and each row also says megapixels per second: a photograph's throughput."""
+    if bundle.is_map:
+        return run_map_bench(bundle, sizes, torch_ops=torch_ops, max_seconds=max_seconds, quiet=quiet, seed=seed)
+    notes: dict[str, str] = {}
+    engines = _engines(bundle, torch_ops, notes)
     rows = measure(engines, batch_sizes, bundle.image_shape, max_seconds=max_seconds, quiet=quiet, seed=seed)
     return {
         "bundle": str(bundle.path),
@@ -103,11 +116,48 @@ def run_bench(bundle: Bundle, batch_sizes: tuple[int, ...] = (1, 256), *, torch_
     }
 
 
+def run_map_bench(bundle: Bundle, sizes: Sequence[tuple[int, int]] = MAP_SIZES, *, torch_ops: TorchOps | None = None,
+                  max_seconds: float = 1.0, quiet: bool = False, seed: int = 0) -> dict[str, Any]:
+    """A map bundle's encode / decode / round trip of one picture per call at each size, in
+    megapixels per second (of the picture, for the decoder too); torch eager beside onnxruntime
+    where ``torch_ops`` is given and can run the graphs."""
+    notes: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    channels = bundle.meta.image.channels
+    for height, width in sizes:
+        height, width = bundle.layout.padded_size(height, width)
+        engines = _engines(bundle, torch_ops, notes)
+
+        def on_row(row: dict[str, Any], height: int = height, width: int = width) -> None:
+            row.update(height=height, width=width, megapixels_per_s=row["images_per_s"] * height * width / 1e6)
+
+        rows += measure(engines, (1,), (channels, height, width), max_seconds=max_seconds, quiet=quiet, seed=seed,
+                        on_row=on_row)
+    return {"bundle": str(bundle.path), "family": bundle.family, "d": bundle.d, "provider": bundle.provider,
+            "latent": "map", "factor": bundle.layout.factor,
+            "inputs": "uniform random pictures, one per call (latency does not depend on pixel values)",
+            **notes, "results": rows}
+
+
 def format_table(report: dict[str, Any]) -> str:
+    if report.get("latent") == "map":
+        return _format_map_table(report)
     head = f"{'engine':<12} {'op':<10} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'images/s':>11}"
     lines = [f"bundle {report['bundle']} ({report['family']}, d={report['d']}), onnxruntime on {report['provider']}", head]
     for r in report["results"]:
         engine = r["engine"] if r["engine"] != "onnxruntime" else f"ort-{report['provider']}"
         lines.append(f"{engine:<12} {r['op']:<10} {r['batch']:>5} {r['p50_ms']:>9.3f} {r['p90_ms']:>9.3f} "
                      f"{r['p99_ms']:>9.3f} {r['images_per_s']:>11.0f}")
+    return "\n".join(lines)
+
+
+def _format_map_table(report: dict[str, Any]) -> str:
+    head = f"{'engine':<12} {'op':<10} {'size':>10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'MP/s':>8}"
+    lines = [f"bundle {report['bundle']} ({report['family']}, map f={report['factor']}, d={report['d']}), "
+             f"onnxruntime on {report['provider']}; one picture a call", head]
+    for r in report["results"]:
+        engine = r["engine"] if r["engine"] != "onnxruntime" else f"ort-{report['provider']}"
+        size = f"{r['width']}x{r['height']}"
+        lines.append(f"{engine:<12} {r['op']:<10} {size:>10} {r['p50_ms']:>9.3f} {r['p90_ms']:>9.3f} "
+                     f"{r['p99_ms']:>9.3f} {r['megapixels_per_s']:>8.2f}")
     return "\n".join(lines)

@@ -597,8 +597,12 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def _number(v: Any) -> float | None:
+def finite_number(v: Any) -> float | None:
+    """A record's value as a float where it is a finite number, else None (records are read leniently)."""
     return float(v) if _finite(v) else None
+
+
+_number = finite_number
 
 
 def _text(v: Any) -> str | None:
@@ -693,7 +697,7 @@ class TrainingRecord:
                 "epochs": self.epochs, "started_from": [s.to_dict() for s in self.started_from],
                 "epochs_in_all": self.epochs_in_all, "config": self.config, "parameters": self.parameters,
                 "layers": self.layers, "test_sse_per_image": self.test_sse_per_image, "test_psnr_db": self.test_psnr_db,
-                "speed": self.speed}
+                **({"speed": self.speed} if self.speed is not None else {})}
 
     @classmethod
     def from_dict(cls, obj: Any) -> "TrainingRecord":

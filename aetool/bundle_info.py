@@ -3,19 +3,42 @@ the lines a person reads.  Everything comes from latent.json through bundle_form
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from .anomaly import no_threshold_reason, summary as anomaly_summary
 from .bundle import list_bundles, shipped_root
-from .bundle_format import BundleMeta, StartRecord, _number, read_meta
+from .bundle_format import BundleMeta, StartRecord, finite_number, read_meta
 from .errors import AetoolError
+
+
+def layout_facts(m: BundleMeta) -> dict[str, Any]:
+    """The latent's layout as numbers: kind, f, the multiple and least side pictures are padded to,
+    latent values per picture value and the compression ratio (its inverse).  For a code vector,
+    per picture of the image spec's size."""
+    layout, image = m.latent, m.image
+    per_value = layout.values_per_pixel(m.d, image.channels) if layout.is_map else m.d / math.prod(image.shape)
+    return {"kind": layout.kind, "factor": layout.factor if layout.is_map else None,
+            "multiple": layout.multiple if layout.is_map else None, "min_side": layout.min_side if layout.is_map else None,
+            "values_per_pixel_value": per_value, "compression": 1 / per_value}
+
+
+def layout_line(m: BundleMeta) -> str:
+    """``latent: map, f=8, d=4: 0.0208 values per pixel value, 48x fewer; ...`` (or the code vector's)."""
+    facts = layout_facts(m)
+    ratio = f"{facts['values_per_pixel_value']:.4g} values per pixel value, {facts['compression']:.3g}x fewer"
+    if m.latent.is_map:
+        return (f"latent: map, f={facts['factor']}, d={m.d}: {ratio}; any picture size, padded by reflection to "
+                f"multiples of {facts['multiple']} (at least {facts['min_side']}); the image size above is the "
+                f"training crop")
+    return f"latent: code vector, d={m.d} per {'x'.join(map(str, m.image.shape))} picture: {ratio}"
 
 
 def describe(path: str | Path, meta: BundleMeta | None = None) -> dict[str, Any]:
     """latent.json's summary and records: the report of ``aetool info --json``."""
     m = meta or read_meta(Path(path))
-    return {"path": str(path), **m.summary(),
+    return {"path": str(path), **m.summary(), "layout": layout_facts(m),
             "graphs": {part: {"parameters": g.parameters, "macs_per_image": g.macs, "form": g.form}
                        for part, g in (("encoder", m.encoder), ("decoder", m.decoder))},
             "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
@@ -29,6 +52,7 @@ def describe_lines(path: str | Path, meta: BundleMeta | None = None) -> list[str
     m = meta or read_meta(Path(path))
     lines = [f"{path}: {m.family}, d={m.d}, {m.precision}, image {'x'.join(map(str, m.image.shape))} in "
              f"{list(m.image.range)}, preprocessing {m.image.preprocessing}",
+             layout_line(m),
              "graphs: " + "; ".join(f"{part} {_count(g.parameters)} parameters, {_count(g.macs)} multiply-adds per image"
                                     for part, g in (("encoder", m.encoder), ("decoder", m.decoder)))]
     scores = "".join(f", {k} {v:.3f}" for k, v in m.density_test_log_likelihood_per_dim.items())
@@ -89,7 +113,7 @@ def _shifted(pixels: int) -> str:
 
 def _speed(speed: dict[str, Any]) -> str:
     """How fast the training ran and on what: the CPU kind and the choices made for it."""
-    rate, gflops = _number(speed.get("images_per_s")), _number(speed.get("gflop_per_s"))
+    rate, gflops = finite_number(speed.get("images_per_s")), finite_number(speed.get("gflop_per_s"))
     choices = ", ".join(str(speed[k]) for k in ("precision", "memory_format", "step") if speed.get(k))
     return (f"training speed: {_fmt(rate, '.0f')} images/s, {_fmt(gflops, '.1f')} GFLOP/s on {speed.get('cpu') or '?'}"
             + (f" ({choices})" if choices else ""))

@@ -87,7 +87,10 @@ def _batches(bundle: Bundle, paths: Sequence[Path], strict: bool, invert: bool |
 
 def encode_files(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | os.PathLike, *, strict: bool = False,
                  invert: bool | None = None, quiet: bool = True) -> dict:
-    """Encode every picture in ``items`` (files and folders) into ``out`` (.npy or .csv); returns a summary."""
+    """Encode every picture in ``items`` (files and folders) into ``out`` (.npy or .csv); returns a summary.
+    A map bundle writes latent maps instead (:func:`encode_maps`)."""
+    if bundle.is_map:
+        return encode_maps(bundle, items, out, strict=strict, quiet=quiet)
     out = Path(out)
     if out.suffix.lower() not in LATENT_FORMATS:
         raise UsageError(f"{out}: latents are written as {' or '.join(LATENT_FORMATS)}")
@@ -108,6 +111,104 @@ def encode_files(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | 
         raise AetoolError(f"none of the {len(paths)} files could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
     return {"output": path_text(out), "rows": rows, "d": bundle.d, "skipped": [{"path": p, "error": e} for p, e in skipped],
             "paths": path_text(sidecar(out)) if out.suffix.lower() == ".npy" else None}
+
+
+def _is_folder(out: str | os.PathLike) -> bool:
+    text = os.fspath(out)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def map_file_names(paths: Sequence[Path]) -> list[str]:
+    """One .npy name per picture in a folder of latent maps: its position, then its file's stem, so
+    a listing sorted by name is in input order and two pictures named alike do not collide."""
+    digits = len(str(max(len(paths) - 1, 0)))
+    return [f"{i:0{digits}d}-{Path(p).stem or 'picture'}.npy" for i, p in enumerate(paths)]
+
+
+def encode_maps(bundle: Bundle, items: Iterable[str | os.PathLike], out: str | os.PathLike, *, strict: bool = False,
+                quiet: bool = True) -> dict:
+    """A map bundle's ``aetool encode``: each picture at its own size (padded to a multiple of the
+    factor) into a latent map.  ``out`` an .npy: one (N, d, h, w) float32 array, which needs every
+    picture to have one padded size (a picture of another size is an error naming it), its paths
+    in NAME.paths.txt; ``out`` a folder (ending in / or existing): one (d, h, w) .npy per picture,
+    and the pictures' paths in DIR/paths.txt, one a line in the files' order.  Pictures are read and
+    encoded one at a time; every file appears under its final name only when written whole."""
+    to_folder = _is_folder(out)
+    out = Path(out)
+    if not to_folder and out.suffix.lower() != ".npy":
+        raise UsageError(f"{path_text(out)}: a map bundle's latents are written as .npy, or into a folder DIR/ "
+                         f"for one .npy per picture")
+    skipped: list[tuple[str, str]] = []
+    paths = expand_inputs(items, skipped)
+    if not paths:
+        raise UsageError("no images to encode")
+    listing = out / "paths.txt" if to_folder else sidecar(out)
+    for target in ([listing] if to_folder else [out, listing]):
+        refuse_input_as_output(target, paths, "-o")
+    pictures = progress(readable_pictures(bundle, paths, strict, skipped), quiet=quiet, desc="encoding",
+                        total=len(paths), unit="picture")
+    done: list[Path] = []
+    shape: tuple[int, ...] | None = None
+    if to_folder:
+        out.mkdir(parents=True, exist_ok=True)
+        names = dict(zip(paths, map_file_names(paths)))
+        for path, x in pictures:
+            z = bundle.encode_picture(x)
+            with atomic_path(out / names[path]) as tmp, open(tmp, "wb") as f:
+                np.save(f, z)
+            done.append(path)
+            shape = z.shape
+        written = path_text(out)
+    else:
+        with atomic_path(out) as tmp:
+            array = None
+            for path, x in pictures:
+                z = bundle.encode_picture(x)
+                if array is None:
+                    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(paths), *z.shape))
+                elif z.shape != array.shape[1:]:
+                    raise UsageError(f"{path_text(path)} gives a latent map of {tuple(z.shape)} (d, h, w), the "
+                                     f"pictures before it {tuple(array.shape[1:])}: pictures of different sizes need "
+                                     f"-o DIR/, one .npy each")
+                array[len(done)] = z
+                done.append(path)
+            if array is not None:
+                shape = (len(done), *array.shape[1:])
+                array.flush()
+                if len(done) < len(array):  # some files were skipped: a file of exactly the maps written
+                    trimmed = np.array(array[: len(done)])
+                    del array
+                    with open(tmp, "wb") as f:
+                        np.save(f, trimmed)
+                else:
+                    del array
+        written = path_text(out)
+    if not done:
+        raise AetoolError(f"none of the {len(paths)} files could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
+    with atomic_path(listing) as names_tmp, open(names_tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(f"{path_text(p)}\n" for p in done)
+    return {"output": written, "rows": len(done), "d": bundle.d, "shape": None if to_folder else list(shape or ()),
+            "folder": to_folder, "skipped": [{"path": p, "error": e} for p, e in skipped], "paths": path_text(listing)}
+
+
+def read_latent_map(path: str | os.PathLike, d: int) -> np.ndarray:
+    """A map bundle's latents from an .npy: (N, d, h, w), or one (d, h, w) map as N = 1; any real
+    number type; every value checked finite (a NaN decodes to a picture that looks like a result)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise UsageError(f"{path_text(path)}: a map bundle reads latent maps from .npy files (as aetool encode writes them)")
+    stat_regular(path)
+    z = _read_npy(path)
+    if z.ndim == 3:
+        z = z[None]
+    if z.ndim != 4 or len(z) == 0 or z.shape[1] != d or min(z.shape[2:]) < 1:
+        raise AetoolError(f"{path_text(path)}: expected latent maps of shape (N, {d}, h, w) or ({d}, h, w), "
+                          f"got shape {z.shape}")
+    for i in range(len(z)):
+        if not np.isfinite(np.asarray(z[i])).all():
+            raise AetoolError(f"{path_text(path)}: map {i + 1} holds a NaN or infinite latent value "
+                              f"(or one beyond float32); nothing decoded")
+    return z
 
 
 def _write_npy(out: Path, capacity: int, d: int, batches: Iterable[tuple[list[Path], np.ndarray]]) -> int:
@@ -267,18 +368,25 @@ def decode_file(bundle: Bundle, latents: str | os.PathLike, out: str | os.PathLi
     if not to_folder and out.suffix.lower() not in OUTPUT_FORMATS:
         raise UsageError(f"-o {path_text(out)}: use a picture name ending in one of "
                          f"{' '.join(sorted(OUTPUT_FORMATS))}, or a folder ending in /")
-    z = read_latents(latents, bundle.d)
-    channels, height, width = bundle.image_shape
+    if bundle.is_map:
+        z = read_latent_map(latents, bundle.d)
+        f = bundle.layout.factor
+        height, width = z.shape[2] * f, z.shape[3] * f
+    else:
+        z = read_latents(latents, bundle.d)
+        height, width = bundle.image_shape[1:]
     if to_folder:
         check_output_size(height, width, scale, frames=len(z), lower="the number of latents or --scale")
         out.mkdir(parents=True, exist_ok=True)
         digits = len(str(len(z) - 1))
-        for start in progress(range(0, len(z), BATCH), quiet=quiet, desc="decoding", unit="batch"):
-            pictures = bundle.decode(np.asarray(z[start : start + BATCH]))
+        step = 1 if bundle.is_map else BATCH  # a map's picture may be large: one at a time
+        for start in progress(range(0, len(z), step), quiet=quiet, desc="decoding", unit="batch"):
+            pictures = bundle.decode(np.asarray(z[start : start + step]))
             for i, picture in enumerate(pictures, start):
                 write_png(make_grid(picture[None], 1, pad=0), out / f"{i:0{digits}d}.png", scale=scale)
         return {"output": path_text(out), "images": len(z)}
     ncols = ncols or int(np.ceil(np.sqrt(len(z))))
     check_output_size(*grid_size(len(z), ncols, height, width), scale, lower="the number of latents or --scale")
-    write_png(make_grid(bundle.decode(np.asarray(z)), ncols), out, scale=scale)
+    one = bundle.is_map and len(z) == 1  # one map: the picture itself, no grid border
+    write_png(make_grid(bundle.decode(np.asarray(z)), ncols, pad=0 if one else 2), out, scale=scale)
     return {"output": path_text(out), "images": len(z)}

@@ -412,6 +412,12 @@ def own_size_uint8(path: str | os.PathLike, channels: int, max_side: int | None 
     im = _read_pillow(path, work_side=work)
     if im.width == 0 or im.height == 0:
         raise AetoolError(f"{path}: image has no pixels")
+    kept = not max_side or max(im.width, im.height) <= max_side
+    if kept and (im.mode, channels) in (("RGB", 3), ("L", 1)):
+        # 8-bit bytes are already what the float path would round back to (v / 255 * 255 = v): no
+        # float copies, so a 40-megapixel photograph is read in its own 120 MB, not in gigabytes
+        a = np.asarray(im, dtype=np.uint8)
+        return np.ascontiguousarray(a.transpose(2, 0, 1) if a.ndim == 3 else a[None])
     planes = _planes(im, path, channels)
     if max_side and max(im.width, im.height) > max_side:
         scale = max_side / max(im.width, im.height)

@@ -21,6 +21,16 @@ def sse_per_image(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
     return ((np.asarray(x_hat, np.float64) - x) ** 2).reshape(len(x), -1).sum(axis=1)
 
 
+def sse_picture(x: np.ndarray, y: np.ndarray, rows: int = 256) -> float:
+    """Sum of squared differences of two (C, H, W) pictures in float64, a band of ``rows`` rows at a
+    time: a 40-megapixel photograph's differences in float64 would take a gigabyte at once."""
+    total = 0.0
+    for r in range(0, x.shape[1], rows):
+        diff = np.asarray(y[:, r : r + rows], np.float64) - x[:, r : r + rows]
+        total += float(np.dot(diff.ravel(), diff.ravel()))
+    return total
+
+
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for telling ``positive`` (True) from the rest: the chance
     that a random positive scores above a random negative, ties counted half (Mann-Whitney U).
@@ -94,3 +104,43 @@ def ssim_per_image(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, batch:
         s = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua * ua + ub * ub + c1) * (va + vb + c2))
         out[start : start + batch] = s.mean(axis=(2, 3)).mean(axis=1)
     return out
+
+
+def _gaussian_taps() -> np.ndarray:
+    taps = np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (taps / SSIM_SIGMA) ** 2)
+    return w / w.sum()
+
+
+def _blur_valid(v: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """The 'valid' separable blur of (..., h, w) by ``taps`` along both of the last axes: a sum of
+    shifted slices, so its cost grows with the pixels, not with their square."""
+    k = len(taps)
+    rows = sum(t * v[..., i : v.shape[-2] - k + 1 + i, :] for i, t in enumerate(taps))
+    return sum(t * rows[..., i : rows.shape[-1] - k + 1 + i] for i, t in enumerate(taps))
+
+
+def ssim_picture(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, strip: int = 64) -> float | None:
+    """Mean SSIM of two (C, H, W) pictures of any size, as :func:`ssim_per_image` computes it (the
+    same window, constants and border rule), in strips of ``strip`` rows: a 12-megapixel
+    photograph in a few hundred megabytes, where the matrix form would need gigabytes.  None for a
+    picture under 11 pixels a side, which has no position where the window fits."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape != y.shape or x.ndim != 3:
+        raise ValueError(f"SSIM compares two (C, H, W) pictures of one shape, got {x.shape} and {y.shape}")
+    k = 2 * SSIM_RADIUS + 1
+    c, h, w = x.shape
+    if min(h, w) < k:
+        return None
+    taps = _gaussian_taps()
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    total = np.zeros(c)
+    for r0 in range(0, h - k + 1, strip):
+        r1 = min(h - k + 1, r0 + strip)  # the valid rows r0..r1 need input rows r0..r1 + k - 1
+        a = x[:, r0 : r1 + k - 1].astype(np.float64)
+        b = y[:, r0 : r1 + k - 1].astype(np.float64)
+        ua, ub = _blur_valid(a, taps), _blur_valid(b, taps)
+        va, vb, vab = _blur_valid(a * a, taps) - ua * ua, _blur_valid(b * b, taps) - ub * ub, _blur_valid(a * b, taps) - ua * ub
+        s = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua * ua + ub * ub + c1) * (va + vb + c2))
+        total += s.sum(axis=(1, 2))
+    return float((total / ((h - k + 1) * (w - k + 1))).mean())

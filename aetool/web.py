@@ -326,6 +326,17 @@ def build_site(bundle_args: Sequence[str], out: Path, runtime: Runtime, images: 
             for file in (ENCODER, DECODER, LATENT):
                 shutil.copyfile(b.path / file, folder / file)
             digits = b.meta.image.preprocessing == "mnist_digit"
+            if b.is_map:  # a map has no one code per picture to place on a plane: the page hides the map
+                if images is not None:
+                    log(f"note: {name} is a map bundle: --images gives it no points (its page reconstructs pictures)")
+                data = map_data(b, None, points, use_mnist=False)
+                write_json(folder / "map.json", data)
+                entries.append({"name": name, "path": f"bundles/{name}/", "source": str(b.path), "family": b.family,
+                                "d": b.d, "image": list(b.image_shape), "preprocessing": b.meta.image.preprocessing,
+                                "latent": b.meta.latent.to_dict(),
+                                "anomaly": b.meta.anomaly is not None and b.meta.anomaly.threshold is not None,
+                                "map": data["source"], "points": 0})
+                continue
             try:
                 data = map_data(b, None if digits else images, points, strict=strict, log=note or log)
             except AetoolError as e:

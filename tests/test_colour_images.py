@@ -232,7 +232,7 @@ def test_load_for_dispatch(tmp_path):
     digit[10:46, 24:32] = 255
     d = save(Image.fromarray(digit), tmp_path / "one.png")
     c = save(solid(40, 20, RED), tmp_path / "wide.png")
-    assert PREPROCESSINGS == ("mnist_digit", "resize_pad", "resize_crop")
+    assert PREPROCESSINGS == ("mnist_digit", "resize_pad", "resize_crop", "own_size")
 
     x = load_for([d], 1, 28, 28, "mnist_digit")
     np.testing.assert_array_equal(x, load_images([d]))
@@ -248,6 +248,10 @@ def test_load_for_dispatch(tmp_path):
         load_for([d], 3, 32, 32, "mnist_digit")
     with pytest.raises(AetoolError, match="square"):
         load_for([c], 3, 32, 64, "resize_pad")
+    # own_size: the pictures at their own size, one batch only where they share it
+    assert load_for([c, c], 3, 32, 32, "own_size").shape == (2, 3, 20, 40)
+    with pytest.raises(AetoolError, match="different sizes"):
+        load_for([c, d], 3, 32, 32, "own_size")
     with pytest.raises(AetoolError, match="unknown image preprocessing"):
         load_for([c], 3, 32, 32, "resize_stretch")
 

@@ -225,9 +225,12 @@ def page(tmp_path_factory, photo_bundle):
 
     rng = np.random.default_rng(2)
     write_calibration(unsure, calibrate_parts(np.exp(rng.normal(2, 0.3, 20)), rng.normal(0, 1, 20), 0.01))
-    build_site(["cnn-d2", "cnn-d16", str(colour), str(unsure), str(photo_bundle)], site, Runtime(folder=runtime), points=500,
-               images=_pictures(root / "pics"))
-    page_colour[:] = [colour, root / "pics"]
+    from mapbundles import make_map_bundle
+
+    maps = make_map_bundle(root / "maps")
+    build_site(["cnn-d2", "cnn-d16", str(colour), str(unsure), str(photo_bundle), str(maps)], site, Runtime(folder=runtime),
+               points=500, images=_pictures(root / "pics"))
+    page_colour[:] = [colour, root / "pics", maps]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     messages: list[tuple[str, str]] = []
@@ -364,7 +367,7 @@ def test_colour_bundle_runs_in_the_page(page):
     """An RGB bundle: decoding, and a picture prepared as image_input.py prepares it (resize_pad, 8 bits)."""
     from PIL import Image
 
-    bundle_dir, pics = page_colour
+    bundle_dir, pics = page_colour[:2]
     _use(page, "colour")
     b = load_bundle(bundle_dir, device="cpu")
     z = [[0.3, -0.2, 0.5]]
@@ -387,7 +390,7 @@ def test_a_bundle_without_a_threshold_scores_but_gives_no_verdict_in_the_page(pa
     from aetool import load_bundle
     from aetool.anomaly import combine, parts
 
-    bundle_dir, pics = page_colour
+    bundle_dir, pics = page_colour[:2]
     _use(page, "colour-unsure")
     assert "no anomaly threshold" in page.evaluate("document.getElementById('info').textContent")
     rgba = np.asarray(Image.open(pics / "p1.png").convert("RGBA"))
@@ -415,4 +418,33 @@ def test_photo_network_bundle_runs_in_the_page(page, photo_bundle):
     x = np.array(got["x"], np.float32).reshape(1, 3, 32, 32)
     assert np.abs(x - rgb.transpose(2, 0, 1)[None] / 255).max() <= 1.01 / 255  # a 32x32 picture stays as it is
     assert np.abs(np.array(got["z"]) - b.encode(x).ravel()).max() < 1e-4
+    assert page.evaluate("window.aetool.errors") == []
+
+
+@pytestmark_browser
+def test_map_bundle_reconstructs_a_picture_at_its_own_size_in_the_page(page):
+    """A map bundle: latent.json's layout read, the code-vector panels hidden, and a non-square
+    picture padded by reflection, run and cropped back as Bundle.reconstruct_picture does it."""
+    from aetool.anomaly import map_parts
+    from aetool.bundle_format import graph_shapes
+
+    from mapbundles import photo
+
+    maps = page_colour[2]
+    _use(page, "maps")
+    b = load_bundle(maps, device="cpu")
+    assert page.evaluate("window.aetool.isMap()") is True
+    assert sorted(page.evaluate("window.aetool.hidden()")) == ["interp-panel", "map-panel", "slider-panel"]
+    assert page.evaluate("window.aetool.graphShapes()") == {k: list(v) for k, v in graph_shapes(b.d, b.meta.image, b.layout).items()}
+    x = np.round(photo(45, 70, seed=5) * 255).astype(np.uint8)
+    rgba = np.concatenate([x.transpose(1, 2, 0), np.full((45, 70, 1), 255, np.uint8)], 2)
+    got = page.evaluate("([a, w, h]) => window.aetool.analyse(a, w, h)", [rgba.ravel().tolist(), 70, 45])
+    picture = x.astype(np.float32) / 255
+    assert np.abs(np.array(got["x"]) - picture.ravel()).max() < 1e-6
+    assert got["zShape"] == [b.d, 6, 9]
+    assert np.abs(np.array(got["recon"]) - b.reconstruct_picture(picture).ravel()).max() < 1e-4
+    sse, nll = map_parts(b, [picture])
+    assert got["score"]["sse"] == pytest.approx(float(sse[0]), rel=1e-4)
+    assert got["score"]["nll"] == pytest.approx(float(nll[0]), rel=1e-4, abs=1e-4)
+    assert "at its own size" in page.evaluate("document.getElementById('score').textContent")
     assert page.evaluate("window.aetool.errors") == []

@@ -120,6 +120,24 @@ def positive_ints(value: str, option: str, example: str) -> tuple[int, ...]:
 SEED = click.IntRange(min=0, max=2**32 - 1)  # one rule for every command's --seed
 scale_option = click.option("--scale", type=click.IntRange(min=1, max=64), default=4, show_default=True,
                             help="Upscale factor for the written pictures.")
+picture_scale_option = click.option("--scale", type=click.IntRange(min=1, max=64), default=None,
+                                    help="Upscale factor for the written pictures (default: 4; 1 for a map bundle, "
+                                         "whose pictures are written at their own size).")
+
+
+def picture_size(value: str | None, param: click.Parameter) -> tuple[int, int] | None:
+    """--size as (height, width): ``256`` (a square) or ``WIDTHxHEIGHT`` like ``320x240``."""
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, 2) or min(numbers, default=0) < 1 or max(numbers) > 8192:
+        raise click.BadParameter(f"expected a side like 256 or WIDTHxHEIGHT like 320x240 (1 to 8192), got {value!r}",
+                                 param=param)
+    return (numbers[0], numbers[0]) if len(numbers) == 1 else (numbers[1], numbers[0])
 invert_option = click.option("--invert/--no-invert", default=None,
                              help="Force inverting input images (default: invert when the background is light).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or progress lines.")

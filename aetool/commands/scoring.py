@@ -14,6 +14,7 @@ from .common import (EXIT_CODE, PICTURE_FORMATS, Command, FloatRange, bundle_opt
     "aetool score part1.png part2.png       # SSE, latent NLL, anomaly score, flagged or not",
     "aetool score line-camera/ --csv scores.csv --fail-on-anomaly   # exit 3 when any image is flagged",
     "aetool score new-parts/ --figure why.png   # histogram vs calibration; flagged: image | recon | diff",
+    "aetool score photos/ --bundle export/maps  # a map bundle: per pixel and per position, any sizes",
 ))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="IMAGES_OR_FOLDERS...")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -36,6 +37,9 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     read is skipped and named, as encode does (--strict: an error). Paths are written as
     encode writes them: UTF-8, with a backslash, control characters (a newline) and bytes
     that are not UTF-8 escaped (\\\\, \\n, \\xff), one line per image.
+
+    A map bundle scores each picture at its own size: its sse is the SSE per pixel and its nll the
+    mean over the latent map's positions, so pictures of different sizes compare.
     """
     from ..progress import progress
     from ..scoring import score_pictures
@@ -50,7 +54,7 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     if report.skipped:
         first = report.skipped[0]
         click.echo(f"skipped {len(report.skipped)} unreadable file(s), e.g. {first[0]}: {first[1]}", err=True)
-    echo(f"{'path':<40} {'sse':>9} {'nll':>8} {'score':>8}  anomalous")
+    echo(f"{'path':<40} {'sse/px' if bundle.is_map else 'sse':>9} {'nll':>8} {'score':>8}  anomalous")
     for r in report.shown:
         echo(f"{r['path'][-40:]:<40} {r['sse']:>9.3f} {r['nll']:>8.3f} "
              f"{'-' if r['score'] is None else format(r['score'], '8.3f'):>8}  {'' if r['anomalous'] is None else r['anomalous']}")
@@ -73,6 +77,7 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     "aetool calibrate --bundle export/cnn-d8 --fpr 0.01   # an MNIST bundle: on MNIST's test set",
     "aetool calibrate --bundle export/parts --data good-parts/   # your own normal images, never trained on",
     "aetool calibrate --bundle cnn-d16 --out export/cnn-d16-calibrated   # a copy of a shipped bundle",
+    "aetool calibrate --bundle export/maps --data held-out-photos/   # a map bundle: whole pictures, any sizes",
 ))
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Normal images training never saw (a folder, searched recursively; the bundle's training folder "

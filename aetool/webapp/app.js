@@ -209,6 +209,15 @@
       for (let i = 0; i < n; i++) grey[i] = Math.min(Math.max(invert ? 1 - grey[i] : grey[i], 0), 1);
       return { x: w === 28 && h === 28 ? grey : mnistNormalise(grey, w, h), grey };
     }
+    // own_size (image_input.py own_size_uint8): planes onto black at the picture's own size, 8 bits, / 255
+    if (image.preprocessing === "own_size") {
+      const C = image.channels, out = new Float32Array(C * n);
+      for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) {
+        const a = rgba[4 * i + 3] / 255, r = rgba[4 * i] / 255, g = rgba[4 * i + 1] / 255, b = rgba[4 * i + 2] / 255;
+        out[c * n + i] = Math.round((C === 1 ? r * 0.299 + g * 0.587 + b * 0.114 : [r, g, b][c]) * a * 255) / 255;
+      }
+      return { x: out, grey: null };
+    }
     // resize_pad / resize_crop (image_input.py picture_to_uint8): planes onto black, fitted, 8 bits, / 255
     const C = image.channels, H = image.height, W = image.width, planes = [];
     for (let c = 0; c < C; c++) {
@@ -294,12 +303,19 @@
    *  defined once in aetool/bundle_format.py (graph_shapes, check_graph_shapes) and documented in
    *  docs/bundle-format.md; the page builds its tensors from these and checks the graphs by them. */
   function graphShapes(meta) {
+    if (isMap(meta)) {  // a map: symbolic sides, (C, "height", "width") <-> (d, "height/f", "width/f")
+      const f = meta.latent.factor, pictures = [meta.image.channels, "height", "width"], codes = [meta.d, `height/${f}`, `width/${f}`];
+      return { "encoder input": pictures, "encoder output": codes, "decoder input": codes, "decoder output": pictures };
+    }
     const image = [meta.image.channels, meta.image.height, meta.image.width], latent = [meta.d, 1, 1];
     return { "encoder input": image, "encoder output": latent, "decoder input": latent, "decoder output": image };
   }
-  /** check_graph_shapes: the latent's axes exactly d, 1, 1; an image axis may also be symbolic. */
+  /** latent.json's `latent`: absent (schema 1, 2) or kind "vector" for a code vector, "map" for a map. */
+  function isMap(meta) { return !!(meta.latent && meta.latent.kind === "map"); }
+  /** check_graph_shapes: the latent's axes exactly d, 1, 1; an image axis may also be symbolic.
+   *  A map's graphs: only the channel axes (C and d) are numbers to check. */
   function checkGraphShapes(meta, encoder, decoder) {
-    const want = graphShapes(meta);
+    const want = graphShapes(meta), map = isMap(meta);
     const found = {
       "encoder input": encoder.inputMetadata?.[0], "encoder output": encoder.outputMetadata?.[0],
       "decoder input": decoder.inputMetadata?.[0], "decoder output": decoder.outputMetadata?.[0],
@@ -307,8 +323,8 @@
     for (const [end, info] of Object.entries(found)) {
       if (!info || !info.isTensor || !Array.isArray(info.shape)) continue;  // a runtime that does not say
       const axes = info.shape.slice(1), image = end === "encoder input" || end === "decoder output";
-      const fits = info.shape.length === 4 &&
-        want[end].every((n, i) => axes[i] === n || (image && typeof axes[i] !== "number"));
+      const fits = info.shape.length === 4 && (map ? (axes[0] === want[end][0] || (image && typeof axes[0] !== "number")) :
+        want[end].every((n, i) => axes[i] === n || (image && typeof axes[i] !== "number")));
       if (!fits) {
         throw new Error(`graph shapes: ${end} [${info.shape.join(", ")}] disagrees with ` +
                         (image ? `the image ${want[end].join("x")}` : `d=${meta.d}`) + " in latent.json");
@@ -328,8 +344,9 @@
       checkGraphShapes(m.meta, m.encoder, m.decoder);
       m.d = m.meta.d;
       m.image = m.meta.image;
+      m.isMap = isMap(m.meta);
       m.shapes = graphShapes(m.meta);
-      m.shape = m.shapes["encoder input"];
+      m.shape = m.isMap ? [m.image.channels, m.image.height, m.image.width] : m.shapes["encoder input"];
       m.pixels = m.shape[0] * m.shape[1] * m.shape[2];
       m.densities = Object.fromEntries(Object.entries(m.meta.densities).map(([k, p]) => [k, makeDensity(p)]));
       m.density = m.densities[m.meta.default_density];
@@ -363,12 +380,58 @@
     score(x, recon, z) {
       let sse = 0;
       for (let i = 0; i < x.length; i++) sse += (x[i] - recon[i]) ** 2;
-      const nll = -this.density.logProb(z) / this.d, cal = this.meta.anomaly;
+      return this.verdict(sse, -this.density.logProb(z) / this.d);
+    }
+    verdict(sse, nll) {
+      const cal = this.meta.anomaly;
       const parts = cal ? [(Math.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std, (nll - cal.nll_mean) / cal.nll_std] : null;
       const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
       // aetool.anomaly.require_threshold: without a threshold (none set, or too few images for its rate) no verdict
       const threshold = cal && typeof cal.threshold === "number" ? cal.threshold : null;
       return { sse, nll, score, threshold, flagged: threshold === null ? null : !(score <= threshold) };
+    }
+    /** bundle_format.LatentLayout.padded_size: each side up to a multiple of `multiple`, at least `min_side`. */
+    paddedSize(h, w) {
+      const L = this.meta.latent, up = (n) => Math.max(Math.ceil(n / L.multiple) * L.multiple, L.min_side);
+      return [up(h), up(w)];
+    }
+    /** A map bundle's Bundle.reconstruct_picture: a (C, h, w) picture padded at its bottom and right by
+     *  reflection (numpy's 'reflect', repeated) to paddedSize, through both graphs, cropped back. */
+    async reconstructPicture(x, h, w) {
+      const C = this.image.channels, [H, W] = this.paddedSize(h, w), f = this.meta.latent.factor;
+      const reflect = (i, n) => { if (n === 1) return 0; const p = 2 * n - 2; i %= p; return i < n ? i : p - i; };
+      const padded = new Float32Array(C * H * W);
+      for (let c = 0; c < C; c++) for (let y = 0; y < H; y++) {
+        const sy = reflect(y, h);
+        for (let X = 0; X < W; X++) padded[(c * H + y) * W + X] = x[(c * h + sy) * w + reflect(X, w)];
+      }
+      const z = await this.run(this.encoder, this.meta.graphs.encoder.input, padded, [1, C, H, W]);
+      const out = await this.run(this.decoder, this.meta.graphs.decoder.input, z, [1, this.d, H / f, W / f]);
+      const recon = new Float32Array(C * h * w);
+      for (let c = 0; c < C; c++) for (let y = 0; y < h; y++) recon.set(out.subarray((c * H + y) * W, (c * H + y) * W + w), (c * h + y) * w);
+      return { recon, z, zShape: [this.d, H / f, W / f] };
+    }
+    /** A map bundle's aetool.anomaly.map_parts: SSE per pixel, the mean NLL per dimension over the positions. */
+    scoreMap(x, recon, z, zShape, pixels) {
+      let sse = 0;
+      for (let i = 0; i < x.length; i++) sse += (x[i] - recon[i]) ** 2;
+      sse /= pixels;
+      const [d, h, w] = zShape, code = new Array(d);
+      let nll = 0;
+      for (let p = 0; p < h * w; p++) { for (let k = 0; k < d; k++) code[k] = z[k * h * w + p]; nll += -this.density.logProb(code) / d; }
+      return this.verdict(sse, nll / (h * w));
+    }
+    /** Bundle.sample of a map bundle: every position's code drawn on its own, n maps of h x w decoded. */
+    async sampleMaps(n, seed, kind) {
+      const [C, H, W] = this.shape, f = this.meta.latent.factor, [PH, PW] = this.paddedSize(H, W), h = PH / f, w = PW / f;
+      const codes = this.densities[kind].sample(n * h * w, seed), flat = new Float32Array(n * this.d * h * w);
+      for (let i = 0; i < n; i++) for (let p = 0; p < h * w; p++) for (let k = 0; k < this.d; k++) flat[(i * this.d + k) * h * w + p] = codes[i * h * w + p][k];
+      const out = await this.run(this.decoder, this.meta.graphs.decoder.input, flat, [n, this.d, h, w]);
+      return Array.from({ length: n }, (_, i) => {
+        const pic = new Float32Array(C * H * W);
+        for (let c = 0; c < C; c++) for (let y = 0; y < H; y++) pic.set(out.subarray(((i * C + c) * PH + y) * PW, ((i * C + c) * PH + y) * PW + W), (c * H + y) * W);
+        return pic;
+      });
     }
     /** A point of the map's plane -> a latent: mean + a * axis1 + b * axis2. */
     fromPlane(a, b) {
@@ -383,6 +446,7 @@
 
   // ------------------------------------------------------------------ the page
   const ui = { model: null, selected: null, drawn: null, a: null, b: null, frames: [], playing: true };
+  const MAX_PAGE_SIDE = 1024;  // a map bundle's picture in the page: no tiles here, so a bounded size
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#f2f2f2"];
 
   function setupMap(m) {
@@ -517,9 +581,12 @@
     const open = async (file) => {
       if (!file) return;
       const bmp = await createImageBitmap(file);
-      const off = document.createElement("canvas"); off.width = bmp.width; off.height = bmp.height;
-      const og = off.getContext("2d"); og.drawImage(bmp, 0, 0);
-      const d = og.getImageData(0, 0, bmp.width, bmp.height);
+      // a map bundle's photograph: shrunk (the browser's own resampling) to MAX_PAGE_SIDE, as the page runs no tiles
+      const k = ui.model && ui.model.isMap ? Math.min(1, MAX_PAGE_SIDE / Math.max(bmp.width, bmp.height)) : 1;
+      const ow = Math.max(1, Math.round(bmp.width * k)), oh = Math.max(1, Math.round(bmp.height * k));
+      const off = document.createElement("canvas"); off.width = ow; off.height = oh;
+      const og = off.getContext("2d"); og.drawImage(bmp, 0, 0, ow, oh);
+      const d = og.getImageData(0, 0, ow, oh);
       clear();
       const s = Math.min(canvas.width / bmp.width, canvas.height / bmp.height);
       g.drawImage(bmp, (canvas.width - bmp.width * s) / 2, (canvas.height - bmp.height * s) / 2, bmp.width * s, bmp.height * s);
@@ -533,6 +600,7 @@
   }
   /** A picture (RGBA bytes) through the bundle: its input, reconstruction, place on the map, score. */
   async function analyse(rgba, w, h, source) {
+    if (ui.model.isMap) return analyseMap(rgba, w, h, source);
     const m = ui.model, { x, grey } = preprocess(rgba, w, h, m.image);
     const [z] = await m.encode([x]), [recon] = await m.decode([z]);
     toCanvas($("draw-input"), x, m.shape, m.image.range);
@@ -545,6 +613,28 @@
     el.className = "small" + (s.flagged ? " flagged" : "");
     ui.drawn = { x, recon, z, score: s, grey, w, h, source };
     drawMap();
+    return ui.drawn;
+  }
+
+  /** A map bundle: the picture at its own size (at most MAX_PAGE_SIDE a side) and its reconstruction. */
+  async function analyseMap(rgba, w, h, source) {
+    if (Math.max(w, h) > MAX_PAGE_SIDE) throw new Error(`a ${w}×${h} picture: the page takes at most ${MAX_PAGE_SIDE} px a side (aetool reconstruct takes any size)`);
+    const m = ui.model, { x } = preprocess(rgba, w, h, m.image), shape = [m.image.channels, h, w];
+    const { recon, z, zShape } = await m.reconstructPicture(x, h, w);
+    for (const id of ["draw-input", "draw-recon"]) {
+      const c = $(id), k = Math.min(1, 280 / Math.max(w, h));
+      c.width = Math.max(1, Math.round(w * k)); c.height = Math.max(1, Math.round(h * k));
+      toCanvas(c, id === "draw-input" ? x : recon, shape, m.image.range);
+    }
+    const s = m.scoreMap(x, recon, z, zShape, w * h), el = $("score");
+    let mse = 0;
+    for (let i = 0; i < x.length; i++) mse += (x[i] - recon[i]) ** 2;
+    const psnr = 10 * Math.log10(x.length / Math.max(mse, 1e-30));
+    el.textContent = `${w}×${h} at its own size, latent ${zShape.join("×")}: SSE/pixel ${s.sse.toFixed(4)}, PSNR ${psnr.toFixed(2)} dB, NLL/dim ${s.nll.toFixed(2)}` +
+      (s.score === null ? "" : s.threshold === null ? `; anomaly score ${s.score.toFixed(2)}, no threshold`
+        : `; anomaly score ${s.score.toFixed(2)} (threshold ${s.threshold.toFixed(2)}): ${s.flagged ? "unusual" : "normal"}`);
+    el.className = "small" + (s.flagged ? " flagged" : "");
+    ui.drawn = { x, recon, z: Array.from(z), zShape, score: s, grey: null, w, h, source, psnr };
     return ui.drawn;
   }
 
@@ -577,6 +667,11 @@
   // sampling
   async function sample() {
     const m = ui.model, kind = $("density").value, seed = Math.max(0, Math.floor(+$("seed").value || 0));
+    if (m.isMap) {
+      const xs = await m.sampleMaps(8, seed, kind);
+      grid($("samples"), xs, m.shape, m.image.range, 4, 1);
+      return xs;
+    }
     const zs = m.densities[kind].sample(16, seed), xs = await m.decode(zs);
     grid($("samples"), xs, m.shape, m.image.range, 8, m.shape[1] > 32 ? 1 : 2);
     return xs;
@@ -584,7 +679,8 @@
 
   async function timeDecode(n) {
     const m = ui.model, z = m.density.moments().mean, times = [];
-    for (let i = 0; i < n; i++) { const t = performance.now(); await m.decode([z]); times.push(performance.now() - t); }
+    const once = m.isMap ? () => m.sampleMaps(1, 0, m.meta.default_density) : () => m.decode([z]);
+    for (let i = 0; i < n; i++) { const t = performance.now(); await once(); times.push(performance.now() - t); }
     times.sort((a, b) => a - b);
     return { median_ms: times[Math.floor(n / 2)], min_ms: times[0], max_ms: times[n - 1], n };
   }
@@ -595,14 +691,28 @@
     const m = await Model.load(entry);
     ui.model = m; ui.selected = ui.drawn = ui.a = ui.b = null; ui.frames = [];
     $("bundle").value = entry.name;
-    $("info").textContent = `${m.meta.family}, d=${m.d}, image ${m.shape.join("×")}, ${m.image.preprocessing}, density ${m.meta.default_density}` +
+    for (const id of ["map-panel", "slider-panel", "interp-panel"]) $(id).hidden = m.isMap;  // they need one code per picture
+    $("info").textContent = `${m.meta.family}, d=${m.d}, ` + (m.isMap ? `latent map, f=${m.meta.latent.factor}, any picture size` : `image ${m.shape.join("×")}`) +
+      `, ${m.image.preprocessing}, density ${m.meta.default_density}` +
       (m.meta.anomaly && typeof m.meta.anomaly.threshold === "number" ? ", anomaly threshold set" : ", no anomaly threshold");
-    $("draw-note").textContent = m.image.preprocessing === "mnist_digit"
+    $("draw-note").textContent = m.isMap
+      ? `a picture is reconstructed at its own size: padded by reflection to a multiple of ${m.meta.latent.multiple}, encoded, decoded and cropped back; ` +
+        `the page shrinks a photograph to at most ${MAX_PAGE_SIDE} px a side first (aetool reconstruct takes any size, in tiles)`
+      : m.image.preprocessing === "mnist_digit"
       ? "draw white on black; the drawing is prepared as aetool prepares a picture of a digit: ink cropped, fitted in 20×20 (LANCZOS), centred by mass in 28×28"
       : `a picture is ${m.image.preprocessing === "resize_crop" ? "centre-cropped to a square" : "fitted inside the square on black"} and resized to ${m.shape[2]}×${m.shape[1]}, as aetool reads pictures`;
     const kinds = Object.keys(m.densities);
     $("density").innerHTML = kinds.map((k) => `<option value="${k}"${k === m.meta.default_density ? " selected" : ""}>${k.replace("_", " ")}</option>`).join("");
-    $("sample-note").textContent = "z drawn in this page from latent.json's density (seeded PRNG), then decoded";
+    $("sample-note").textContent = m.isMap
+      ? `each position's code drawn on its own from latent.json's density (seeded PRNG) and the ${m.shape[2]}×${m.shape[1]} map decoded: textures, not scenes`
+      : "z drawn in this page from latent.json's density (seeded PRNG), then decoded";
+    if (m.isMap) {
+      $("draw").getContext("2d").fillRect(0, 0, 280, 280);
+      await sample();
+      const t = await timeDecode(3);
+      $("status").textContent = `sample ${t.median_ms.toFixed(1)} ms (one ${m.shape[2]}×${m.shape[1]} map, wasm)`;
+      return m;
+    }
     setupMap(m);
     setupSliders(m);
     const zs = await setupGallery(m);
@@ -661,7 +771,10 @@
     sample: (n, seed, kind) => ui.model.densities[kind || ui.model.meta.default_density].sample(n, seed),
     logProb: (z, kind) => ui.model.densities[kind || ui.model.meta.default_density].logProb(z),
     preprocessDigit: (grey, w, h) => plain(w === 28 && h === 28 ? grey : mnistNormalise(Float32Array.from(grey), w, h)),
-    analyse: async (rgba, w, h) => { const r = await analyse(Uint8ClampedArray.from(rgba), w, h, "api"); return { x: plain(r.x), recon: plain(r.recon), z: r.z, score: r.score }; },
+    analyse: async (rgba, w, h) => { const r = await analyse(Uint8ClampedArray.from(rgba), w, h, "api"); return { x: plain(r.x), recon: plain(r.recon), z: r.z, score: r.score, zShape: r.zShape }; },
+    isMap: () => ui.model.isMap,
+    hidden: () => ["map-panel", "slider-panel", "interp-panel"].filter((id) => $(id).hidden),
+    graphShapes: () => graphShapes(ui.model.meta),
     drawn: () => ui.drawn && { x: plain(ui.drawn.x), recon: plain(ui.drawn.recon), z: ui.drawn.z, score: ui.drawn.score,
       grey: ui.drawn.grey && plain(ui.drawn.grey), w: ui.drawn.w, h: ui.drawn.h, source: ui.drawn.source },
     /** true while a drawing is still being analysed (the tests wait for false) */

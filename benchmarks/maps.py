@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="epochs of 4096 crops (default: what --minutes allows)")
     ap.add_argument("--crops", type=int, default=CROPS_PER_EPOCH, help="crops an epoch (default 4096)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--note", default="", help="a line for the results' header (e.g. that the machine was shared)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--extra", default="", help="more train options for the network, e.g. '--zoom 2'")
     ap.add_argument("--reuse", action="store_true", help="keep a row's network run where --workdir holds it complete "
@@ -164,7 +165,8 @@ def main() -> None:
         metrics = json.loads((work / "models" / net / "metrics.json").read_text())
         row = {"factor": f, "d": d, "values_per_pixel": d / (f * f * 3), "train_seconds": seconds,
                "crops_per_s": float(np.median([h["train_images_per_s"] for h in metrics["history"]])),
-               "epochs": epochs, "crops": epochs * crops, "best_epoch": metrics.get("best_epoch"),
+               "epochs": metrics["epochs_done"], "crops": sum(metrics["config"]["crops_per_epoch"] for _ in metrics["history"]),
+               "best_epoch": metrics.get("best_epoch"),
                "last_over_best": metrics["history"][-1]["test_sse_per_image"] / metrics["best_test_sse_per_image"],
                "photos": {}}
         bundles = {"network": load_bundle(work / "export" / net, device="cpu"),
@@ -181,20 +183,42 @@ def main() -> None:
                 entry[fmt.lower()] = dict(zip(("psnr", "bytes"), codec_at(x, budget, fmt)))
             row["photos"][name] = entry
         row["speed_mp_per_s"] = speed(work / "export" / net, work / "models" / net)
+        if (f, d) == FIGURE_ROW:
+            figure(heldout[FIGURE_PHOTO], bundles, f, d, "-quick" if a.quick else "")
         results.append(row)
         print(json.dumps(row, indent=1), flush=True)
-    report(results, work, a.quick)
+    report(results, work, a.quick, a.note)
 
 
-def report(results: list[dict], work: Path, quick: bool) -> None:
+FIGURE_ROW, FIGURE_PHOTO = (8, 4), "motorcycle_right"
+ZOOM = (slice(150, 270), slice(250, 430))  # rows, columns of the zoomed region (the engine's detail)
+
+
+def figure(x: np.ndarray, bundles: dict, f: int, d: int, suffix: str = "") -> None:
+    """The photograph, the network's and block PCA's reconstructions at full size side by side, and the
+    same region of each enlarged 3x below them."""
+    from aetool.image_output import to_uint8, write_png
+
+    pictures = [x] + [np.clip(b.reconstruct_picture(x), 0, 1) for b in bundles.values()]
+    gap = 8
+    top = np.concatenate([np.pad(p, ((0, 0), (0, 0), (0, gap)), constant_values=1) for p in pictures], axis=2)
+    zooms = [np.repeat(np.repeat(p[:, ZOOM[0], ZOOM[1]], 3, axis=1), 3, axis=2) for p in pictures]
+    bottom = np.concatenate([np.pad(z, ((0, 0), (0, 0), (0, gap)), constant_values=1) for z in zooms], axis=2)
+    width = max(top.shape[2], bottom.shape[2])
+    rows = [np.pad(r, ((0, 0), (0, gap), (0, width - r.shape[2])), constant_values=1) for r in (top, bottom)]
+    day = datetime.date.today().isoformat()
+    write_png(to_uint8(np.concatenate(rows, axis=1)).transpose(1, 2, 0), ROOT / "benchmarks" / "results" / f"maps-{day}{suffix}.png", scale=1)
+
+
+def report(results: list[dict], work: Path, quick: bool, note: str = "") -> None:
     day = datetime.date.today().isoformat()
     out = ROOT / "benchmarks" / "results" / (f"maps-{day}" + ("-quick" if quick else ""))
     machine = cpu_name()
     lines = [f"# Map family vs block PCA on held-out photographs at full size ({day})", "",
              f"CPU: {machine}. Training: random crops of 7 photographs (one held out whole for the best epoch); "
-             f"scored on {' and '.join(HELD_OUT)} at full size through the exported bundles.", "",
+             f"scored on {' and '.join(HELD_OUT)} at full size through the exported bundles. {note}", "",
              "| f | d | values/pixel | photo | network PSNR / SSIM | block PCA PSNR / SSIM | gain dB | JPEG / WebP PSNR "
-             "at the latent's bytes | training min (crops/s) | enc / dec MP/s onnx (torch) |",
+             "at the latent's bytes | crops; training min (median crops/s); last/best | enc / dec MP/s onnx (torch) |",
              "|---:|---:|---:|---|---|---|---:|---|---|---|"]
     for r in results:
         s = r["speed_mp_per_s"]
@@ -203,7 +227,8 @@ def report(results: list[dict], work: Path, quick: bool) -> None:
             lines.append(f"| {r['factor']} | {r['d']} | {r['values_per_pixel']:.4f} | {name} | {n['psnr']:.2f} / "
                          f"{n['ssim']:.3f} | {p['psnr']:.2f} / {p['ssim']:.3f} | {n['psnr'] - p['psnr']:+.2f} | "
                          f"{e['jpeg']['psnr']:.2f} / {e['webp']['psnr']:.2f} ({e['latent_bytes']} B) | "
-                         f"{r['train_seconds'] / 60:.1f} ({r['crops_per_s']:.0f}) | {s['onnx encoder']:.2f} / "
+                         f"{r['crops']:,}; {r['train_seconds'] / 60:.1f} ({r['crops_per_s']:.0f}); "
+                         f"{r['last_over_best']:.3f} | {s['onnx encoder']:.2f} / "
                          f"{s['onnx decoder']:.2f} ({s['torch encoder']:.2f} / {s['torch decoder']:.2f}) |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"cpu": machine, "date": day, "rows": results}, indent=1))

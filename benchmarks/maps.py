@@ -158,10 +158,14 @@ def main() -> None:
             seconds = aetool("train", "--data", str(train_dir), "--arch", "map", "--factor", str(f), "--d", str(d),
                              "--epochs", str(epochs), "--crops-per-epoch", str(crops), "--out", f"models/{net}",
                              "--force", "--quiet", *a.extra.split(), cwd=work)
-        aetool("export", f"models/{net}", "--out", f"export/{net}", "--quiet", cwd=work)
-        aetool("train", "--data", str(train_dir), "--arch", "pca", "--factor", str(f), "--d", str(d),
-               "--out", f"models/{pca}", "--force", "--quiet", cwd=work)
-        aetool("export", f"models/{pca}", "--out", f"export/{pca}", "--quiet", cwd=work)
+        for run, fit in ((net, None), (pca, ["--arch", "pca", "--factor", str(f), "--d", str(d)])):
+            bundle, metrics_file = work / "export" / run / "latent.json", work / "models" / run / "metrics.json"
+            if a.reuse and bundle.is_file() and metrics_file.is_file() and \
+                    bundle.stat().st_mtime > metrics_file.stat().st_mtime:
+                continue  # exported after its run last changed
+            if fit is not None:
+                aetool("train", "--data", str(train_dir), *fit, "--out", f"models/{run}", "--force", "--quiet", cwd=work)
+            aetool("export", f"models/{run}", "--out", f"export/{run}", "--quiet", cwd=work)
         metrics = json.loads((work / "models" / net / "metrics.json").read_text())
         row = {"factor": f, "d": d, "values_per_pixel": d / (f * f * 3), "train_seconds": seconds,
                "crops_per_s": float(np.median([h["train_images_per_s"] for h in metrics["history"]])),

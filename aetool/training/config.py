@@ -101,7 +101,8 @@ class TrainConfig:
         "Latent size (embedding_dim; a map's codes per block), default 16 (map: 4); under torchrun write "
         "--latent-dim (torchrun reads --d as its own).")))
     model: str | None = field(default=None, metadata=opt("--arch", "--model", everyday=True, choices=FAMILY_CHOICES, help=(
-        "Model family: cnn (the lecture's; default on MNIST), photo (for pictures; default on a folder), pca.")))
+        "Model family: cnn (the lecture's; default on MNIST), photo (for pictures; default on a folder), map (pictures "
+        "at their own size: a latent map, --factor), pca (--factor: per block).")))
     epochs: int = field(default=10, metadata=opt("--epochs", everyday=True, low=1, help=(
         "Epochs in all (default 10; with --resume: as stored).")))
     data: str | None = field(default=None, metadata=opt("--data", everyday=True, metavar="DIR|download", help=(
@@ -164,7 +165,7 @@ class TrainConfig:
         "Train to reconstruct each image from a copy with Gaussian noise of this level (one-class detectors).")))
     holdout: int = field(default=0, metadata=opt("--holdout", low=0, metavar="N", help=(
         "Leave training images 0..N-1 out, to compare runs on images none of them trained on.")))
-    factor: int | None = field(default=None, metadata=opt("--factor", everyday=True, choices=MAP_FACTORS, help=(
+    factor: int | None = field(default=None, metadata=opt("--factor", choices=MAP_FACTORS, help=(
         "A latent map: d codes per FACTOR x FACTOR block (map: default 8; pca: block PCA of such blocks; "
         "the others keep one code vector).")))
     crop: int | None = field(default=None, metadata=opt("--crop", low=16, high=512, help=(

@@ -61,7 +61,11 @@ class ArchConfig:
         return self.factor is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As stored; a code vector's record has no ``factor`` (the records written before maps)."""
+        out = dataclasses.asdict(self)
+        if out["factor"] is None:
+            del out["factor"]
+        return out
 
     @classmethod
     def from_dict(cls, obj: Any, where: str = "arch") -> "ArchConfig":

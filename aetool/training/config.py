@@ -187,6 +187,8 @@ class TrainConfig:
         its option's (declared once, above); the checks here tie fields together."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "image_size" and self.factor is not None:
+                continue  # a latent map's image size is its training crop, in --crop's range
             if value is not None and (problem := f.metadata["option"].problem(value)):
                 raise UsageError(problem)
         checks = [

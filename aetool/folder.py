@@ -36,7 +36,7 @@ from .errors import AetoolError
 from .fileio import path_text
 from .folder_cache import FORMAT_VERSION, cache_folder, cache_key, new_array, read_cached, record, shrink_npy, unlink
 from .folder_headers import infer_channels, infer_shape, infer_size
-from .folder_scan import SUFFIXES, is_image_folder, scan
+from .folder_scan import SUFFIXES, is_image_folder, scan, scan_files
 from .lecture import IMAGE_SIZES
 
 __all__ = [
@@ -119,13 +119,7 @@ def load_folder(
     decode chunks of files that are written, in order, into a new cache file.
     """
     _check_options(channels, size, fit, workers)
-    root_path = Path(root).expanduser()
-    unreadable: list[tuple[str, str]] = []
-    paths, labels, class_names = scan(root_path, unreadable)
-    if unreadable and strict:
-        where, reason = unreadable[0]
-        raise AetoolError(f"{path_text(os.path.join(root_path, where))}: {reason} (strict: no file may be skipped)")
-    rels = [p.relative_to(root_path).as_posix() for p in paths]
+    root_path, paths, rels, labels, class_names, unreadable = scan_files(root, strict)
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else cache_folder()
     key = cache_key(root_path, rels, paths, channels, size, fit)

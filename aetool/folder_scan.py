@@ -103,3 +103,20 @@ def scan(root: str | os.PathLike, unreadable: list[tuple[str, str]] | None = Non
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[rel.parts[0]] if len(rel.parts) > 1 else -1 for rel in found], dtype=np.int64)
     return [root / rel for rel in found], labels, class_names
+
+
+def scan_files(root: str | os.PathLike, strict: bool = False
+               ) -> tuple[Path, list[Path], list[str], np.ndarray, list[str], list[tuple[str, str]]]:
+    """:func:`scan` as a loader needs it: the root, the files, their "/"-separated paths relative to
+    it, labels, class names, and the entries that could not be read (with ``strict``, the first of
+    those is an error naming it)."""
+    from .fileio import path_text  # late: fileio is not needed to tell a folder of pictures
+
+    root_path = Path(root).expanduser()
+    unreadable: list[tuple[str, str]] = []
+    paths, labels, class_names = scan(root_path, unreadable)
+    if unreadable and strict:
+        where, reason = unreadable[0]
+        raise AetoolError(f"{path_text(os.path.join(root_path, where))}: {reason} (strict: no file may be skipped)")
+    rels = [p.relative_to(root_path).as_posix() for p in paths]
+    return root_path, paths, rels, labels, class_names, unreadable

@@ -19,19 +19,19 @@ numpy, Pillow and the standard library only: the runtime imports this without to
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import PIL
 
 from . import image_input
 from .errors import AetoolError
-from .fileio import path_text, read_json, write_json
-from .folder import scan, split  # noqa: F401 (split: the seeded split of pictures, as of images)
+from .fileio import read_json, write_json
+from .folder import split  # noqa: F401 (split: the seeded split of pictures, as of images)
+from .folder_cache import cache_key
+from .folder_scan import scan_files
 from .progress import progress
 
 FORMAT_VERSION = 1
@@ -112,20 +112,6 @@ def _default_cache_dir() -> Path:
     return default_cache_dir() / "pictures"
 
 
-def _cache_key(root: Path, rels: list[str], paths: list[Path], channels: int, max_side: int) -> str:
-    h = hashlib.sha256()
-    for part in (str(root.resolve()), channels, max_side, FORMAT_VERSION, PIL.__version__):
-        h.update(os.fsencode(f"{part}\0"))
-    for rel, path in zip(rels, paths):
-        try:
-            st = path.stat()
-            stamp = f"{st.st_size}\0{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        h.update(os.fsencode(f"{rel}\0{stamp}\n"))
-    return h.hexdigest()[:24]
-
-
 def _decode(path: str, channels: int, max_side: int) -> np.ndarray | str:
     """One picture's bytes, or the one-line reason it cannot be read."""
     try:
@@ -165,16 +151,11 @@ def load_pictures(root: str | os.PathLike, channels: int | None = None, max_side
     if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or \
             not MIN_MAX_SIDE <= max_side <= MAX_MAX_SIDE:
         raise AetoolError(f"--max-side must be a whole number in [{MIN_MAX_SIDE}, {MAX_MAX_SIDE}], got {max_side!r}")
-    root_path = Path(root).expanduser()
-    unreadable: list[tuple[str, str]] = []
-    paths, _, _ = scan(root_path, unreadable)
-    if unreadable and strict:
-        where, reason = unreadable[0]
-        raise AetoolError(f"{path_text(os.path.join(root_path, where))}: {reason} (strict: no file may be skipped)")
+    root_path, paths, rels, _, _, unreadable = scan_files(root, strict)
     channels = channels or infer_channels(paths)
-    rels = [p.relative_to(root_path).as_posix() for p in paths]
     folder = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
-    key = _cache_key(root_path, rels, paths, channels, int(max_side))
+    # keyed as a folder's cache is, with this cache's own format in place of the square's fit
+    key = cache_key(root_path, rels, paths, channels, int(max_side), f"own-size-{FORMAT_VERSION}")
     raw, index = folder / f"pictures-{key}.u8", folder / f"pictures-{key}.json"
     hit = _read_cached(raw, index, key)
     if hit is not None:

@@ -99,9 +99,9 @@ class BlockReconstruct(nn.ConvTranspose2d):
         self.weight.copy_(w.reshape(self.weight.shape))
         self.mean.copy_(torch.from_numpy(mean.astype(np.float32)).reshape(self.mean.shape))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = super().forward(z)
-        return out + self.mean.repeat(1, 1, z.shape[2], z.shape[3])
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # "input": the name the exporter's shapes key on
+        out = super().forward(input)
+        return out + self.mean.repeat(1, 1, input.shape[2], input.shape[3])
 
 
 class MapEncoder(nn.Module):
@@ -170,39 +170,21 @@ class MapAutoEncoder(nn.Module):
         return self
 
 
-class BlockPCAEncoder(nn.Module):
-    def __init__(self, d: int, channels: int, factor: int) -> None:
-        super().__init__()
-        self.linear = BlockProject(channels, d, factor)
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self.linear(input)
-
-
-class BlockPCADecoder(nn.Module):
-    def __init__(self, d: int, channels: int, factor: int) -> None:
-        super().__init__()
-        self.linear = BlockReconstruct(d, channels, factor)
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self.linear(input)
-
-
 class BlockPCA(nn.Module):
     """The lecture's baseline per block: PCA of the f x f x C blocks, as a map autoencoder."""
 
     def __init__(self, d: int, channels: int = 3, factor: int = 8) -> None:
         super().__init__()
         self.embedding_dim, self.factor = d, factor
-        self.encoder = BlockPCAEncoder(d, channels, factor)
-        self.decoder = BlockPCADecoder(d, channels, factor)
+        self.encoder = BlockProject(channels, d, factor)  # the fixed paths themselves are the graphs
+        self.decoder = BlockReconstruct(d, channels, factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
     def start_at_pca(self, mean: np.ndarray, components: np.ndarray) -> "BlockPCA":
-        self.encoder.linear.set_pca(mean, components)
-        self.decoder.linear.set_pca(mean, components)
+        self.encoder.set_pca(mean, components)
+        self.decoder.set_pca(mean, components)
         return self
 
 

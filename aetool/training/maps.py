@@ -7,10 +7,11 @@ the batch (no normalisation, pooling or Linear layer), so the same weights run o
 
 - ``map`` (:class:`MapAutoEncoder`): a 4x4 stride-2 stem, then per resolution below
   half size one residual block (two at the smallest) between 3x3 stride-2 convolutions,
-  widths doubling up to ``8 * width``; a 3x3 convolution to d.  The decoder mirrors it with nearest x2 upsampling followed
-  by a 3x3 convolution (onnxruntime runs that faster than a pixel shuffle, whose layout
-  reorders cost more than the convolutions around it); its last two convolutions see the
-  fixed path's picture beside the features, at full size.  SiLU throughout.
+  widths doubling up to ``8 * width``; a 3x3 convolution to d.  The decoder mirrors it
+  with its work kept at the small sizes: each doubling is a 1x1 convolution to the
+  narrower width and a nearest x2, and its last stage runs at half size on the picture
+  rearranged 2x2 into channels (seeing the fixed path's picture there), ending in one
+  depth-to-space; so decoding costs about what encoding does.  SiLU throughout.
 - beside the convolutions, a fixed linear path each way: block PCA, the lecture's
   baseline applied per f x f block (an f x f stride-f convolution down, its transpose
   up).  The convolutional paths start at zero, so a fresh network *is* block PCA and
@@ -84,20 +85,29 @@ class BlockProject(nn.Conv2d):
 
 
 class BlockReconstruct(nn.ConvTranspose2d):
-    """Block PCA's reconstruction as an f x f stride-f transposed convolution: mean + components @ z."""
+    """Block PCA's reconstruction as an f x f stride-f transposed convolution: mean + components @ z.
 
-    def __init__(self, d: int, channels: int, factor: int) -> None:
-        super().__init__(d, channels, factor, stride=factor, bias=False)
+    With ``space_to_depth`` s > 1 it gives the same picture rearranged as :class:`torch.nn.PixelUnshuffle`
+    (s) would: C*s*s channels at 1/s of the size (an f/s x f/s stride-f/s transposed convolution),
+    which is where the map decoder's last stage works."""
+
+    def __init__(self, d: int, channels: int, factor: int, space_to_depth: int = 1) -> None:
+        k = factor // space_to_depth
+        super().__init__(d, channels * space_to_depth**2, k, stride=k, bias=False)
         nn.init.zeros_(self.weight)
-        self.register_buffer("mean", torch.zeros(1, channels, factor, factor))
+        self.register_buffer("mean", torch.zeros(1, channels * space_to_depth**2, k, k))
         self.requires_grad_(False)
-        self.factor = factor
+        self.channels, self.factor, self.space_to_depth = channels, factor, space_to_depth
 
     @torch.no_grad()
     def set_pca(self, mean: np.ndarray, components: np.ndarray) -> None:
-        w = torch.from_numpy(np.ascontiguousarray(components.T, dtype=np.float32))  # (d, C*f*f)
-        self.weight.copy_(w.reshape(self.weight.shape))
-        self.mean.copy_(torch.from_numpy(mean.astype(np.float32)).reshape(self.mean.shape))
+        c, f, s = self.channels, self.factor, self.space_to_depth
+        w = np.ascontiguousarray(components.T, dtype=np.float32).reshape(-1, c, f, f)  # (d, C, f, f)
+        m = mean.astype(np.float32).reshape(1, c, f, f)
+        # (., C, f, f) -> (., C*s*s, f/s, f/s): pixel (y, x) = (s*a + i, s*b + j) goes to channel (c, i, j)
+        unshuffle = lambda a: a.reshape(a.shape[0], c, f // s, s, f // s, s).transpose(0, 1, 3, 5, 2, 4)  # noqa: E731
+        self.weight.copy_(torch.from_numpy(np.ascontiguousarray(unshuffle(w))).reshape(self.weight.shape))
+        self.mean.copy_(torch.from_numpy(np.ascontiguousarray(unshuffle(m))).reshape(self.mean.shape))
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # "input": the name the exporter's shapes key on
         out = super().forward(input)
@@ -129,29 +139,35 @@ class MapEncoder(nn.Module):
 
 
 class MapDecoder(nn.Module):
-    """g: (N, d, h, w) -> (N, C, h*f, w*f), the mirror of :class:`MapEncoder`."""
+    """g: (N, d, h, w) -> (N, C, h*f, w*f), the mirror of :class:`MapEncoder`, with its work at the
+    small sizes: each doubling is a 1x1 convolution to the narrower width, then nearest x2 (the
+    residual block after it does the spatial mixing), and the last stage runs at half size on the
+    picture rearranged 2x2 into channels, ending in one depth-to-space.  There it sees block PCA's
+    picture beside the features: what a per-block linear map gets wrong (its block edges, above all)
+    is visible there."""
 
     def __init__(self, d: int, width: int, channels: int, factor: int) -> None:
         super().__init__()
         ws = map_widths(width, factor)
         stages: list[nn.Module] = [nn.Conv2d(d, ws[-1], 3, padding=1), nn.SiLU(), ResBlock(ws[-1])]
         for i in range(len(ws) - 1, 0, -1):
-            stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[i], ws[i - 1], 3, padding=1), nn.SiLU()]
+            stages += [nn.Conv2d(ws[i], ws[i - 1], 1), nn.Upsample(scale_factor=2, mode="nearest")]
             if i > 1:
                 stages.append(ResBlock(ws[i - 1]))
-        stages += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[0], ws[0], 3, padding=1), nn.SiLU()]
         self.stages = nn.Sequential(*stages)
-        # the last two convolutions see block PCA's picture beside the features: what a per-block
-        # linear map gets wrong (its block edges, above all) is visible there, at full size
-        self.refine = nn.Sequential(nn.Conv2d(ws[0] + channels, ws[0], 3, padding=1), nn.SiLU(),
-                                    nn.Conv2d(ws[0], channels, 3, padding=1))
-        nn.init.zeros_(self.refine[-1].weight)  # the picture starts as block PCA's alone
-        nn.init.zeros_(self.refine[-1].bias)
-        self.linear = BlockReconstruct(d, channels, factor)
+        self.linear = BlockReconstruct(d, channels, factor, space_to_depth=2)  # fixed: block PCA at half size
+        self.mix = nn.Conv2d(ws[0], ws[0], 3, padding=1)
+        self.see = nn.Conv2d(4 * channels, ws[0], 1)
+        self.act = nn.SiLU()
+        self.out = nn.Conv2d(ws[0], 4 * channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # the picture starts as block PCA's alone
+        nn.init.zeros_(self.out.bias)
+        self.to_full = nn.PixelShuffle(2)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         base = self.linear(input)
-        return base + self.refine(torch.cat([self.stages(input), base], 1))
+        h = self.act(self.mix(self.stages(input)) + self.see(base))
+        return self.to_full(base + self.out(h))
 
 
 class MapAutoEncoder(nn.Module):

@@ -114,6 +114,23 @@ def test_a_pca_larger_than_the_memory_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_a_batch_larger_than_the_memory_is_refused_before_the_first_step(tmp_path):
+    """The photo family at 256 px, batch 400: its activations need far more than a 12 GB address space
+    allows; refused in one line that names a batch that fits, before any step or file."""
+    smooth_pictures(tmp_path / "pics", 12, side=32)
+    limit = 12 << 30
+    proc = subprocess.run([sys.executable, "-m", "aetool", "train", "--data", "pics", "--image-size", "256",
+                           "--batch-size", "400", "--epochs", "1", "--quiet", "--out", "m"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    line, = proc.stderr.strip().splitlines()
+    assert "--batch-size 400" in line and "256x256" in line and "use --batch-size" in line, line
+    fitting = int(line.split("use --batch-size ")[1].split()[0])
+    assert 2 <= fitting < 400
+    assert not (tmp_path / "m").exists()
+
+
 def test_a_latent_too_large_for_a_mixture_gets_the_diagonal_gaussian(tmp_path):
     smooth_pictures(tmp_path / "pics", 12, side=32)
     run_cli("train", "--data", "pics", "--d", "300", "--width", "4", "--epochs", "1", "--batch-size", "6", "--quiet",

@@ -249,6 +249,28 @@ def count_macs(module: nn.Module, example: torch.Tensor) -> int:
     return total
 
 
+def activation_bytes(module: nn.Module, example: torch.Tensor) -> int:
+    """Bytes of every leaf layer's output for one image, at float32: about what autograd keeps of
+    each image for the backward pass, so a step's memory grows with it times the batch."""
+    total = 0
+
+    def hook(layer: nn.Module, inputs: tuple, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output[:1].numel() * 4
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if not any(m.children())]
+    training = module.training
+    try:
+        with torch.no_grad():
+            module.eval()(example[:1].float())
+    finally:
+        module.train(training)
+        for h in handles:
+            h.remove()
+    return total
+
+
 def count_parameters(module: nn.Module) -> int:
     """Every parameter, BatchNorm's included (export folds those into the layer before them)."""
     return sum(p.numel() for p in module.parameters())

@@ -18,12 +18,13 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..density import DiagonalGaussian
 from ..errors import AetoolError, UsageError
+from ..memory import fits, gigabytes
 from ..metrics import psnr_from_sse
 from ..progress import progress
 from . import distributed
 from .compiled_step import CompiledStep, should_compile, speed_record
 from .device import channels_last_for, cpu_kind
-from .model import count_macs
+from .model import activation_bytes, count_macs
 from .augment import random_flip, random_noise, random_shift
 from .crops import CropImages, map_codes, picture_errors
 from .config import FLAGS, Recipe, TrainConfig
@@ -81,6 +82,25 @@ def check_batches(family: Family, batch_size: int, pictures: int, where: str) ->
                          f"(its BatchNorm); add pictures or lower --val-split")
 
 
+# a CPU step's memory per image over its leaf layers' outputs at fp32 (autograd keeps some of them,
+# fused or in bf16 where autocast runs): measured on the photo family at 256 px, with a margin
+STEP_MEMORY_FACTOR = {"fp32": 0.6, "bf16": 0.3}
+
+
+def check_step_memory(batch_size: int, per_image: int, shape: tuple[int, ...], precision: str) -> None:
+    """Refuse, before any step, a batch whose activations cannot fit in the memory free now: the
+    kernel would kill the run part-way instead, with no word of why."""
+    factor = STEP_MEMORY_FACTOR.get(precision, max(STEP_MEMORY_FACTOR.values()))
+    needed = int(batch_size * per_image * factor)
+    ok, available = fits(needed)
+    if not ok:
+        fitting = int(available / (per_image * factor))
+        size = "x".join(str(n) for n in shape[1:])
+        hint = f"use --batch-size {fitting} or less" if fitting >= 2 else "use a smaller --image-size or --crop"
+        raise AetoolError(f"--batch-size {batch_size}: a training step on {size} pictures needs about "
+                          f"{gigabytes(needed)} and this machine has {gigabytes(available)} free; {hint}")
+
+
 class Trainer:
     """One training run: builds the model, loops over epochs, checkpoints, fits the density."""
 
@@ -115,7 +135,11 @@ class Trainer:
         self.channels_last = channels_last_for(self.device, self.precision, self.cpu_kind)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.macs = count_macs(self.model, torch.zeros(1, *self.arch.image_shape, device=self.device))
+        example = torch.zeros(1, *self.arch.image_shape, device=self.device)
+        self.macs = count_macs(self.model, example)
+        if self.device.type == "cpu":
+            check_step_memory(config.batch_size, activation_bytes(self.model, example), self.arch.image_shape,
+                              self.precision)
         self.step_model = self.ranks.wrap(self.model, self.device)  # what the training step calls
         # a captured step reads its learning rate from a device tensor, and Adam keeps its step count there
         self.capturable = self.graphed and self.device.type == "cuda"

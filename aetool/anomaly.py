@@ -283,7 +283,7 @@ class CalibrationSet:
     """Held-out normal images, as an array or as picture files to stream (never all in memory)."""
 
     source: str
-    images: np.ndarray | None = None
+    images: np.ndarray | Sequence[np.ndarray] | None = None  # a map bundle's: pictures of any sizes
     paths: list[Path] | None = None
     holder: str = "the set"  # what a "too few" message names: the user's folder or the run's split
 
@@ -348,17 +348,22 @@ def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path |
     of its folder rebuilt from the validated record."""
     from .datasets import DataSelection, as_float, check_same_split, load_training_data
 
-    if bundle.is_map:
-        raise UsageError(f"bundle {bundle.name} takes pictures at their own size: give --data a folder of normal "
-                         f"pictures training never saw (the training folder's validation split is not read here yet)")
     source = str(folder) if folder is not None else "download" if record.data == "download" else None
-    selection = DataSelection(data=source, val_split=record.val_split, seed=record.seed,
-                              normal_class=record.normal_class, holdout=record.holdout, limit=record.limit,
-                              channels=record.channels, image_size=record.image_size, fit=record.fit)
+    if bundle.is_map:  # whole pictures at their own size, as training held them out
+        selection = DataSelection(data=source, val_split=record.val_split, seed=record.seed, limit=record.limit,
+                                  channels=bundle.image_shape[0], own_size=True, max_side=record.max_side,
+                                  crop=bundle.image_shape[1])
+    else:
+        selection = DataSelection(data=source, val_split=record.val_split, seed=record.seed,
+                                  normal_class=record.normal_class, holdout=record.holdout, limit=record.limit,
+                                  channels=record.channels, image_size=record.image_size, fit=record.fit)
     data = load_training_data(selection, quiet=True, log=lambda line: None)
     if record.validation_sha256 is not None:  # files added or removed move pictures between the parts
         check_same_split({"name": "folder", "validation_sha256": record.validation_sha256}, data,
                          f"--data {folder}", CHANGED_SPLIT)
+    if bundle.is_map:
+        return CalibrationSet(f"{len(data.heldout)} {data.heldout_name} pictures ({data.info.get('name')})",
+                              images=data.heldout.floats(), holder=f"the run's {data.heldout_name} pictures are")
     if tuple(data.image.shape) != tuple(bundle.image_shape):
         raise AetoolError(f"{folder or 'the training data'} gives {'x'.join(map(str, data.image.shape))} images; "
                           f"bundle {bundle.name} takes {'x'.join(map(str, bundle.image_shape))}")

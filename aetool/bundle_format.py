@@ -730,6 +730,7 @@ class TrainingDataRecord:
     image_size: int | None = None
     fit: str = RESIZE_FITS[0]
     validation_sha256: str | None = None  # the folder's validation files as training split them
+    max_side: int = 1024  # a map bundle's pictures: their longer side as training capped it
 
     @classmethod
     def from_meta(cls, meta: "BundleMeta", where: str) -> "TrainingDataRecord":
@@ -750,7 +751,8 @@ class TrainingDataRecord:
                    holdout=r.optional_int("holdout", 0) or 0, limit=r.optional_int("limit", 1),
                    channels=channels, image_size=r.optional_int("image_size", 1, 4096),
                    fit=r.str("fit", RESIZE_FITS, optional=True) or RESIZE_FITS[0],
-                   validation_sha256=d.str("validation_sha256", optional=True))
+                   validation_sha256=d.str("validation_sha256", optional=True),
+                   max_side=r.optional_int("max_side", 1, 1 << 16) or 1024)
 
     @property
     def is_mnist(self) -> bool:

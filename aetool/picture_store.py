@@ -102,6 +102,11 @@ class PictureSet:
             out[k] = self.crop(int(i), top, left, size)
         return out
 
+    def floats(self) -> "FloatPictures":
+        """The pictures as float32 in [0, 1], each made when it is read: a list-like view that
+        calibration and export walk a slice at a time, never holding the whole set as floats."""
+        return FloatPictures(self)
+
     def large_enough(self, size: int) -> np.ndarray:
         return np.flatnonzero((self.sizes[:, 0] >= size) & (self.sizes[:, 1] >= size))
 
@@ -198,6 +203,21 @@ def load_pictures(root: str | os.PathLike, channels: int | None = None, max_side
     data = np.memmap(raw, dtype=np.uint8, mode="r", shape=(done,))
     return PictureSet(data, np.asarray(offsets, np.int64), np.asarray(sizes, np.int64).reshape(-1, 2), channels,
                       kept), skipped + unreadable
+
+
+class FloatPictures(Sequence):
+    """:meth:`PictureSet.floats`: picture i, or a list of them for a slice, as float32 (C, H, W)."""
+
+    def __init__(self, pictures: PictureSet) -> None:
+        self.pictures = pictures
+
+    def __len__(self) -> int:
+        return len(self.pictures)
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return image_input.from_uint8(self.pictures.picture(i))
 
 
 class _InProcess:

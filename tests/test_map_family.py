@@ -169,3 +169,26 @@ def test_map_training_refuses_what_it_cannot_do(tmp_path, picture_folder):
                         cwd=tmp_path, check=False), "--factor")
     usage_error(run_cli("train", "--data", str(picture_folder), "--arch", "pca", "--factor", "8", "--d", "500",
                         "--quiet", cwd=tmp_path, check=False), "at most 192")
+
+
+@pytest.mark.slow
+def test_calibrate_on_the_training_folder_uses_its_validation_pictures(tmp_path):
+    """calibrate --data <the training folder> on a map bundle sets the threshold on the whole held-out
+    pictures training validated on, at their capped size: the same threshold export set on them."""
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    crops = photo_crops(16, 64, seed=5)
+    for i in range(16):
+        h, w = 40 + 8 * (i % 3), 64 - 8 * (i % 2)
+        Image.fromarray(crops[i, :, :h, :w].transpose(1, 2, 0)).save(folder / f"p{i:02d}.png")
+    run_cli("train", "--data", "pictures", "--arch", "map", "--d", "4", "--width", "4", "--epochs", "1",
+            "--crops-per-epoch", "16", "--crop", "32", "--val-split", "0.5", "--max-side", "56", "--quiet",
+            "--out", "m", cwd=tmp_path)
+    run_cli("export", "m", "--out", "b", "--fpr", "0.25", "--quiet", cwd=tmp_path)
+    exported = json.loads((tmp_path / "b" / "latent.json").read_text())["anomaly"]
+    run_cli("calibrate", "--bundle", "b", "--data", "pictures", "--fpr", "0.25", "--out", "c", cwd=tmp_path)
+    redone = json.loads((tmp_path / "c" / "latent.json").read_text())["anomaly"]
+    assert exported["threshold"] is not None and "8 validation pictures" in redone["source"]
+    assert redone["threshold"] == pytest.approx(exported["threshold"], rel=1e-9)

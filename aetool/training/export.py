@@ -34,7 +34,6 @@ from ..density import DiagonalGaussian, GaussianMixture, density_from_dict
 from ..errors import AetoolError
 from ..metrics import psnr_from_sse
 from ..fileio import atomic_dir
-from ..image_input import from_uint8
 from ..runtime import make_session
 from .config import config_from_dict
 from ..anomaly import CHANGED_SPLIT
@@ -234,7 +233,7 @@ def export_run(run_dir: Path, out_dir: Path, *, tolerance: float = TOLERANCE, fp
 
         calibrated = None
         if fpr:  # the anomaly threshold, on the held-out images (aetool calibrate --data DIR can redo it)
-            heldout = [from_uint8(p) for p in data.heldout] if arch.is_map else as_float(data.heldout[:])
+            heldout = data.heldout.floats() if arch.is_map else as_float(data.heldout[:])
             calibrated = export_calibration(load_bundle(staging, device="cpu"), heldout, fpr,
                                             f"{data.heldout_name} {'pictures' if arch.is_map else 'images'} "
                                             f"({data.info.get('name')})")

@@ -31,7 +31,8 @@ from .bundle import Bundle
 from .bundle_format import (CONFIDENCE, AnomalyCalibration, TrainingDataRecord, conformal_minimum,
                             conformal_rank, read_meta, write_meta)
 from .errors import AetoolError, UsageError
-from .metrics import sse_per_image, sse_picture
+from .anomaly_maps import error_map, image_score
+from .metrics import sse_per_image
 from .stats import clopper_pearson
 
 BATCH = 256
@@ -43,33 +44,70 @@ STD_FLOOR = 1e-3
 SPLIT_SEED = 0
 
 
-def parts(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def parts(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray],
+          pixels: "PixelStats | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """Per image: reconstruction SSE, and latent NLL per dimension under the bundle's default density.
-    A map bundle takes (C, H, W) pictures of any sizes and gives each the same two parts per
-    pixel and per position (:func:`map_parts`), so that pictures of different sizes compare."""
+    A map bundle takes (C, H, W) pictures of any sizes and gives each its map's two parts
+    (:func:`map_parts`), so that pictures of different sizes compare."""
     if bundle.is_map:
-        return map_parts(bundle, images)
+        return map_parts(bundle, images, pixels=pixels)
     z = bundle.encode(images)
     sse = sse_per_image(images, bundle.decode(z))
     nll = -bundle.density.score_samples(z.reshape(len(z), -1)) / bundle.d
     return sse, nll
 
 
-def map_parts(bundle: Bundle, pictures: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """A map bundle's two parts, per picture: the SSE per pixel (summed over the channels) of its
-    reconstruction at its own size (the padding left out), and the mean over the latent map's
-    positions of each code's NLL per dimension under the default density.  Both are means, so the
-    calibration's standardisation and threshold hold for pictures of any size; the per-pixel map
-    behind them is the next step."""
+class PixelStats:
+    """What calibration learns of normal pictures' anomaly maps: their mean (the maps' unit) and a
+    seeded sample of their values (of which the pixel threshold is a high quantile), a bounded
+    number a picture, so a folder of any size is summarised in little memory."""
+
+    SAMPLE = 4096
+    QUANTILE = 0.999
+
+    def __init__(self) -> None:
+        self.total, self.count, self.samples = 0.0, 0, []
+        self.rng = np.random.default_rng(SPLIT_SEED)
+
+    def add(self, amap: np.ndarray) -> None:
+        flat = amap.ravel()
+        self.total += float(flat.sum(dtype=np.float64))
+        self.count += flat.size
+        self.samples.append(flat if flat.size <= self.SAMPLE else self.rng.choice(flat, self.SAMPLE, replace=False))
+
+    def finish(self, cal: AnomalyCalibration) -> AnomalyCalibration:
+        if self.count:
+            scale = max(self.total / self.count, 1e-12)
+            cal.pixel_scale = scale
+            cal.pixel_threshold = max(float(np.quantile(np.concatenate(self.samples), self.QUANTILE)) / scale, 1e-12)
+        return cal
+
+
+def map_parts(bundle: Bundle, pictures: Sequence[np.ndarray], *, pixels: PixelStats | None = None,
+              on_map: "Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None" = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """A map bundle's two parts, per picture: the mean of the highest 1 % of its anomaly map (the
+    smoothed squared error of its reconstruction at its own size, aetool.anomaly_maps), and the mean
+    over the latent map's positions of each code's NLL per dimension under the default density.
+    Both are per pixel or per position, so the calibration holds for pictures of any size.
+    ``on_map(i, picture, reconstruction, map)`` sees each picture's map (in the calibration's unit)
+    as it is made, so a caller can write it without holding a batch of them."""
     density = bundle.density
-    sse, nll = np.zeros(len(pictures)), np.zeros(len(pictures))
+    cal = bundle.meta.anomaly
+    scale = None if cal is None else cal.pixel_scale
+    peak, nll = np.zeros(len(pictures)), np.zeros(len(pictures))
     for i, x in enumerate(pictures):
         z = bundle.encode_picture(x)
         y = bundle.decode_picture(z, x.shape[1:])
-        sse[i] = sse_picture(x, y) / (x.shape[1] * x.shape[2])
+        raw = error_map(x, y)
+        peak[i] = image_score(raw)
         codes = z.reshape(bundle.d, -1).T
         nll[i] = float(np.mean(-density.score_samples(codes))) / bundle.d
-    return sse, nll
+        if pixels is not None:
+            pixels.add(raw)
+        if on_map is not None:
+            on_map(i, x, y, raw / np.float32(scale) if scale else raw)
+    return peak, nll
 
 
 def is_anomalous(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -84,7 +122,7 @@ def combine(sse: np.ndarray, nll: np.ndarray, cal: AnomalyCalibration) -> np.nda
     with np.errstate(over="ignore", invalid="ignore"):
         a = (np.log(np.asarray(sse, np.float64) + 1e-12) - cal.log_sse_mean) / cal.log_sse_std
         b = (np.asarray(nll, np.float64) - cal.nll_mean) / cal.nll_std
-        return np.maximum(a, b) if cal.rule == "max" else a + b
+        return np.maximum(a, b) if cal.rule == "max" else a if cal.rule == "map" else a + b
 
 
 # ---------------------------------------------------------------- the calibration, on numbers alone
@@ -210,11 +248,13 @@ def calibrate(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray], fpr: fl
         raise AetoolError(f"calibration needs at least {MIN_IMAGES} held-out normal images, got {len(images)} "
                           f"(a {100 * fpr:g} % threshold needs {images_needed(fpr)})")
     sse, nll = [], []
+    pixels = PixelStats() if bundle.is_map else None
     for start in range(0, len(images), BATCH * 4):
-        s, v = parts(bundle, images[start : start + BATCH * 4])
+        s, v = parts(bundle, images[start : start + BATCH * 4], pixels)
         sse.append(s)
         nll.append(v)
-    return calibrate_parts(np.concatenate(sse), np.concatenate(nll), fpr, source, rule)
+    cal = calibrate_parts(np.concatenate(sse), np.concatenate(nll), fpr, source, "map" if bundle.is_map else rule)
+    return cal if pixels is None else pixels.finish(cal)
 
 
 # ---------------------------------------------------------------- what a calibration says, one rule everywhere
@@ -258,7 +298,8 @@ def summary(cal: AnomalyCalibration | None) -> str:
         return f"anomaly threshold: none ({no_threshold_reason(cal)})"
     how = (f"rank {cal.rank} of {cal.images} calibration scores" if cal.method == "conformal" else
            f"the {1 - cal.fpr:g} quantile of {cal.images} scores, an older calibration: aetool calibrate redoes it")
-    return (f"anomaly threshold {cal.threshold:.3f} ({cal.rule} of the two parts; {how}) for {100 * cal.fpr:g} % "
+    rule = "its anomaly map's peak" if cal.rule == "map" else f"{cal.rule} of the two parts"
+    return (f"anomaly threshold {cal.threshold:.3f} ({rule}; {how}) for {100 * cal.fpr:g} % "
             f"false positives, set on {cal.source}; measured {measured(cal)}")
 
 
@@ -372,12 +413,13 @@ def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path |
 
 
 def parts_of_files(bundle: Bundle, paths: Sequence[Path], invert: bool | None = None,
-                   progress: Callable[[Iterator], Iterator] = lambda it: it) -> tuple[np.ndarray, np.ndarray]:
+                   progress: Callable[[Iterator], Iterator] = lambda it: it,
+                   pixels: PixelStats | None = None) -> tuple[np.ndarray, np.ndarray]:
     """SSE and NLL of picture files a batch at a time: a folder of any size in the memory of one batch."""
     sse, nll = [np.zeros(0)], [np.zeros(0)]
     batches = (list(paths[i : i + BATCH]) for i in range(0, len(paths), BATCH))
     for batch in progress(batches):
-        s, v = parts(bundle, bundle.load_images(batch, invert=invert))
+        s, v = parts(bundle, bundle.load_images(batch, invert=invert), pixels)
         sse.append(s)
         nll.append(v)
     return np.concatenate(sse), np.concatenate(nll)
@@ -399,8 +441,10 @@ def calibrate_set(bundle: Bundle, images: CalibrationSet, fpr: float, invert: bo
                           + (f", or --fpr {lowest:g} (the lowest rate these support)" if lowest is not None else ""))
     if images.images is not None:
         return calibrate(bundle, images.images, fpr, images.source)
-    sse, nll = parts_of_files(bundle, images.paths, invert, progress)
-    return calibrate_parts(sse, nll, fpr, images.source)
+    pixels = PixelStats() if bundle.is_map else None
+    sse, nll = parts_of_files(bundle, images.paths, invert, progress, pixels)
+    cal = calibrate_parts(sse, nll, fpr, images.source, "map" if bundle.is_map else "max")
+    return cal if pixels is None else pixels.finish(cal)
 
 
 def heldout_images(bundle: Bundle) -> tuple[np.ndarray, str]:
@@ -417,13 +461,15 @@ def write_calibration(folder: Path, cal: AnomalyCalibration) -> None:
 
 
 def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool | None = None, *,
-                strict: bool = False, skipped: list[tuple[str, str]] | None = None
+                strict: bool = False, skipped: list[tuple[str, str]] | None = None,
+                on_map: Callable[[str, np.ndarray, np.ndarray, np.ndarray], None] | None = None
                 ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]]:
     """(paths, sse, nll, score or None without a calibration) a batch at a time.
 
     A file that cannot be read is left out and added to ``skipped`` as (path as written, reason),
     as ``aetool encode`` does, so one corrupt picture does not cost the scores of all the others;
-    with ``strict`` it is the error."""
+    with ``strict`` it is the error.  A map bundle's ``on_map(path, picture, reconstruction, map)``
+    sees each picture's anomaly map (map_parts)."""
     from .embed import readable_pictures
 
     cal = bundle.meta.anomaly
@@ -431,7 +477,12 @@ def score_files(bundle: Bundle, paths: Sequence[str | os.PathLike], invert: bool
         read = list(readable_pictures(bundle, paths[start : start + BATCH], strict, skipped, invert))
         if not read:
             continue
-        sse, nll = parts(bundle, [x for _, x in read] if bundle.is_map else np.stack([x for _, x in read]))
+        if bundle.is_map:
+            names = [str(p) for p, _ in read]
+            seen = None if on_map is None else lambda i, x, y, m: on_map(names[i], x, y, m)  # noqa: E731
+            sse, nll = map_parts(bundle, [x for _, x in read], on_map=seen)
+        else:
+            sse, nll = parts(bundle, np.stack([x for _, x in read]))
         yield [str(p) for p, _ in read], sse, nll, None if cal is None else combine(sse, nll, cal)
 
 
@@ -443,5 +494,15 @@ def flagged_examples(bundle: Bundle, paths: Sequence[str], scores: Sequence[floa
     if not paths:
         return []
     images = bundle.load_images(list(paths), invert=invert)
-    recon = [bundle.reconstruct_picture(x) for x in images] if bundle.is_map else bundle.decode(bundle.encode(images))
-    return [Flagged(str(p), float(s), images[i], recon[i]) for i, (p, s) in enumerate(zip(paths, scores))]
+    if not bundle.is_map:
+        recon = bundle.decode(bundle.encode(images))
+        return [Flagged(str(p), float(s), images[i], recon[i]) for i, (p, s) in enumerate(zip(paths, scores))]
+    from .anomaly_maps import heat_overlay, scaled_map
+
+    cal = bundle.meta.anomaly
+    out = []
+    for x, p, s in zip(images, paths, scores):
+        y = bundle.reconstruct_picture(x)
+        heat = heat_overlay(x, scaled_map(x, y, cal.pixel_scale if cal else None), cal.pixel_threshold if cal else None)
+        out.append(Flagged(str(p), float(s), x, y, heat))
+    return out

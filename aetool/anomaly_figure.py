@@ -2,8 +2,8 @@
 
 Top: the scored images' score histogram over the calibration images' (kept in latent.json, so no
 training data is needed), the threshold marked.  Below: each flagged image (highest scores first) as
-original | reconstruction | absolute difference, because a number alone does not tell a person
-whether the model missed a scratch or the whole picture.  Drawn with Pillow alone: the runtime
+original | reconstruction | absolute difference (a map bundle: its anomaly map over the picture),
+because a number alone does not tell a person whether the model missed a scratch or the whole picture.  Drawn with Pillow alone: the runtime
 stays free of plotting libraries.
 """
 
@@ -29,6 +29,7 @@ class Flagged:
     score: float
     image: np.ndarray  # (C, H, W) float in [0, 1], as the model saw it
     reconstruction: np.ndarray
+    heat: np.ndarray | None = None  # a map bundle's: the anomaly map over the picture, (H, W, 3) uint8
 
 
 def _font(size: int = 13) -> ImageFont.ImageFont:
@@ -39,8 +40,12 @@ def _font(size: int = 13) -> ImageFont.ImageFont:
 
 
 def _tile(a: np.ndarray) -> Image.Image:
-    pixels = to_uint8(a)
-    im = Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0))
+    """A (C, H, W) float picture, or an (H, W, 3) uint8 one, as a TILE-square thumbnail."""
+    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3:
+        im = Image.fromarray(a)
+    else:
+        pixels = to_uint8(a)
+        im = Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0))
     upscale = im.width < TILE
     return im.convert("RGB").resize((TILE, TILE), Image.NEAREST if upscale else Image.BILINEAR)
 
@@ -123,11 +128,12 @@ def write_score_figure(path: str | os.PathLike, scores: "np.ndarray | list[float
         draw.text((MARGIN, rows_top), "no image is over the threshold", fill=INK, font=font)
     else:
         more = f" (the {len(shown)} highest of {flagged_count})" if flagged_count > len(shown) else ""
-        draw.text((MARGIN, rows_top), f"flagged{more}: original | reconstruction | absolute difference",
-                  fill=INK, font=font)
+        third = "anomaly map (yellow: over the pixel threshold)" if shown[0].heat is not None else "absolute difference"
+        draw.text((MARGIN, rows_top), f"flagged{more}: original | reconstruction | {third}", fill=INK, font=font)
     for i, f in enumerate(shown):
         y = rows_top + 24 + i * (TILE + 6)
-        for j, a in enumerate((f.image, f.reconstruction, np.abs(f.image - f.reconstruction))):
+        for j, a in enumerate((f.image, f.reconstruction,
+                               np.abs(f.image - f.reconstruction) if f.heat is None else f.heat)):
             canvas.paste(_tile(a), (MARGIN + j * (TILE + 6), y))
         draw.text((MARGIN + 3 * (TILE + 6) + 8, y + TILE / 2 - 16), f"score {f.score:.3f}", fill=RED, font=font)
         draw.text((MARGIN + 3 * (TILE + 6) + 8, y + TILE / 2 + 2), f.name[-56:], fill=INK, font=font)

@@ -452,7 +452,7 @@ def density_params_from_dict(obj: Any) -> DensityParams:
     return DENSITY_KINDS[kind].from_dict(obj)
 
 
-SCORE_RULES = ("max", "sum")
+SCORE_RULES = ("max", "sum", "map")  # "map": a map bundle's first part alone, its anomaly map's peak
 THRESHOLD_METHODS = ("conformal", "quantile")
 CONFIDENCE = 0.95  # of the held-out rate's interval
 
@@ -493,6 +493,10 @@ class AnomalyCalibration:
     standardisation_images: int | None = None  # None: the calibration images themselves (older files)
     heldout_flagged: int | None = None
     heldout_interval: tuple[float, float] | None = None
+    # a map bundle's anomaly map (aetool.anomaly_maps): its unit, the mean SSE per pixel of the normal
+    # pictures, and the value above which a pixel is drawn as flagged (normal pictures' 0.999 quantile)
+    pixel_scale: float | None = None
+    pixel_threshold: float | None = None
 
     @property
     def needed_images(self) -> int:
@@ -501,7 +505,8 @@ class AnomalyCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for key in ("histogram", "rank", "standardisation_images", "heldout_flagged", "heldout_interval"):
+        for key in ("histogram", "rank", "standardisation_images", "heldout_flagged", "heldout_interval",
+                    "pixel_scale", "pixel_threshold"):
             if out[key] is None:
                 del out[key]
         if self.heldout_interval is not None:
@@ -552,7 +557,17 @@ class AnomalyCalibration:
                    standardisation_images=r.optional_int("standardisation_images", 1),
                    heldout_flagged=flagged if heldout_fpr is not None else None,
                    heldout_interval=None if interval is None or heldout_fpr is None
-                   else (float(interval[0]), float(interval[1])))
+                   else (float(interval[0]), float(interval[1])),
+                   pixel_scale=cls._positive(r, "pixel_scale"), pixel_threshold=cls._positive(r, "pixel_threshold"))
+
+    @staticmethod
+    def _positive(r: "_Reader", key: str) -> float | None:
+        v = r._get(key, True)
+        if v is None:
+            return None
+        if not (_finite(v) and v > 0):
+            raise r._bad(key, "a finite number > 0")
+        return float(v)
 
     @staticmethod
     def _rule(r: "_Reader") -> str:

@@ -275,3 +275,101 @@ def test_own_size_bytes_read_without_floats_are_the_same(tmp_path, mode, channel
     path = tmp_path / "p.png"
     Image.fromarray(a).save(path)
     np.testing.assert_array_equal(own_size_uint8(path, channels), to_uint8(_planes(Image.open(path), path, channels)))
+
+
+# ---------------------------------------------------------------- where is the defect (anomaly maps)
+@pytest.fixture(scope="module")
+def calibrated_maps(tmp_path_factory) -> tuple[Path, Path]:
+    """Block PCA (f=8, d=8) fitted on 16 smooth pictures, calibrated on 24 others at 20 %: a map
+    bundle that reconstructs smooth pictures well, so that a scratch is what it gets wrong."""
+    ws = tmp_path_factory.mktemp("anomaly")
+    for folder, n, seed in (("train", 16, 200), ("normal", 24, 10)):
+        (ws / folder).mkdir()
+        for i in range(n):
+            save_photo(ws / folder / f"p{i:02d}.png", 40 + 3 * i, 72 - i, seed=seed + i)
+    run_cli("train", "--data", "train", "--arch", "pca", "--factor", "8", "--d", "8", "--quiet", "--out", "pca", cwd=ws)
+    run_cli("export", "pca", "--out", "b", "--fpr", "0", "--quiet", cwd=ws)
+    run_cli("calibrate", "--bundle", "b", "--data", "normal", "--fpr", "0.2", "--out", "cal", cwd=ws)
+    return ws / "cal", ws
+
+
+def _with_scratch(tmp_path: Path, h: int, w: int) -> tuple[Path, Path, np.ndarray]:
+    """A smooth picture of an odd size, and the same with a bright scratch; the scratch's mask."""
+    from PIL import Image
+
+    save_photo(tmp_path / "clean.png", h, w, seed=99)
+    x = np.asarray(Image.open(tmp_path / "clean.png").convert("RGB")).copy()
+    mask = np.zeros((h, w), bool)
+    rows = np.arange(12, 26)
+    mask[rows, rows + 10] = mask[rows, rows + 11] = True
+    x[mask] = [255, 0, 255]
+    Image.fromarray(x).save(tmp_path / "scratched.png")
+    return tmp_path / "clean.png", tmp_path / "scratched.png", mask
+
+
+def test_anomaly_maps_show_where(calibrated_maps, tmp_path, no_torch):
+    """A planted scratch scores above the same picture without it, and its map, of the picture's own
+    odd size, peaks inside the scratch; --maps writes .npy and heat .png named after each picture,
+    --json lists them, and the CSV keeps one row a picture with its score."""
+    from PIL import Image
+
+    cal, _ = calibrated_maps
+    meta = json.loads((cal / "latent.json").read_text())["anomaly"]
+    assert meta["pixel_scale"] > 0 and meta["pixel_threshold"] > 0
+    clean, scratched, mask = _with_scratch(tmp_path, 57, 83)
+    proc = run_cli("score", str(clean), str(scratched), "--bundle", str(cal), "--maps", "m", "--csv", "s.csv",
+                   "--json", cwd=tmp_path, env=no_torch)
+    report = json.loads(proc.stdout)
+    rows = report["images"]
+    assert rows[1]["score"] > rows[0]["score"] and report["maps"] == "m"
+    amaps = [np.load(tmp_path / r["map"]) for r in rows]
+    assert all(a.shape == (57, 83) and a.dtype == np.float32 for a in amaps)
+    assert mask[np.unravel_index(np.argmax(amaps[1]), mask.shape)] or \
+        np.argwhere(mask).min(0)[0] - 4 <= np.unravel_index(np.argmax(amaps[1]), mask.shape)[0]  # in or at it
+    peak = np.unravel_index(np.argmax(amaps[1]), mask.shape)
+    assert np.min(np.abs(np.argwhere(mask) - np.array(peak)).sum(1)) <= 2  # at the scratch, within 2 px
+    assert amaps[1][mask].mean() > 3 * amaps[0][mask].mean()
+    assert [p.name for p in sorted((tmp_path / "m").iterdir())] == ["0-clean.npy", "0-clean.png", "1-scratched.npy",
+                                                                     "1-scratched.png", "maps.json"]
+    assert Image.open(tmp_path / rows[1]["heatmap"]).size == (83, 57)
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "path,sse,nll,score,anomalous,map,heatmap" and len(lines) == 3
+    # again over its own earlier output: replaced whole
+    run_cli("score", str(clean), "--bundle", str(cal), "--maps", "m", "--quiet", cwd=tmp_path, env=no_torch)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["0-clean.npy", "0-clean.png", "maps.json"]
+
+
+def test_anomaly_figure_of_a_map_bundle(calibrated_maps, tmp_path, no_torch):
+    from PIL import Image
+
+    cal, _ = calibrated_maps
+    _, scratched, _ = _with_scratch(tmp_path, 40, 64)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 80, 3), dtype=np.uint8)).save(noise)
+    run_cli("score", str(scratched), str(noise), "--bundle", str(cal), "--figure", "why.png", cwd=tmp_path,
+            env=no_torch)
+    assert Image.open(tmp_path / "why.png").size[0] > 0
+
+
+def test_anomaly_maps_refuse_what_they_cannot_do(calibrated_maps, bundle_dir, tmp_path):
+    """A maps folder of the user's own files is never replaced; a code-vector bundle has no map; nor
+    may the maps go inside an input folder; nothing is written on a refusal."""
+    from test_hostile import one_line_error
+
+    cal, _ = calibrated_maps
+    clean, _, _ = _with_scratch(tmp_path, 40, 48)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    proc = run_cli("score", str(clean), "--bundle", str(cal), "--maps", "mine", cwd=tmp_path, check=False)
+    one_line_error(proc, "did not write")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    usage_error(run_cli("score", str(clean), "--bundle", str(bundle_dir), "--maps", "m2", cwd=tmp_path, check=False),
+                "--maps")
+    usage_error(run_cli("score", str(tmp_path), "--bundle", str(cal), "--maps", str(tmp_path / "inside"),
+                        cwd=tmp_path, check=False), "--maps")
+    assert not (tmp_path / "m2").exists() and not (tmp_path / "inside").exists()
+    # a colour picture through a grey bundle: read as the bundle reads it, one map of its size
+    grey = make_map_bundle(tmp_path / "grey", channels=1)
+    run_cli("score", str(clean), "--bundle", str(grey), "--maps", "m3", "--quiet", cwd=tmp_path)
+    assert np.load(tmp_path / "m3" / "0-clean.npy").shape == (40, 48)

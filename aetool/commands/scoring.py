@@ -14,7 +14,7 @@ from .common import (EXIT_CODE, PICTURE_FORMATS, Command, FloatRange, bundle_opt
     "aetool score part1.png part2.png       # SSE, latent NLL, anomaly score, flagged or not",
     "aetool score line-camera/ --csv scores.csv --fail-on-anomaly   # exit 3 when any image is flagged",
     "aetool score new-parts/ --figure why.png   # histogram vs calibration; flagged: image | recon | diff",
-    "aetool score photos/ --bundle export/maps  # a map bundle: per pixel and per position, any sizes",
+    "aetool score parts/ --bundle export/maps --maps maps/   # a map bundle: where, per pixel (.npy + heat .png)",
 ))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="IMAGES_OR_FOLDERS...")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -23,11 +23,15 @@ from .common import (EXIT_CODE, PICTURE_FORMATS, Command, FloatRange, bundle_opt
               callback=lambda ctx, param, value: picture_path(value, param),
               help=f"Also draw the scores against the calibration set and the flagged images "
                    f"(original | reconstruction | difference) into this picture: {PICTURE_FORMATS}.")
+@click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="A map bundle: write each picture's anomaly map (float32 H x W .npy, in multiples of the normal "
+                   "pictures' error) and a heat map over it (.png) into DIR, named by position and file name, with "
+                   "DIR/maps.json listing them. DIR must be new, empty or an earlier --maps.")
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with status 3 when any image is over the threshold.")
 @click.option("--strict", is_flag=True, help="An unreadable file is an error (default: skipped, counted, named).")
 @invert_option
 @bundle_options
-def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle, echo, quiet):
+def score(inputs, csv_path, figure_path, maps_dir, fail_on_anomaly, strict, invert, bundle, echo, quiet):
     """Anomaly scores of pictures (files, or folders searched recursively) against the bundle's threshold.
 
     The score is the larger of the standardised log reconstruction error and latent negative
@@ -38,15 +42,17 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
     encode writes them: UTF-8, with a backslash, control characters (a newline) and bytes
     that are not UTF-8 escaped (\\\\, \\n, \\xff), one line per image.
 
-    A map bundle scores each picture at its own size: its sse is the SSE per pixel and its nll the
-    mean over the latent map's positions, so pictures of different sizes compare.
+    A map bundle scores each picture at its own size by its anomaly map: the squared error of its
+    reconstruction, smoothed over a few pixels and divided by the error normal pictures have. Its
+    sse is the mean of the map's highest 1 % (in SSE per pixel), its nll the mean over the latent
+    map's positions, so pictures of different sizes compare; --maps writes the maps.
     """
     from ..progress import progress
     from ..scoring import score_pictures
 
     params = click.get_current_context().params
     user_quiet = params.get("quiet")  # the user's --quiet (``quiet`` is also set by --json); notes go to stderr
-    report = score_pictures(bundle, inputs, csv_path=csv_path, figure_path=figure_path,
+    report = score_pictures(bundle, inputs, csv_path=csv_path, figure_path=figure_path, maps_dir=maps_dir,
                             needs_threshold=["--fail-on-anomaly"] if fail_on_anomaly else [], strict=strict,
                             invert=invert, keep_all=bool(params.get("as_json")),
                             note=None if user_quiet else lambda line: click.echo(line, err=True),
@@ -67,6 +73,8 @@ def score(inputs, csv_path, figure_path, fail_on_anomaly, strict, invert, bundle
              f"{100 * cal.fpr:g} % false positives on {cal.source})")
     if report.figure is not None:
         echo(f"wrote {report.figure}")
+    if report.maps is not None:
+        echo(f"wrote {report.seen} anomaly maps and heat maps to {report.maps}")
     out = report.to_dict()
     if fail_on_anomaly and report.flagged:
         out[EXIT_CODE] = 3  # after the report is printed

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -223,6 +223,19 @@ def describe_layers(model: nn.Module) -> dict[str, list[str]]:
 
 
 @torch.no_grad()
+def _hooked_forward(module: nn.Module, example: torch.Tensor, hook: Callable, layers: Callable[[nn.Module], bool]) -> None:
+    """One eval-mode forward pass of ``example``'s first image with ``hook`` on the ``layers`` it
+    picks; the module's mode and hooks are as they were afterwards, whatever happens."""
+    handles = [m.register_forward_hook(hook) for m in module.modules() if layers(m)]
+    training = module.training
+    try:
+        module.eval()(example[:1].float())
+    finally:
+        module.train(training)
+        for h in handles:
+            h.remove()
+
+
 def count_macs(module: nn.Module, example: torch.Tensor) -> int:
     """Multiply-adds of one image through ``module`` (convolutions and Linear layers; the rest is
     a rounding error), counted on a forward pass of ``example``'s first image."""
@@ -237,15 +250,7 @@ def count_macs(module: nn.Module, example: torch.Tensor) -> int:
         elif isinstance(layer, nn.ConvTranspose2d):
             total += inputs[0][0].numel() * layer.out_channels // layer.groups * math.prod(layer.kernel_size)
 
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    training = module.training
-    try:
-        module.eval()(example[:1].float())
-    finally:
-        module.train(training)
-        for h in handles:
-            h.remove()
+    _hooked_forward(module, example, hook, lambda m: isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)))
     return total
 
 
@@ -259,15 +264,7 @@ def activation_bytes(module: nn.Module, example: torch.Tensor) -> int:
         if isinstance(output, torch.Tensor):
             total += output[:1].numel() * 4
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if not any(m.children())]
-    training = module.training
-    try:
-        with torch.no_grad():
-            module.eval()(example[:1].float())
-    finally:
-        module.train(training)
-        for h in handles:
-            h.remove()
+    _hooked_forward(module, example, hook, lambda m: not any(m.children()))
     return total
 
 

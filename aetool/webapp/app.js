@@ -37,6 +37,54 @@
     };
   }
 
+  // ------------------------------------------------------------------ anomaly maps (aetool/anomaly_maps.py)
+  const MAP_SIGMA = 4, MAP_TOP_SHARE = 0.01, BOX_PASSES = 3;
+  /** anomaly_maps._box_widths: odd box widths whose passes make (about) a Gaussian of sigma. */
+  function boxWidths(sigma) {
+    const ideal = Math.sqrt(12 * sigma * sigma / BOX_PASSES + 1);
+    let lower = Math.trunc(ideal) - (1 - Math.trunc(ideal) % 2);
+    lower = Math.max(lower, 1);
+    const m = Math.round((12 * sigma * sigma - BOX_PASSES * lower * lower - 4 * BOX_PASSES * lower - 3 * BOX_PASSES) / (-4 * lower - 4));
+    return Array.from({ length: BOX_PASSES }, (_, i) => (i < m ? lower : lower + 2));
+  }
+  /** anomaly_maps._box along the rows of an (n, cols) array: numpy's reflect padding, then its edge values. */
+  function boxRows(a, n, cols, width) {
+    const r = width >> 1, mirror = Math.min(r, n - 1), out = new Float32Array(n * cols), acc = new Float64Array(cols);
+    if (r === 0) return a;
+    const src = (i) => (i < 0 ? Math.min(-i, mirror) : i > n - 1 ? n - 1 - Math.min(i - (n - 1), mirror) : i);
+    for (let i = -r; i <= r; i++) { const o = src(i) * cols; for (let c = 0; c < cols; c++) acc[c] += a[o + c]; }
+    for (let c = 0; c < cols; c++) out[c] = acc[c] / width;
+    for (let i = 1; i < n; i++) {
+      const add = src(i + r) * cols, sub = src(i - r - 1) * cols;
+      for (let c = 0; c < cols; c++) { acc[c] += a[add + c]; acc[c] -= a[sub + c]; out[i * cols + c] = acc[c] / width; }
+    }
+    return out;
+  }
+  function transpose(a, n, cols) {
+    const t = new Float32Array(n * cols);
+    for (let i = 0; i < n; i++) for (let c = 0; c < cols; c++) t[c * n + i] = a[i * cols + c];
+    return t;
+  }
+  /** anomaly_maps.gaussian_blur of an (H, W) map. */
+  function gaussianBlur(m, H, W, sigma = MAP_SIGMA) {
+    let out = Float32Array.from(m);
+    for (const width of boxWidths(sigma)) out = transpose(boxRows(transpose(boxRows(out, H, W, width), H, W), W, H, width), W, H);
+    return out;
+  }
+  /** anomaly_maps.error_map: the squared error summed over the channels, smoothed. */
+  function errorMap(x, recon, C, H, W) {
+    const se = new Float32Array(H * W);
+    for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++) { const d = Math.fround(x[c * H * W + p] - recon[c * H * W + p]); se[p] += d * d; }
+    return gaussianBlur(se, H, W);
+  }
+  /** anomaly_maps.image_score: the mean of the map's highest share. */
+  function imageScore(map, share = MAP_TOP_SHARE) {
+    const k = Math.max(1, Math.floor(share * map.length + 0.5)), sorted = Float32Array.from(map).sort();
+    let sum = 0;
+    for (let i = map.length - k; i < map.length; i++) sum += sorted[i];
+    return sum / k;
+  }
+
   // ------------------------------------------------------------------ densities (aetool/density.py)
   /** Lower Cholesky factor of a symmetric positive definite matrix (array of rows). */
   function cholesky(a) {
@@ -385,7 +433,7 @@
     verdict(sse, nll) {
       const cal = this.meta.anomaly;
       const parts = cal ? [(Math.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std, (nll - cal.nll_mean) / cal.nll_std] : null;
-      const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
+      const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : cal.rule === "map" ? parts[0] : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
       // aetool.anomaly.require_threshold: without a threshold (none set, or too few images for its rate) no verdict
       const threshold = cal && typeof cal.threshold === "number" ? cal.threshold : null;
       return { sse, nll, score, threshold, flagged: threshold === null ? null : !(score <= threshold) };
@@ -412,10 +460,9 @@
       return { recon, z, zShape: [this.d, H / f, W / f] };
     }
     /** A map bundle's aetool.anomaly.map_parts: SSE per pixel, the mean NLL per dimension over the positions. */
-    scoreMap(x, recon, z, zShape, pixels) {
-      let sse = 0;
-      for (let i = 0; i < x.length; i++) sse += (x[i] - recon[i]) ** 2;
-      sse /= pixels;
+    /** aetool/anomaly.py map_parts: the anomaly map's peak (aetool/anomaly_maps.py) and the mean NLL per position. */
+    scoreMap(x, recon, z, zShape, H, W) {
+      const sse = imageScore(errorMap(x, recon, this.image.channels, H, W));
       const [d, h, w] = zShape, code = new Array(d);
       let nll = 0;
       for (let p = 0; p < h * w; p++) { for (let k = 0; k < d; k++) code[k] = z[k * h * w + p]; nll += -this.density.logProb(code) / d; }
@@ -626,11 +673,11 @@
       c.width = Math.max(1, Math.round(w * k)); c.height = Math.max(1, Math.round(h * k));
       toCanvas(c, id === "draw-input" ? x : recon, shape, m.image.range);
     }
-    const s = m.scoreMap(x, recon, z, zShape, w * h), el = $("score");
+    const s = m.scoreMap(x, recon, z, zShape, h, w), el = $("score");
     let mse = 0;
     for (let i = 0; i < x.length; i++) mse += (x[i] - recon[i]) ** 2;
     const psnr = 10 * Math.log10(x.length / Math.max(mse, 1e-30));
-    el.textContent = `${w}×${h} at its own size, latent ${zShape.join("×")}: SSE/pixel ${s.sse.toFixed(4)}, PSNR ${psnr.toFixed(2)} dB, NLL/dim ${s.nll.toFixed(2)}` +
+    el.textContent = `${w}×${h} at its own size, latent ${zShape.join("×")}: PSNR ${psnr.toFixed(2)} dB, anomaly map peak ${s.sse.toFixed(4)} SSE/pixel, NLL/dim ${s.nll.toFixed(2)}` +
       (s.score === null ? "" : s.threshold === null ? `; anomaly score ${s.score.toFixed(2)}, no threshold`
         : `; anomaly score ${s.score.toFixed(2)} (threshold ${s.threshold.toFixed(2)}): ${s.flagged ? "unusual" : "normal"}`);
     el.className = "small" + (s.flagged ? " flagged" : "");

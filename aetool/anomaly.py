@@ -31,7 +31,7 @@ from .bundle import Bundle
 from .bundle_format import (CONFIDENCE, AnomalyCalibration, TrainingDataRecord, conformal_minimum,
                             conformal_rank, read_meta, write_meta)
 from .errors import AetoolError, UsageError
-from .anomaly_maps import error_map, image_score
+from .anomaly_maps import anomaly_map, image_score
 from .metrics import sse_per_image
 from .stats import clopper_pearson
 
@@ -58,55 +58,48 @@ def parts(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray],
 
 
 class PixelStats:
-    """What calibration learns of normal pictures' anomaly maps: their mean (the maps' unit) and a
-    seeded sample of their values (of which the pixel threshold is a high quantile), a bounded
-    number a picture, so a folder of any size is summarised in little memory."""
+    """What calibration learns of normal pictures' anomaly maps beyond the image scores: a seeded
+    sample of their values, a bounded number a picture (so a folder of any size is summarised in
+    little memory), of which the pixel threshold is a high quantile."""
 
     SAMPLE = 4096
     QUANTILE = 0.999
 
     def __init__(self) -> None:
-        self.total, self.count, self.samples = 0.0, 0, []
+        self.samples: list[np.ndarray] = []
         self.rng = np.random.default_rng(SPLIT_SEED)
 
     def add(self, amap: np.ndarray) -> None:
         flat = amap.ravel()
-        self.total += float(flat.sum(dtype=np.float64))
-        self.count += flat.size
         self.samples.append(flat if flat.size <= self.SAMPLE else self.rng.choice(flat, self.SAMPLE, replace=False))
 
     def finish(self, cal: AnomalyCalibration) -> AnomalyCalibration:
-        if self.count:
-            scale = max(self.total / self.count, 1e-12)
-            cal.pixel_scale = scale
-            cal.pixel_threshold = max(float(np.quantile(np.concatenate(self.samples), self.QUANTILE)) / scale, 1e-12)
+        if self.samples:
+            cal.pixel_threshold = max(float(np.quantile(np.concatenate(self.samples), self.QUANTILE)), 1e-12)
         return cal
 
 
 def map_parts(bundle: Bundle, pictures: Sequence[np.ndarray], *, pixels: PixelStats | None = None,
               on_map: "Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None" = None
               ) -> tuple[np.ndarray, np.ndarray]:
-    """A map bundle's two parts, per picture: the mean of the highest 1 % of its anomaly map (the
-    smoothed squared error of its reconstruction at its own size, aetool.anomaly_maps), and the mean
-    over the latent map's positions of each code's NLL per dimension under the default density.
-    Both are per pixel or per position, so the calibration holds for pictures of any size.
-    ``on_map(i, picture, reconstruction, map)`` sees each picture's map (in the calibration's unit)
-    as it is made, so a caller can write it without holding a batch of them."""
+    """A map bundle's two parts, per picture: the mean of the highest 1 % of its anomaly map
+    (aetool.anomaly_maps, at its own size), and the mean over the latent map's positions of each
+    code's NLL per dimension under the default density.  Both are per pixel or per position, so the
+    calibration holds for pictures of any size.  ``on_map(i, picture, reconstruction, map)`` sees
+    each map as it is made, so a caller can write it without holding a batch of them."""
     density = bundle.density
-    cal = bundle.meta.anomaly
-    scale = None if cal is None else cal.pixel_scale
     peak, nll = np.zeros(len(pictures)), np.zeros(len(pictures))
     for i, x in enumerate(pictures):
         z = bundle.encode_picture(x)
         y = bundle.decode_picture(z, x.shape[1:])
-        raw = error_map(x, y)
-        peak[i] = image_score(raw)
+        amap = anomaly_map(x, y)
+        peak[i] = image_score(amap)
         codes = z.reshape(bundle.d, -1).T
         nll[i] = float(np.mean(-density.score_samples(codes))) / bundle.d
         if pixels is not None:
-            pixels.add(raw)
+            pixels.add(amap)
         if on_map is not None:
-            on_map(i, x, y, raw / np.float32(scale) if scale else raw)
+            on_map(i, x, y, amap)
     return peak, nll
 
 
@@ -122,7 +115,7 @@ def combine(sse: np.ndarray, nll: np.ndarray, cal: AnomalyCalibration) -> np.nda
     with np.errstate(over="ignore", invalid="ignore"):
         a = (np.log(np.asarray(sse, np.float64) + 1e-12) - cal.log_sse_mean) / cal.log_sse_std
         b = (np.asarray(nll, np.float64) - cal.nll_mean) / cal.nll_std
-        return np.maximum(a, b) if cal.rule == "max" else a if cal.rule == "map" else a + b
+        return np.maximum(a, b) if cal.rule == "max" else a + b
 
 
 # ---------------------------------------------------------------- the calibration, on numbers alone
@@ -134,6 +127,12 @@ def split_sizes(n: int, fpr: float) -> tuple[int, int, int]:
     rest = n - standardise
     calibrate_n = max(-(-rest // 2), min(conformal_minimum(fpr), rest - -(-rest // 4)))
     return standardise, calibrate_n, rest - calibrate_n
+
+
+def split_order(n: int) -> np.ndarray:
+    """The seeded order of n held-out images that split_sizes cuts into its three parts: a folder's
+    name order must not decide them."""
+    return np.random.default_rng(SPLIT_SEED).permutation(n)
 
 
 def images_needed(fpr: float) -> int:
@@ -220,7 +219,7 @@ def calibrate_parts(sse: np.ndarray, nll: np.ndarray, fpr: float = 0.01, source:
         log_sse = np.log(sse + 1e-12)
     if not (np.all(np.isfinite(log_sse)) and np.all(np.isfinite(nll))):
         raise AetoolError("calibration: the scores of some held-out images are not finite")
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)  # a folder's name order must not decide the parts
+    order = split_order(n)
     n_std, n_cal, n_check = split_sizes(n, fpr)
     first, second, third = order[:n_std], order[n_std : n_std + n_cal], order[n_std + n_cal :]
     cal = AnomalyCalibration(*_standardisation(log_sse[first], nll[first]), None, float(fpr), n_cal, {}, source,
@@ -253,7 +252,7 @@ def calibrate(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray], fpr: fl
         s, v = parts(bundle, images[start : start + BATCH * 4], pixels)
         sse.append(s)
         nll.append(v)
-    cal = calibrate_parts(np.concatenate(sse), np.concatenate(nll), fpr, source, "map" if bundle.is_map else rule)
+    cal = calibrate_parts(np.concatenate(sse), np.concatenate(nll), fpr, source, rule)
     return cal if pixels is None else pixels.finish(cal)
 
 
@@ -298,8 +297,7 @@ def summary(cal: AnomalyCalibration | None) -> str:
         return f"anomaly threshold: none ({no_threshold_reason(cal)})"
     how = (f"rank {cal.rank} of {cal.images} calibration scores" if cal.method == "conformal" else
            f"the {1 - cal.fpr:g} quantile of {cal.images} scores, an older calibration: aetool calibrate redoes it")
-    rule = "its anomaly map's peak" if cal.rule == "map" else f"{cal.rule} of the two parts"
-    return (f"anomaly threshold {cal.threshold:.3f} ({rule}; {how}) for {100 * cal.fpr:g} % "
+    return (f"anomaly threshold {cal.threshold:.3f} ({cal.rule} of the two parts; {how}) for {100 * cal.fpr:g} % "
             f"false positives, set on {cal.source}; measured {measured(cal)}")
 
 
@@ -443,7 +441,7 @@ def calibrate_set(bundle: Bundle, images: CalibrationSet, fpr: float, invert: bo
         return calibrate(bundle, images.images, fpr, images.source)
     pixels = PixelStats() if bundle.is_map else None
     sse, nll = parts_of_files(bundle, images.paths, invert, progress, pixels)
-    cal = calibrate_parts(sse, nll, fpr, images.source, "map" if bundle.is_map else "max")
+    cal = calibrate_parts(sse, nll, fpr, images.source)
     return cal if pixels is None else pixels.finish(cal)
 
 
@@ -497,12 +495,12 @@ def flagged_examples(bundle: Bundle, paths: Sequence[str], scores: Sequence[floa
     if not bundle.is_map:
         recon = bundle.decode(bundle.encode(images))
         return [Flagged(str(p), float(s), images[i], recon[i]) for i, (p, s) in enumerate(zip(paths, scores))]
-    from .anomaly_maps import heat_overlay, scaled_map
+    from .anomaly_maps import heat_overlay
 
     cal = bundle.meta.anomaly
     out = []
     for x, p, s in zip(images, paths, scores):
         y = bundle.reconstruct_picture(x)
-        heat = heat_overlay(x, scaled_map(x, y, cal.pixel_scale if cal else None), cal.pixel_threshold if cal else None)
+        heat = heat_overlay(x, anomaly_map(x, y), cal.pixel_threshold if cal else None)
         out.append(Flagged(str(p), float(s), x, y, heat))
     return out

@@ -1,13 +1,24 @@
 """Where a picture is wrong: a map bundle's per-pixel anomaly map, torch-free.
 
-A raw squared error lights up every edge and texture, because a small autoencoder never
-reconstructs those exactly, and a defect shows up as a *region* where the error is high, not as
-single pixels.  So the map is the reconstruction's squared error, summed over the channels,
-smoothed with a Gaussian of ``SIGMA`` pixels (the noise of texture averages out, a region's error
-adds up), and divided by ``pixel_scale``, the mean of that smoothed error over normal held-out
-pictures: a map value of 5 reads "five times the error normal pictures have".  The picture's one
-score is the mean of the highest ``TOP_SHARE`` of its map: a defect of a few hundred pixels moves
-it, where the whole picture's mean would dilute it away.
+A raw squared error lights up every edge and texture: a small autoencoder reconstructs busy
+regions worse than flat ones even when they are normal, and a defect shows up as a *region* of
+high error, not as single pixels.  So the map is a ratio of two local energies over the same
+neighbourhood (a Gaussian of ``SIGMA`` pixels):
+
+    map = smooth(squared error) / (smooth(texture energy) + floor)
+
+where the squared error is the reconstruction's, summed over the channels; the texture energy is
+the detail (the squared difference from itself blurred by ``DETAIL_SIGMA``) of the picture or of
+its reconstruction, whichever has less there, so a busy normal region is held to its own standard
+while a defect cannot excuse itself: a scratch adds detail to the picture but not to the
+reconstruction, a blur takes it from the picture; and ``floor`` is the picture's own mean smoothed
+error, so a flat region is not divided by almost nothing.  The map is a function of the picture and
+its reconstruction alone (no calibration enters it), so the command line, a script and the web page
+draw the same map.  Chosen by measurement: benchmarks/anomaly_maps.py compares it with the plain
+smoothed error and 1 - SSIM (a floor from the normal pictures' error instead of the picture's own
+did worse on the pixels there).  The picture's one score is the mean of the highest
+``TOP_SHARE`` of its map: a defect of a few hundred pixels moves it, where the whole picture's mean
+would dilute it away.
 
 The Gaussian is three passes of a box filter along each axis (running sums: the cost does not grow
 with sigma), mirrored at the edges, so a 12-megapixel picture's map costs a few passes over it.
@@ -19,7 +30,8 @@ import math
 
 import numpy as np
 
-SIGMA = 4.0  # pixels
+SIGMA = 4.0  # pixels: the neighbourhood both energies are measured over
+DETAIL_SIGMA = 2.0  # pixels: what the picture keeps beyond a blur of this is its texture
 TOP_SHARE = 0.01  # the image score: the mean of the highest 1 % of the map
 BOX_PASSES = 3
 
@@ -85,11 +97,23 @@ def image_score(amap: np.ndarray, share: float = TOP_SHARE) -> float:
     return float(np.mean(np.partition(flat, flat.size - k)[flat.size - k:]))
 
 
-def scaled_map(x: np.ndarray, y: np.ndarray, pixel_scale: float | None) -> np.ndarray:
-    """The anomaly map of picture ``x`` and its reconstruction ``y``, in multiples of the normal
-    pictures' error where the bundle's calibration says what that is (else in SSE per pixel)."""
-    m = error_map(x, y)
-    return m / np.float32(pixel_scale) if pixel_scale else m
+def texture_energy(x: np.ndarray) -> np.ndarray:
+    """(H, W): a (C, H, W) picture's detail beyond a blur of DETAIL_SIGMA, squared, summed over the
+    channels and smoothed like the error (the denominator's local energy)."""
+    x = np.asarray(x, np.float32)
+    detail = np.zeros(x.shape[1:], np.float32)
+    for c in x:
+        d = c - gaussian_blur(c, DETAIL_SIGMA)
+        detail += d * d
+    return gaussian_blur(detail)
+
+
+def anomaly_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The anomaly map of picture ``x`` and its reconstruction ``y`` (module docstring): a ratio, about
+    1 where the error is what the picture's texture and its mean error lead one to expect."""
+    error = error_map(x, y)
+    floor = max(float(error.mean(dtype=np.float64)), 1e-12)
+    return error / (np.minimum(texture_energy(x), texture_energy(y)) + np.float32(floor))
 
 
 # black -> red -> yellow -> white, a ramp that stays readable in grey print

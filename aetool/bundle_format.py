@@ -452,7 +452,7 @@ def density_params_from_dict(obj: Any) -> DensityParams:
     return DENSITY_KINDS[kind].from_dict(obj)
 
 
-SCORE_RULES = ("max", "sum", "map")  # "map": a map bundle's first part alone, its anomaly map's peak
+SCORE_RULES = ("max", "sum")
 THRESHOLD_METHODS = ("conformal", "quantile")
 CONFIDENCE = 0.95  # of the held-out rate's interval
 
@@ -493,9 +493,8 @@ class AnomalyCalibration:
     standardisation_images: int | None = None  # None: the calibration images themselves (older files)
     heldout_flagged: int | None = None
     heldout_interval: tuple[float, float] | None = None
-    # a map bundle's anomaly map (aetool.anomaly_maps): its unit, the mean SSE per pixel of the normal
-    # pictures, and the value above which a pixel is drawn as flagged (normal pictures' 0.999 quantile)
-    pixel_scale: float | None = None
+    # a map bundle's: the anomaly map's value (aetool.anomaly_maps) above which a pixel is drawn as
+    # flagged, the 0.999 quantile of the calibration pictures' maps
     pixel_threshold: float | None = None
 
     @property
@@ -506,7 +505,7 @@ class AnomalyCalibration:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for key in ("histogram", "rank", "standardisation_images", "heldout_flagged", "heldout_interval",
-                    "pixel_scale", "pixel_threshold"):
+                    "pixel_threshold"):
             if out[key] is None:
                 del out[key]
         if self.heldout_interval is not None:
@@ -558,7 +557,7 @@ class AnomalyCalibration:
                    heldout_flagged=flagged if heldout_fpr is not None else None,
                    heldout_interval=None if interval is None or heldout_fpr is None
                    else (float(interval[0]), float(interval[1])),
-                   pixel_scale=cls._positive(r, "pixel_scale"), pixel_threshold=cls._positive(r, "pixel_threshold"))
+                   pixel_threshold=cls._positive(r, "pixel_threshold"))
 
     @staticmethod
     def _positive(r: "_Reader", key: str) -> float | None:

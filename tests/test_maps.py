@@ -315,7 +315,7 @@ def test_anomaly_maps_show_where(calibrated_maps, tmp_path, no_torch):
 
     cal, _ = calibrated_maps
     meta = json.loads((cal / "latent.json").read_text())["anomaly"]
-    assert meta["pixel_scale"] > 0 and meta["pixel_threshold"] > 0
+    assert meta["pixel_threshold"] > 0 and meta["rule"] == "max"
     clean, scratched, mask = _with_scratch(tmp_path, 57, 83)
     proc = run_cli("score", str(clean), str(scratched), "--bundle", str(cal), "--maps", "m", "--csv", "s.csv",
                    "--json", cwd=tmp_path, env=no_torch)

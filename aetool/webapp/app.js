@@ -77,6 +77,26 @@
     for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++) { const d = Math.fround(x[c * H * W + p] - recon[c * H * W + p]); se[p] += d * d; }
     return gaussianBlur(se, H, W);
   }
+  const DETAIL_SIGMA = 2;
+  /** anomaly_maps.texture_energy: a picture's detail beyond a blur of DETAIL_SIGMA, squared, summed, smoothed. */
+  function textureEnergy(x, C, H, W) {
+    const detail = new Float32Array(H * W);
+    for (let c = 0; c < C; c++) {
+      const plane = x.slice(c * H * W, (c + 1) * H * W), blurred = gaussianBlur(plane, H, W, DETAIL_SIGMA);
+      for (let p = 0; p < H * W; p++) { const d = Math.fround(plane[p] - blurred[p]); detail[p] += Math.fround(d * d); }
+    }
+    return gaussianBlur(detail, H, W);
+  }
+  /** anomaly_maps.anomaly_map: the smoothed error over the lesser texture energy of picture and reconstruction
+   *  plus the picture's own mean smoothed error. */
+  function anomalyMap(x, recon, C, H, W) {
+    const error = errorMap(x, recon, C, H, W), ex = textureEnergy(x, C, H, W), ey = textureEnergy(recon, C, H, W);
+    let sum = 0;
+    for (let p = 0; p < H * W; p++) sum += error[p];
+    const floor = Math.fround(Math.max(sum / (H * W), 1e-12)), out = new Float32Array(H * W);
+    for (let p = 0; p < H * W; p++) out[p] = error[p] / Math.fround(Math.min(ex[p], ey[p]) + floor);
+    return out;
+  }
   /** anomaly_maps.image_score: the mean of the map's highest share. */
   function imageScore(map, share = MAP_TOP_SHARE) {
     const k = Math.max(1, Math.floor(share * map.length + 0.5)), sorted = Float32Array.from(map).sort();
@@ -433,7 +453,7 @@
     verdict(sse, nll) {
       const cal = this.meta.anomaly;
       const parts = cal ? [(Math.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std, (nll - cal.nll_mean) / cal.nll_std] : null;
-      const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : cal.rule === "map" ? parts[0] : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
+      const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
       // aetool.anomaly.require_threshold: without a threshold (none set, or too few images for its rate) no verdict
       const threshold = cal && typeof cal.threshold === "number" ? cal.threshold : null;
       return { sse, nll, score, threshold, flagged: threshold === null ? null : !(score <= threshold) };
@@ -462,7 +482,7 @@
     /** A map bundle's aetool.anomaly.map_parts: SSE per pixel, the mean NLL per dimension over the positions. */
     /** aetool/anomaly.py map_parts: the anomaly map's peak (aetool/anomaly_maps.py) and the mean NLL per position. */
     scoreMap(x, recon, z, zShape, H, W) {
-      const sse = imageScore(errorMap(x, recon, this.image.channels, H, W));
+      const sse = imageScore(anomalyMap(x, recon, this.image.channels, H, W));
       const [d, h, w] = zShape, code = new Array(d);
       let nll = 0;
       for (let p = 0; p < h * w; p++) { for (let k = 0; k < d; k++) code[k] = z[k * h * w + p]; nll += -this.density.logProb(code) / d; }

@@ -21,12 +21,12 @@ from .common import (EXIT_CODE, PICTURE_FORMATS, Command, FloatRange, bundle_opt
               help="Also write path, sse, nll, score, anomalous a row per image, in input order.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=lambda ctx, param, value: picture_path(value, param),
-              help=f"Also draw the scores against the calibration set and the flagged images "
-                   f"(original | reconstruction | difference) into this picture: {PICTURE_FORMATS}.")
+              help=f"Also draw the scores against the calibration set and the flagged images (original | "
+                   f"reconstruction | difference, or a map bundle's anomaly map) into this picture: {PICTURE_FORMATS}.")
 @click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
-              help="A map bundle: write each picture's anomaly map (float32 H x W .npy, in multiples of the normal "
-                   "pictures' error) and a heat map over it (.png) into DIR, named by position and file name, with "
-                   "DIR/maps.json listing them. DIR must be new, empty or an earlier --maps.")
+              help="A map bundle: write each picture's anomaly map (float32 H x W .npy) and a heat map over it "
+                   "(.png; yellow above the calibrated pixel threshold) into DIR, named by position and file name, "
+                   "with DIR/maps.json listing them. DIR must be new, empty or an earlier --maps.")
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with status 3 when any image is over the threshold.")
 @click.option("--strict", is_flag=True, help="An unreadable file is an error (default: skipped, counted, named).")
 @invert_option
@@ -43,9 +43,11 @@ def score(inputs, csv_path, figure_path, maps_dir, fail_on_anomaly, strict, inve
     that are not UTF-8 escaped (\\\\, \\n, \\xff), one line per image.
 
     A map bundle scores each picture at its own size by its anomaly map: the squared error of its
-    reconstruction, smoothed over a few pixels and divided by the error normal pictures have. Its
-    sse is the mean of the map's highest 1 % (in SSE per pixel), its nll the mean over the latent
-    map's positions, so pictures of different sizes compare; --maps writes the maps.
+    reconstruction, smoothed over a few pixels, over the local texture energy (of the picture or its
+    reconstruction, whichever is less) plus the picture's mean error: about 1 where the error is what
+    the texture there leads one to expect. Its sse is the mean of the map's highest 1 %, its nll the
+    mean over the latent map's positions, so pictures of different sizes compare; --maps writes the
+    maps, --figure shows them over the flagged pictures.
     """
     from ..progress import progress
     from ..scoring import score_pictures

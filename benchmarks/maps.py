@@ -2,7 +2,7 @@
 
     pip install -e ".[bench]"                  # scikit-image: the photographs and SSIM
     python benchmarks/maps.py                  # the four rows of the table (CPU named in the results)
-    python benchmarks/maps.py --rows 8:4       # one row (factor:d); its numbers join that day's file
+    python benchmarks/maps.py --rows 8:4       # one row (factor:d); that day's file then holds it alone
     python benchmarks/maps.py --quick          # a smoke run: a few hundred crops a row
 
 The seven colour photographs of scikit-image's wheel other than ``coffee`` and ``motorcycle_right``

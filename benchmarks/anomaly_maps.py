@@ -43,7 +43,7 @@ from defects import defect_kinds, defect_set, sources, split_tiles, tiles  # noq
 from machine import cpu_name  # noqa: E402
 
 from aetool.anomaly import combine, map_parts, parts  # noqa: E402
-from aetool.anomaly_maps import anomaly_map, error_map, heat_overlay  # noqa: E402
+from aetool.anomaly_maps import error_map, heat_overlay  # noqa: E402
 from aetool.bundle import load_bundle  # noqa: E402
 from aetool.stats import clopper_pearson  # noqa: E402
 
@@ -122,18 +122,21 @@ def source_row(name: str, picture: np.ndarray, donors: list[np.ndarray], work: P
             maps: dict[str, list[np.ndarray]] = {KINDS[0]: []}
             maps.update({f"error, sigma {s:g}": [] for s in SIGMAS})
             maps["1 - SSIM"] = []
-            for x in pictures:
-                y = b.reconstruct_picture(x)
-                maps[KINDS[0]].append(anomaly_map(x, y))
+
+            def seen(i: int, x: np.ndarray, y: np.ndarray, amap: np.ndarray) -> None:
+                """The scoring's own reconstruction and map, and the maps compared with it, on the same y."""
+                maps[KINDS[0]].append(amap)
                 for s in SIGMAS:
                     maps[f"error, sigma {s:g}"].append(error_map(x, y, s))
                 maps["1 - SSIM"].append(ssim_map(x, y))
-            sse, nll = map_parts(b, list(pictures))
+
+            sse, nll = map_parts(b, list(pictures), on_map=seen)
             entry["by_kind"] = {k: {"pixel_auroc": pixel_auroc(v, list(masks)),
                                     "pro": pro_auc(v, list(masks), thresholds=None)} for k, v in maps.items()}
             entry.update(entry["by_kind"][KINDS[0]])
-            entry["examples"] = [(pictures[i], maps[KINDS[0]][i], masks[i], cal.pixel_threshold)
-                                 for i in np.flatnonzero(labels)[:5]]
+            if run == "map":  # the figure's tiles (not written to the JSON)
+                row["examples"] = [(pictures[i], maps[KINDS[0]][i], masks[i], cal.pixel_threshold)
+                                   for i in np.flatnonzero(labels)[:5]]
         else:
             sse, nll = parts(b, pictures)
         scores = combine(sse, nll, cal)
@@ -160,7 +163,7 @@ def figure(rows: list[dict], path: Path) -> None:
     lines = []
     for r in rows:
         cells = []
-        for x, amap, mask, threshold in r["models"]["map"].pop("examples"):
+        for x, amap, mask, threshold in r.pop("examples"):
             rgb = np.repeat(x, 3, 0) if len(x) == 1 else x
             tile = (rgb.transpose(1, 2, 0) * 255).round().astype(np.uint8)
             heat = heat_overlay(x, amap, threshold)
@@ -230,7 +233,7 @@ def main() -> None:
     for name in names:
         donors = [tiles(p, SIZE, np.random.default_rng(3), 8)[0] for k, p in pictures.items() if k != name]
         rows.append(source_row(name, pictures[name], donors, work / name, epochs, n, a.reuse))
-        print(json.dumps({k: v for k, v in rows[-1].items() if k != "models"}), flush=True)
+        print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("models", "examples")}), flush=True)
     report(rows, a.quick, epochs, a.note)
 
 

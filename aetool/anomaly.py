@@ -129,12 +129,6 @@ def split_sizes(n: int, fpr: float) -> tuple[int, int, int]:
     return standardise, calibrate_n, rest - calibrate_n
 
 
-def split_order(n: int) -> np.ndarray:
-    """The seeded order of n held-out images that split_sizes cuts into its three parts: a folder's
-    name order must not decide them."""
-    return np.random.default_rng(SPLIT_SEED).permutation(n)
-
-
 def images_needed(fpr: float) -> int:
     """The fewest held-out images whose split gives a threshold at ``fpr`` (split_sizes is monotone in n)."""
     need = conformal_minimum(fpr)
@@ -219,7 +213,7 @@ def calibrate_parts(sse: np.ndarray, nll: np.ndarray, fpr: float = 0.01, source:
         log_sse = np.log(sse + 1e-12)
     if not (np.all(np.isfinite(log_sse)) and np.all(np.isfinite(nll))):
         raise AetoolError("calibration: the scores of some held-out images are not finite")
-    order = split_order(n)
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)  # a folder's name order must not decide the parts
     n_std, n_cal, n_check = split_sizes(n, fpr)
     first, second, third = order[:n_std], order[n_std : n_std + n_cal], order[n_std + n_cal :]
     cal = AnomalyCalibration(*_standardisation(log_sse[first], nll[first]), None, float(fpr), n_cal, {}, source,

@@ -31,7 +31,7 @@ from .bundle import Bundle
 from .bundle_format import (CONFIDENCE, AnomalyCalibration, TrainingDataRecord, conformal_minimum,
                             conformal_rank, read_meta, write_meta)
 from .errors import AetoolError, UsageError
-from .anomaly_maps import anomaly_map, image_score
+from .anomaly_maps import AppearanceModel, anomaly_map, image_score
 from .metrics import sse_per_image
 from .stats import clopper_pearson
 
@@ -44,13 +44,12 @@ STD_FLOOR = 1e-3
 SPLIT_SEED = 0
 
 
-def parts(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray],
-          pixels: "PixelStats | None" = None) -> tuple[np.ndarray, np.ndarray]:
+def parts(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per image: reconstruction SSE, and latent NLL per dimension under the bundle's default density.
     A map bundle takes (C, H, W) pictures of any sizes and gives each its map's two parts
     (:func:`map_parts`), so that pictures of different sizes compare."""
     if bundle.is_map:
-        return map_parts(bundle, images, pixels=pixels)
+        return map_parts(bundle, images)
     z = bundle.encode(images)
     sse = sse_per_image(images, bundle.decode(z))
     nll = -bundle.density.score_samples(z.reshape(len(z), -1)) / bundle.d
@@ -79,20 +78,42 @@ class PixelStats:
         return cal
 
 
+@dataclass
+class Appearance:
+    """The appearance model a map is drawn with, and, while a calibration scores the pictures it was
+    fitted on, which of them each picture of the batch is (None: not one of them), so that a picture
+    is not compared with its own neighbourhoods."""
+
+    model: AppearanceModel | None
+    owners: Sequence[int | None] | None = None
+
+    @classmethod
+    def of(cls, bundle: Bundle) -> "Appearance":
+        """The bundle's own (its calibration's), or none: the reconstruction's map."""
+        cal = bundle.meta.anomaly
+        params = None if cal is None else cal.appearance
+        return cls(None if params is None else AppearanceModel.from_params(params))
+
+    def map(self, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return anomaly_map(x, y, self.model, None if self.owners is None else self.owners[i])
+
+
 def map_parts(bundle: Bundle, pictures: Sequence[np.ndarray], *, pixels: PixelStats | None = None,
-              on_map: "Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None" = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              on_map: "Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None" = None,
+              appearance: Appearance | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A map bundle's two parts, per picture: the mean of the highest 1 % of its anomaly map
-    (aetool.anomaly_maps, at its own size), and the mean over the latent map's positions of each
-    code's NLL per dimension under the default density.  Both are per pixel or per position, so the
-    calibration holds for pictures of any size.  ``on_map(i, picture, reconstruction, map)`` sees
-    each map as it is made, so a caller can write it without holding a batch of them."""
+    (aetool.anomaly_maps, at its own size, with ``appearance`` or the bundle's own), and the mean
+    over the latent map's positions of each code's NLL per dimension under the default density.
+    Both are per pixel or per position, so the calibration holds for pictures of any size.
+    ``on_map(i, picture, reconstruction, map)`` sees each map as it is made, so a caller can write
+    it without holding a batch of them."""
     density = bundle.density
+    appearance = appearance or Appearance.of(bundle)
     peak, nll = np.zeros(len(pictures)), np.zeros(len(pictures))
     for i, x in enumerate(pictures):
         z = bundle.encode_picture(x)
         y = bundle.decode_picture(z, x.shape[1:])
-        amap = anomaly_map(x, y)
+        amap = appearance.map(i, x, y)
         peak[i] = image_score(amap)
         codes = z.reshape(bundle.d, -1).T
         nll[i] = float(np.mean(-density.score_samples(codes))) / bundle.d
@@ -127,6 +148,14 @@ def split_sizes(n: int, fpr: float) -> tuple[int, int, int]:
     rest = n - standardise
     calibrate_n = max(-(-rest // 2), min(conformal_minimum(fpr), rest - -(-rest // 4)))
     return standardise, calibrate_n, rest - calibrate_n
+
+
+def split_parts(n: int, fpr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The indices of the three parts of n held-out images (split_sizes), in a seeded order: a
+    folder's name order must not decide the parts."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    n_std, n_cal, _ = split_sizes(n, fpr)
+    return order[:n_std], order[n_std : n_std + n_cal], order[n_std + n_cal :]
 
 
 def images_needed(fpr: float) -> int:
@@ -213,9 +242,8 @@ def calibrate_parts(sse: np.ndarray, nll: np.ndarray, fpr: float = 0.01, source:
         log_sse = np.log(sse + 1e-12)
     if not (np.all(np.isfinite(log_sse)) and np.all(np.isfinite(nll))):
         raise AetoolError("calibration: the scores of some held-out images are not finite")
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)  # a folder's name order must not decide the parts
-    n_std, n_cal, n_check = split_sizes(n, fpr)
-    first, second, third = order[:n_std], order[n_std : n_std + n_cal], order[n_std + n_cal :]
+    first, second, third = split_parts(n, fpr)
+    n_std, n_cal, n_check = len(first), len(second), len(third)
     cal = AnomalyCalibration(*_standardisation(log_sse[first], nll[first]), None, float(fpr), n_cal, {}, source,
                              rule=rule, method="conformal", standardisation_images=n_std)
     limit = np.finfo(np.float64).max  # an overflowing score is still the largest: ranks and verdicts hold
@@ -240,14 +268,41 @@ def calibrate(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray], fpr: fl
     if len(images) < MIN_IMAGES:
         raise AetoolError(f"calibration needs at least {MIN_IMAGES} held-out normal images, got {len(images)} "
                           f"(a {100 * fpr:g} % threshold needs {images_needed(fpr)})")
+    if bundle.is_map:
+        def read(indices: Sequence[int]) -> Iterator[list[np.ndarray]]:
+            indices = list(indices)
+            for start in range(0, len(indices), BATCH):
+                yield [images[i] for i in indices[start : start + BATCH]]
+
+        return _calibrate_map(bundle, len(images), read, fpr, source, rule)
     sse, nll = [], []
-    pixels = PixelStats() if bundle.is_map else None
     for start in range(0, len(images), BATCH * 4):
-        s, v = parts(bundle, images[start : start + BATCH * 4], pixels)
+        s, v = parts(bundle, images[start : start + BATCH * 4])
         sse.append(s)
         nll.append(v)
+    return calibrate_parts(np.concatenate(sse), np.concatenate(nll), fpr, source, rule)
+
+
+def _calibrate_map(bundle: Bundle, n: int, read: "Callable[[Sequence[int]], Iterator[Sequence[np.ndarray]]]",
+                   fpr: float, source: str, rule: str = "max") -> AnomalyCalibration:
+    """A map bundle's calibration: the appearance model is fitted on the standardisation part's
+    pictures (``read(indices)`` gives them a batch at a time), then every picture is scored with it
+    (those of the standardisation part without their own neighbourhoods), and calibrate_parts
+    splits the scores the same seeded way, so the threshold is set on pictures the model never saw."""
+    first = split_parts(n, fpr)[0] if n >= MIN_IMAGES else np.arange(n)
+    fitted = sorted(int(i) for i in first)
+    model = AppearanceModel().fit((x for batch in read(fitted) for x in batch), count=len(fitted))
+    owner = {index: k for k, index in enumerate(fitted)}
+    pixels, sse, nll, done = PixelStats(), [], [], 0
+    for batch in read(range(n)):
+        owners = [owner.get(done + i) for i in range(len(batch))]
+        s, v = map_parts(bundle, batch, pixels=pixels, appearance=Appearance(model, owners))
+        sse.append(s)
+        nll.append(v)
+        done += len(batch)
     cal = calibrate_parts(np.concatenate(sse), np.concatenate(nll), fpr, source, rule)
-    return cal if pixels is None else pixels.finish(cal)
+    cal.appearance = model.to_params()
+    return pixels.finish(cal)
 
 
 # ---------------------------------------------------------------- what a calibration says, one rule everywhere
@@ -405,13 +460,12 @@ def _training_heldout(bundle: Bundle, record: TrainingDataRecord, folder: Path |
 
 
 def parts_of_files(bundle: Bundle, paths: Sequence[Path], invert: bool | None = None,
-                   progress: Callable[[Iterator], Iterator] = lambda it: it,
-                   pixels: PixelStats | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   progress: Callable[[Iterator], Iterator] = lambda it: it) -> tuple[np.ndarray, np.ndarray]:
     """SSE and NLL of picture files a batch at a time: a folder of any size in the memory of one batch."""
     sse, nll = [np.zeros(0)], [np.zeros(0)]
     batches = (list(paths[i : i + BATCH]) for i in range(0, len(paths), BATCH))
     for batch in progress(batches):
-        s, v = parts(bundle, bundle.load_images(batch, invert=invert), pixels)
+        s, v = parts(bundle, bundle.load_images(batch, invert=invert))
         sse.append(s)
         nll.append(v)
     return np.concatenate(sse), np.concatenate(nll)
@@ -433,10 +487,18 @@ def calibrate_set(bundle: Bundle, images: CalibrationSet, fpr: float, invert: bo
                           + (f", or --fpr {lowest:g} (the lowest rate these support)" if lowest is not None else ""))
     if images.images is not None:
         return calibrate(bundle, images.images, fpr, images.source)
-    pixels = PixelStats() if bundle.is_map else None
-    sse, nll = parts_of_files(bundle, images.paths, invert, progress, pixels)
-    cal = calibrate_parts(sse, nll, fpr, images.source)
-    return cal if pixels is None else pixels.finish(cal)
+    if bundle.is_map:
+        paths = images.paths
+
+        def read(indices: Sequence[int]) -> Iterator[list[np.ndarray]]:
+            chosen = [paths[i] for i in indices]
+            batches = (chosen[i : i + BATCH] for i in range(0, len(chosen), BATCH))
+            for batch in progress(batches) if len(chosen) == len(paths) else batches:
+                yield bundle.load_images(batch, invert=invert)
+
+        return _calibrate_map(bundle, n, read, fpr, images.source)
+    sse, nll = parts_of_files(bundle, images.paths, invert, progress)
+    return calibrate_parts(sse, nll, fpr, images.source)
 
 
 def heldout_images(bundle: Bundle) -> tuple[np.ndarray, str]:
@@ -491,10 +553,10 @@ def flagged_examples(bundle: Bundle, paths: Sequence[str], scores: Sequence[floa
         return [Flagged(str(p), float(s), images[i], recon[i]) for i, (p, s) in enumerate(zip(paths, scores))]
     from .anomaly_maps import heat_overlay
 
-    cal = bundle.meta.anomaly
+    cal, appearance = bundle.meta.anomaly, Appearance.of(bundle)
     out = []
     for x, p, s in zip(images, paths, scores):
         y = bundle.reconstruct_picture(x)
-        heat = heat_overlay(x, anomaly_map(x, y), cal.pixel_threshold if cal else None)
+        heat = heat_overlay(x, appearance.map(0, x, y), cal.pixel_threshold if cal else None)
         out.append(Flagged(str(p), float(s), x, y, heat))
     return out

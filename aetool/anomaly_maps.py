@@ -27,8 +27,11 @@ with sigma), mirrored at the edges, so a 12-megapixel picture's map costs a few 
 from __future__ import annotations
 
 import math
+from typing import Iterable, Sequence
 
 import numpy as np
+
+from .bundle_format import AppearanceParams
 
 SIGMA = 4.0  # pixels: the neighbourhood both energies are measured over
 DETAIL_SIGMA = 2.0  # pixels: what the picture keeps beyond a blur of this is its texture
@@ -108,12 +111,141 @@ def texture_energy(x: np.ndarray) -> np.ndarray:
     return gaussian_blur(detail)
 
 
-def anomaly_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The anomaly map of picture ``x`` and its reconstruction ``y`` (module docstring): a ratio, about
-    1 where the error is what the picture's texture and its mean error lead one to expect."""
+def reconstruction_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The reconstruction's map of picture ``x`` and its reconstruction ``y``: a ratio, about 1 where
+    the error is what the picture's texture and its mean error lead one to expect.  The map of a
+    bundle calibrated without an appearance model (see :func:`anomaly_map`)."""
     error = error_map(x, y)
     floor = max(float(error.mean(dtype=np.float64)), 1e-12)
     return error / (np.minimum(texture_energy(x), texture_energy(y)) + np.float32(floor))
+
+
+STAT_SIGMAS = (2.0, 6.0)  # pixels: the two neighbourhoods local statistics are taken over
+BANDS = (1.0, 2.0, 4.0)  # pixels: a band's detail is what a picture keeps beyond a blur of this width
+LOG_FLOOR = 1e-5  # of a band's energy, before its logarithm: 8-bit rounding noise is about 1e-6
+BANK = 1024  # normal neighbourhoods an appearance model keeps
+POOL = 200_000  # neighbourhoods (at most) the model is chosen from, drawn evenly over the pictures
+STEP = 2  # the distance is measured every STEP pixels (the statistics are smooth), then spread back
+CHUNK = 4096  # places a distance is computed for at once: a (CHUNK, BANK) float32 block, 16 MB
+
+
+def local_features(x: np.ndarray, sigmas: Sequence[float] = STAT_SIGMAS,
+                   bands: Sequence[float] = BANDS) -> np.ndarray:
+    """(H, W, D): what a (C, H, W) picture looks like around each pixel, at each neighbourhood of
+    ``sigmas``: its mean level in each channel and the log energy of its detail in each band of
+    ``bands`` (summed over the channels).  A hole, a stain, a blur, a scratch or a patch of another
+    texture each moves some of these away from every normal neighbourhood, even where a model
+    reconstructs the defect as well as the texture around it."""
+    x = np.asarray(x, np.float32)
+    detail = []
+    for s in bands:
+        e = np.zeros(x.shape[1:], np.float32)
+        for c in x:
+            d = c - gaussian_blur(c, s)
+            e += d * d
+        detail.append(e)
+    out = []
+    for sigma in sigmas:
+        out += [gaussian_blur(c, sigma) for c in x]
+        out += [np.log(gaussian_blur(e, sigma) + np.float32(LOG_FLOOR)) for e in detail]
+    return np.stack(out, -1)
+
+
+class AppearanceModel:
+    """What normal pictures look like, neighbourhood by neighbourhood, and how far a picture's
+    neighbourhoods are from it: the distance from each pixel's :func:`local_features` to the nearest
+    of ``BANK`` normal ones, after whitening by the normal features' covariance (so every statistic
+    counts by its own spread, and correlated ones are not counted twice).  Nearest-neighbour, as
+    PatchCore scores a patch, because normal appearance is many things at once (grass and sky,
+    brick and mortar): one Gaussian around their mean would call a flat patch of mean grey normal.
+
+    Follows scikit-learn's conventions: settings in ``__init__``, fitted arrays end in ``_``.
+    ``owners_`` (not stored) says which fitted picture each kept neighbourhood came from, so a
+    calibration can score those pictures without their own neighbourhoods (``exclude``)."""
+
+    mean_: np.ndarray  # (D,)
+    whiten_: np.ndarray  # (D, D): features @ whiten_ have the identity covariance
+    bank_: np.ndarray  # (BANK, D), whitened
+
+    def __init__(self, size: int = BANK, sigmas: Sequence[float] = STAT_SIGMAS, bands: Sequence[float] = BANDS,
+                 seed: int = 0) -> None:
+        self.size, self.sigmas, self.bands, self.seed = size, tuple(sigmas), tuple(bands), seed
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        return local_features(x, self.sigmas, self.bands)
+
+    def fit(self, pictures: Iterable[np.ndarray], count: int | None = None) -> "AppearanceModel":
+        """From normal (C, H, W) pictures of any sizes, read once (a stream of ``count`` of them is
+        never all in memory): up to POOL of their neighbourhoods, evenly from each picture, whitened,
+        of which ``size`` are kept.  ``owners_`` counts the pictures in the order they came."""
+        if count is None:
+            pictures = list(pictures)
+            count = len(pictures)
+        rng = np.random.default_rng(self.seed)
+        each = max(1, -(-POOL // max(count, 1)))
+        pool, owners = [], []
+        for i, x in enumerate(pictures):
+            f = self.features(x)
+            f = f.reshape(-1, f.shape[-1])
+            keep = f if len(f) <= each else f[rng.choice(len(f), each, replace=False)]
+            pool.append(keep.astype(np.float64))
+            owners.append(np.full(len(keep), i))
+        if not pool:
+            raise ValueError("an appearance model needs at least one picture")
+        f, own = np.concatenate(pool), np.concatenate(owners)
+        self.mean_ = f.mean(0)
+        cov = np.atleast_2d(np.cov(f, rowvar=False))
+        cov += np.eye(len(cov)) * (1e-6 * max(float(np.trace(cov)) / len(cov), 1e-12))  # a constant statistic
+        self.whiten_ = np.linalg.cholesky(np.linalg.inv(cov))
+        pick = rng.choice(len(f), min(self.size, len(f)), replace=False)
+        self.bank_ = ((f[pick] - self.mean_) @ self.whiten_).astype(np.float32)
+        self.owners_ = own[pick]
+        return self
+
+    def to_params(self) -> AppearanceParams:
+        return AppearanceParams(self.sigmas, self.bands, self.mean_, self.whiten_, self.bank_)
+
+    @classmethod
+    def from_params(cls, params: AppearanceParams) -> "AppearanceModel":
+        out = cls(len(params.bank), params.sigmas, params.bands)
+        out.mean_, out.whiten_, out.bank_ = params.mean, params.whiten, params.bank.astype(np.float32)
+        out.owners_ = None
+        return out
+
+    def distance(self, x: np.ndarray, exclude: int | None = None) -> np.ndarray:
+        """(H, W): each pixel's whitened distance to the nearest normal neighbourhood kept; with
+        ``exclude``, to the nearest not taken from fitted picture ``exclude``."""
+        f = self.features(x)
+        h, w, dim = f.shape
+        if dim != self.bank_.shape[1]:
+            raise ValueError(f"appearance model of {self.bank_.shape[1]} statistics, picture gives {dim}")
+        bank = self.bank_
+        if exclude is not None and getattr(self, "owners_", None) is not None:
+            bank = bank[self.owners_ != exclude]
+        grid = np.ascontiguousarray(f[::STEP, ::STEP]).reshape(-1, dim)
+        q = (grid - self.mean_.astype(np.float32)) @ self.whiten_.astype(np.float32)
+        bank_t = np.ascontiguousarray(bank.T)
+        half = np.float32(0.5) * np.einsum("nd,nd->n", bank, bank)
+        best = np.empty(len(q), np.float32)
+        for start in range(0, len(q), CHUNK):  # max of q.b - |b|^2 / 2 is the nearest b
+            block = q[start : start + CHUNK] @ bank_t
+            block -= half
+            best[start : start + CHUNK] = block.max(1)
+        coarse = np.sqrt(np.maximum(np.einsum("nd,nd->n", q, q) - 2 * best, 0)).reshape(-(-h // STEP), -(-w // STEP))
+        if STEP == 1:
+            return coarse
+        return gaussian_blur(np.repeat(np.repeat(coarse, STEP, 0), STEP, 1)[:h, :w], STEP / 2)
+
+
+def anomaly_map(x: np.ndarray, y: np.ndarray, appearance: AppearanceModel | None = None,
+                exclude: int | None = None) -> np.ndarray:
+    """A map bundle's anomaly map of picture ``x`` (and its reconstruction ``y``): with the
+    calibration's appearance model, each pixel's distance from normal appearance
+    (:class:`AppearanceModel`); without one (a bundle calibrated before it existed, or never), the
+    reconstruction's error over the local texture (:func:`reconstruction_map`)."""
+    if appearance is None:
+        return reconstruction_map(x, y)
+    return appearance.distance(x, exclude)
 
 
 # black -> red -> yellow -> white, a ramp that stays readable in grey print

@@ -452,6 +452,57 @@ def density_params_from_dict(obj: Any) -> DensityParams:
     return DENSITY_KINDS[kind].from_dict(obj)
 
 
+@dataclass(frozen=True, eq=False)
+class AppearanceParams:
+    """A map bundle's appearance model (aetool.anomaly_maps.AppearanceModel), fitted by calibration
+    on normal pictures: the local statistics' neighbourhoods ``sigmas`` and detail ``bands`` (pixels,
+    > 0), and float64 ``mean`` (D,), ``whiten`` (D, D, lower triangular with a positive diagonal)
+    and ``bank`` (N, D) of N >= 1 whitened normal neighbourhoods, D = len(sigmas) (C + len(bands))
+    for pictures of C channels.  :meth:`from_dict` validates what a file holds."""
+
+    sigmas: tuple[float, ...]
+    bands: tuple[float, ...]
+    mean: np.ndarray
+    whiten: np.ndarray
+    bank: np.ndarray
+
+    def channels(self) -> int:
+        return self.mean.shape[0] // len(self.sigmas) - len(self.bands)
+
+    def check(self, channels: int | None = None, where: str = "appearance") -> "AppearanceParams":
+        for name in ("sigmas", "bands"):
+            v = getattr(self, name)
+            if not (1 <= len(v) <= 8 and all(_finite(x) and 0 < x <= 64 for x in v)):
+                raise AetoolError(f"{where}: '{name}' must be 1 to 8 numbers in (0, 64]")
+        mean, whiten, bank = self.mean, self.whiten, self.bank
+        d = mean.shape[0] if mean.ndim == 1 else 0
+        if not (d and whiten.shape == (d, d) and bank.ndim == 2 and bank.shape[0] >= 1 and bank.shape[1] == d
+                and d % len(self.sigmas) == 0 and self.channels() >= 1):
+            raise AetoolError(f"{where}: 'mean' (D), 'whiten' (D x D) and 'bank' (N x D) must agree, with "
+                              f"D = len(sigmas) (channels + len(bands))")
+        if not all(np.all(np.isfinite(a)) for a in (mean, whiten, bank)):
+            raise AetoolError(f"{where}: 'mean', 'whiten' and 'bank' must hold finite numbers")
+        if not (np.all(np.triu(whiten, 1) == 0) and np.all(np.diagonal(whiten) > 0)):
+            raise AetoolError(f"{where}: 'whiten' must be lower triangular with a positive diagonal")
+        if channels is not None and self.channels() != channels:
+            raise AetoolError(f"{where}: fitted on {self.channels()}-channel pictures; the bundle takes {channels}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sigmas": list(self.sigmas), "bands": list(self.bands), "mean": self.mean.tolist(),
+                "whiten": self.whiten.tolist(), "bank": np.asarray(self.bank, np.float32).tolist()}
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = "appearance") -> "AppearanceParams":
+        r = _Reader(obj, where)
+        try:
+            sigmas, bands = (tuple(float(v) for v in r._get(k, False)) for k in ("sigmas", "bands"))
+            arrays = [np.asarray(r._get(k, False), dtype=np.float64) for k in ("mean", "whiten", "bank")]
+        except (TypeError, ValueError) as e:
+            raise AetoolError(f"{where}: bad parameters ({' '.join(str(e).split())[:200]})") from None
+        return cls(sigmas, bands, *arrays).check(where=where)
+
+
 SCORE_RULES = ("max", "sum")
 THRESHOLD_METHODS = ("conformal", "quantile")
 CONFIDENCE = 0.95  # of the held-out rate's interval
@@ -496,6 +547,9 @@ class AnomalyCalibration:
     # a map bundle's: the anomaly map's value (aetool.anomaly_maps) above which a pixel is drawn as
     # flagged, the 0.999 quantile of the calibration pictures' maps
     pixel_threshold: float | None = None
+    # a map bundle's: what normal pictures look like, neighbourhood by neighbourhood (the anomaly map's
+    # model, fitted on the standardisation part); None: the map is the reconstruction's (older files)
+    appearance: AppearanceParams | None = None
 
     @property
     def needed_images(self) -> int:
@@ -505,9 +559,11 @@ class AnomalyCalibration:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for key in ("histogram", "rank", "standardisation_images", "heldout_flagged", "heldout_interval",
-                    "pixel_threshold"):
+                    "pixel_threshold", "appearance"):
             if out[key] is None:
                 del out[key]
+        if self.appearance is not None:
+            out["appearance"] = self.appearance.to_dict()
         if self.heldout_interval is not None:
             out["heldout_interval"] = list(self.heldout_interval)
         return out
@@ -557,7 +613,9 @@ class AnomalyCalibration:
                    heldout_flagged=flagged if heldout_fpr is not None else None,
                    heldout_interval=None if interval is None or heldout_fpr is None
                    else (float(interval[0]), float(interval[1])),
-                   pixel_threshold=cls._positive(r, "pixel_threshold"))
+                   pixel_threshold=cls._positive(r, "pixel_threshold"),
+                   appearance=None if r._get("appearance", True) is None
+                   else AppearanceParams.from_dict(r._get("appearance", True), f"{where}.appearance"))
 
     @staticmethod
     def _positive(r: "_Reader", key: str) -> float | None:
@@ -841,6 +899,9 @@ class BundleMeta:
         anomaly = r.mapping("anomaly", optional=True)
         latent = LatentLayout.from_dict(r.mapping("latent"), f"{where}.latent") if version >= 3 else LatentLayout()
         image = ImageSpec.from_dict(r.mapping("image"), f"{where}.image")
+        calibration = None if anomaly is None else AnomalyCalibration.from_dict(anomaly, f"{where}.anomaly")
+        if calibration is not None and calibration.appearance is not None:
+            calibration.appearance.check(image.shape[0], f"{where}.anomaly.appearance")
         if latent.is_map != image.preprocessing_spec.is_own_size:
             raise AetoolError(f"{where}: a {latent.kind} latent with the image preprocessing {image.preprocessing!r} "
                               f"(maps take pictures at their own size, {OWN_SIZE}; code vectors the others)")
@@ -852,7 +913,7 @@ class BundleMeta:
                    opset=opset if isinstance(opset, int) else None,
                    training=r.mapping("training", optional=True) or {}, export=r.mapping("export", optional=True) or {},
                    variant=variant,
-                   anomaly=None if anomaly is None else AnomalyCalibration.from_dict(anomaly, f"{where}.anomaly"))
+                   anomaly=calibration)
 
     def density_params(self, kind: str) -> DensityParams:
         """The density stored under ``kind``, typed (KeyError where the bundle has none)."""

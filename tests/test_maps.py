@@ -373,3 +373,78 @@ def test_anomaly_maps_refuse_what_they_cannot_do(calibrated_maps, bundle_dir, tm
     grey = make_map_bundle(tmp_path / "grey", channels=1)
     run_cli("score", str(clean), "--bundle", str(grey), "--maps", "m3", "--quiet", cwd=tmp_path)
     assert np.load(tmp_path / "m3" / "0-clean.npy").shape == (40, 48)
+
+
+def test_appearance_model_finds_what_a_texture_lacks():
+    """A smooth hole in a stochastic texture, which a model that cannot reconstruct the texture
+    reconstructs better than the texture around it: the appearance model's map peaks inside it, and
+    the picture's score is above the same picture without it."""
+    from aetool.anomaly_maps import AppearanceModel, image_score
+
+    rng = np.random.default_rng(0)
+
+    def texture(h: int, w: int) -> np.ndarray:
+        return np.clip(0.5 + 0.2 * rng.standard_normal((1, h, w)), 0, 1).astype(np.float32)
+
+    model = AppearanceModel(size=256).fit([texture(40 + i, 50) for i in range(6)])
+    clean = texture(45, 61)
+    holed = clean.copy()
+    yy, xx = np.mgrid[:45, :61]
+    hole = (yy - 20) ** 2 + (xx - 35) ** 2 < 8**2
+    holed[0][hole] = 0.5  # the texture's mean level, without its detail
+    before, after = model.distance(clean), model.distance(holed)
+    assert after.shape == (45, 61) and after.dtype == np.float32
+    assert hole[np.unravel_index(np.argmax(after), hole.shape)]
+    assert after[hole].mean() > 3 * after[~hole].mean()
+    assert image_score(after) > 2 * image_score(before)
+    # a picture fitted on is not its own evidence: without its neighbourhoods it is further away
+    assert model.distance(texture(40, 50), exclude=0).mean() > 0
+
+
+def test_calibration_stores_the_appearance_model(calibrated_maps):
+    """calibrate fits the appearance model on the standardisation part and stores it in latent.json:
+    statistics of the bundle's channels, a whitening, a bank of normal neighbourhoods."""
+    from aetool.anomaly_maps import BANDS, STAT_SIGMAS
+    from aetool.bundle import load_bundle
+
+    cal, _ = calibrated_maps
+    app = load_bundle(cal, device="cpu").meta.anomaly.appearance
+    dim = len(STAT_SIGMAS) * (3 + len(BANDS))
+    assert app.sigmas == STAT_SIGMAS and app.bands == BANDS
+    assert app.mean.shape == (dim,) and app.whiten.shape == (dim, dim) and app.bank.shape[1] == dim
+    assert 1 <= len(app.bank) <= 1024 and np.all(np.isfinite(app.bank))
+
+
+def _appearance(key: str, value):
+    def tamper(meta: dict) -> None:
+        meta["anomaly"]["appearance"][key] = value
+    return tamper
+
+
+APPEARANCE_TAMPERED = {
+    "nan-in-bank": (lambda m: m["anomaly"]["appearance"]["bank"][0].__setitem__(0, float("nan")), "finite numbers"),
+    "whiten-upper": (lambda m: m["anomaly"]["appearance"]["whiten"][0].__setitem__(1, 1.0), "lower triangular"),
+    "grey-model": (lambda m: m["anomaly"]["appearance"].update(
+        mean=[0.0] * 8, whiten=np.eye(8).tolist(), bank=[[0.0] * 8]), "fitted on 1-channel pictures"),
+    "bank-a-word": (_appearance("bank", "many"), "bad parameters"),
+    "bank-ragged": (_appearance("bank", [[0.0] * 16, [0.0]]), "bad parameters"),
+    "sigmas-missing": (lambda m: m["anomaly"]["appearance"].pop("sigmas"), "lacks 'sigmas'"),
+    "sigmas-negative": (_appearance("sigmas", [-2.0, 6.0]), "'sigmas' must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(APPEARANCE_TAMPERED))
+def test_tampered_appearance_model_is_one_line(calibrated_maps, tmp_path, case):
+    import shutil
+
+    from test_hostile import one_line_error
+
+    cal, _ = calibrated_maps
+    bundle = tmp_path / "b"
+    shutil.copytree(cal, bundle)
+    meta = json.loads((bundle / "latent.json").read_text())
+    change, fragment = APPEARANCE_TAMPERED[case]
+    change(meta)
+    (bundle / "latent.json").write_text(json.dumps(meta))
+    save_photo(tmp_path / "p.png", 40, 48, seed=1)
+    one_line_error(run_cli("score", "p.png", "--bundle", str(bundle), cwd=tmp_path, check=False), fragment)

@@ -228,9 +228,16 @@ def page(tmp_path_factory, photo_bundle):
     from mapbundles import make_map_bundle
 
     maps = make_map_bundle(root / "maps")
-    build_site(["cnn-d2", "cnn-d16", str(colour), str(unsure), str(photo_bundle), str(maps)], site, Runtime(folder=runtime),
+    appearance = make_map_bundle(root / "maps-calibrated", name="maps-calibrated")  # its map: the appearance model's
+    from aetool.anomaly import calibrate
+    from mapbundles import photo
+
+    write_calibration(appearance, calibrate(load_bundle(appearance, device="cpu"),
+                                            [photo(40 + i, 56, seed=i) for i in range(12)], 0.2))
+    build_site(["cnn-d2", "cnn-d16", str(colour), str(unsure), str(photo_bundle), str(maps), str(appearance)], site,
+               Runtime(folder=runtime),
                points=500, images=_pictures(root / "pics"))
-    page_colour[:] = [colour, root / "pics", maps]
+    page_colour[:] = [colour, root / "pics", maps, appearance]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     messages: list[tuple[str, str]] = []
@@ -447,4 +454,25 @@ def test_map_bundle_reconstructs_a_picture_at_its_own_size_in_the_page(page):
     assert got["score"]["sse"] == pytest.approx(float(sse[0]), rel=1e-4)
     assert got["score"]["nll"] == pytest.approx(float(nll[0]), rel=1e-4, abs=1e-4)
     assert "at its own size" in page.evaluate("document.getElementById('score').textContent")
+    assert page.evaluate("window.aetool.errors") == []
+
+
+@pytestmark_browser
+def test_appearance_map_is_pythons_in_the_page(page):
+    """A calibrated map bundle's map is its appearance model's (local statistics against a bank of
+    normal ones): the page's map peak and score are Python's."""
+    from aetool.anomaly import combine, map_parts
+
+    from mapbundles import photo
+
+    _use(page, "maps-calibrated")
+    b = load_bundle(page_colour[3], device="cpu")
+    assert b.meta.anomaly.appearance is not None
+    x = np.round(photo(37, 50, seed=9) * 255).astype(np.uint8)
+    x[:, 10:20, 20:30] = 255  # a bright square the normal pictures never had
+    rgba = np.concatenate([x.transpose(1, 2, 0), np.full((37, 50, 1), 255, np.uint8)], 2)
+    got = page.evaluate("([a, w, h]) => window.aetool.analyse(a, w, h)", [rgba.ravel().tolist(), 50, 37])
+    sse, nll = map_parts(b, [x.astype(np.float32) / 255])
+    assert got["score"]["sse"] == pytest.approx(float(sse[0]), rel=1e-3)
+    assert got["score"]["score"] == pytest.approx(float(combine(sse, nll, b.meta.anomaly)[0]), rel=1e-3, abs=1e-3)
     assert page.evaluate("window.aetool.errors") == []

@@ -87,7 +87,7 @@
     }
     return gaussianBlur(detail, H, W);
   }
-  /** anomaly_maps.anomaly_map: the smoothed error over the lesser texture energy of picture and reconstruction
+  /** anomaly_maps.reconstruction_map: the smoothed error over the lesser texture energy of picture and reconstruction
    *  plus the picture's own mean smoothed error. */
   function anomalyMap(x, recon, C, H, W) {
     const error = errorMap(x, recon, C, H, W), ex = textureEnergy(x, C, H, W), ey = textureEnergy(recon, C, H, W);
@@ -96,6 +96,50 @@
     const floor = Math.fround(Math.max(sum / (H * W), 1e-12)), out = new Float32Array(H * W);
     for (let p = 0; p < H * W; p++) out[p] = error[p] / Math.fround(Math.min(ex[p], ey[p]) + floor);
     return out;
+  }
+  const LOG_FLOOR = 1e-5, STEP = 2;
+  /** anomaly_maps.local_features: per neighbourhood of each sigma, every channel's mean level and each band's
+   *  log detail energy; an array of D (H, W) maps. */
+  function localFeatures(x, C, H, W, sigmas, bands) {
+    const planes = Array.from({ length: C }, (_, c) => x.slice(c * H * W, (c + 1) * H * W));
+    const detail = bands.map((s) => {
+      const e = new Float32Array(H * W);
+      for (const plane of planes) {
+        const b = gaussianBlur(plane, H, W, s);
+        for (let p = 0; p < H * W; p++) { const d = Math.fround(plane[p] - b[p]); e[p] += Math.fround(d * d); }
+      }
+      return e;
+    });
+    const out = [];
+    for (const sigma of sigmas) {
+      for (const plane of planes) out.push(gaussianBlur(plane, H, W, sigma));
+      for (const e of detail) out.push(gaussianBlur(e, H, W, sigma).map((v) => Math.log(v + LOG_FLOOR)));
+    }
+    return out;
+  }
+  /** anomaly_maps.AppearanceModel.distance: each pixel's whitened distance to the nearest normal neighbourhood
+   *  of the calibration's bank, measured every STEP pixels, spread back and smoothed. */
+  function appearanceMap(x, C, H, W, app) {
+    const f = localFeatures(x, C, H, W, app.sigmas, app.bands), D = f.length, gh = Math.ceil(H / STEP), gw = Math.ceil(W / STEP);
+    const half = app.bank.map((b) => 0.5 * b.reduce((a, v) => a + v * v, 0)), v = new Float64Array(D), q = new Float64Array(D);
+    const coarse = new Float32Array(gh * gw);
+    for (let i = 0; i < gh; i++) for (let j = 0; j < gw; j++) {
+      const p = i * STEP * W + j * STEP;
+      for (let k = 0; k < D; k++) v[k] = f[k][p] - app.mean[k];
+      let qq = 0;
+      for (let m = 0; m < D; m++) { let a = 0; for (let k = m; k < D; k++) a += v[k] * app.whiten[k][m]; q[m] = a; qq += a * a; }
+      let best = -Infinity;
+      for (let n = 0; n < app.bank.length; n++) {
+        const b = app.bank[n];
+        let dot = -half[n];
+        for (let m = 0; m < D; m++) dot += q[m] * b[m];
+        if (dot > best) best = dot;
+      }
+      coarse[i * gw + j] = Math.sqrt(Math.max(qq - 2 * best, 0));
+    }
+    const spread = new Float32Array(H * W);
+    for (let y = 0; y < H; y++) for (let X = 0; X < W; X++) spread[y * W + X] = coarse[Math.floor(y / STEP) * gw + Math.floor(X / STEP)];
+    return gaussianBlur(spread, H, W, STEP / 2);
   }
   /** anomaly_maps.image_score: the mean of the map's highest share. */
   function imageScore(map, share = MAP_TOP_SHARE) {
@@ -482,7 +526,8 @@
     /** A map bundle's aetool.anomaly.map_parts: SSE per pixel, the mean NLL per dimension over the positions. */
     /** aetool/anomaly.py map_parts: the anomaly map's peak (aetool/anomaly_maps.py) and the mean NLL per position. */
     scoreMap(x, recon, z, zShape, H, W) {
-      const sse = imageScore(anomalyMap(x, recon, this.image.channels, H, W));
+      const app = this.meta.anomaly && this.meta.anomaly.appearance, C = this.image.channels;  // aetool.anomaly.Appearance.of
+      const sse = imageScore(app ? appearanceMap(x, C, H, W, app) : anomalyMap(x, recon, C, H, W));
       const [d, h, w] = zShape, code = new Array(d);
       let nll = 0;
       for (let p = 0; p < h * w; p++) { for (let k = 0; k < d; k++) code[k] = z[k * h * w + p]; nll += -this.density.logProb(code) / d; }

@@ -136,7 +136,7 @@ def combine(sse: np.ndarray, nll: np.ndarray, cal: AnomalyCalibration) -> np.nda
     with np.errstate(over="ignore", invalid="ignore"):
         a = (np.log(np.asarray(sse, np.float64) + 1e-12) - cal.log_sse_mean) / cal.log_sse_std
         b = (np.asarray(nll, np.float64) - cal.nll_mean) / cal.nll_std
-        return np.maximum(a, b) if cal.rule == "max" else a + b
+        return a if cal.rule == "map" else np.maximum(a, b) if cal.rule == "max" else a + b
 
 
 # ---------------------------------------------------------------- the calibration, on numbers alone
@@ -274,7 +274,7 @@ def calibrate(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray], fpr: fl
             for start in range(0, len(indices), BATCH):
                 yield [images[i] for i in indices[start : start + BATCH]]
 
-        return _calibrate_map(bundle, len(images), read, fpr, source, rule)
+        return _calibrate_map(bundle, len(images), read, fpr, source)
     sse, nll = [], []
     for start in range(0, len(images), BATCH * 4):
         s, v = parts(bundle, images[start : start + BATCH * 4])
@@ -284,11 +284,14 @@ def calibrate(bundle: Bundle, images: np.ndarray | Sequence[np.ndarray], fpr: fl
 
 
 def _calibrate_map(bundle: Bundle, n: int, read: "Callable[[Sequence[int]], Iterator[Sequence[np.ndarray]]]",
-                   fpr: float, source: str, rule: str = "max") -> AnomalyCalibration:
+                   fpr: float, source: str, rule: str = "map") -> AnomalyCalibration:
     """A map bundle's calibration: the appearance model is fitted on the standardisation part's
     pictures (``read(indices)`` gives them a batch at a time), then every picture is scored with it
     (those of the standardisation part without their own neighbourhoods), and calibrate_parts
-    splits the scores the same seeded way, so the threshold is set on pictures the model never saw."""
+    splits the scores the same seeded way, so the threshold is set on pictures the model never saw.
+    The score is the map's part alone (rule "map"): a picture wrong everywhere is far from normal
+    appearance everywhere, and the latent NLL, which the reconstruction map needed for that, only
+    added its noise to the verdicts on local defects (benchmarks/anomaly_maps.py)."""
     first = split_parts(n, fpr)[0] if n >= MIN_IMAGES else np.arange(n)
     fitted = sorted(int(i) for i in first)
     model = AppearanceModel().fit((x for batch in read(fitted) for x in batch), count=len(fitted))
@@ -346,7 +349,8 @@ def summary(cal: AnomalyCalibration | None) -> str:
         return f"anomaly threshold: none ({no_threshold_reason(cal)})"
     how = (f"rank {cal.rank} of {cal.images} calibration scores" if cal.method == "conformal" else
            f"the {1 - cal.fpr:g} quantile of {cal.images} scores, an older calibration: aetool calibrate redoes it")
-    return (f"anomaly threshold {cal.threshold:.3f} ({cal.rule} of the two parts; {how}) for {100 * cal.fpr:g} % "
+    rule = "the anomaly map's part" if cal.rule == "map" else f"{cal.rule} of the two parts"
+    return (f"anomaly threshold {cal.threshold:.3f} ({rule}; {how}) for {100 * cal.fpr:g} % "
             f"false positives, set on {cal.source}; measured {measured(cal)}")
 
 

@@ -1,27 +1,27 @@
 """Where a picture is wrong: a map bundle's per-pixel anomaly map, torch-free.
 
-A raw squared error lights up every edge and texture: a small autoencoder reconstructs busy
-regions worse than flat ones even when they are normal, and a defect shows up as a *region* of
-high error, not as single pixels.  So the map is a ratio of two local energies over the same
-neighbourhood (a Gaussian of ``SIGMA`` pixels):
+A calibrated map bundle draws the map with an **appearance model** (:class:`AppearanceModel`):
+around each pixel, a picture's local statistics (its mean level in each channel and the log energy
+of its detail in three bands, over neighbourhoods of two widths), whitened by the normal pictures'
+covariance, and their distance to the nearest of the normal neighbourhoods that calibration kept.
+A defect is a region that looks like no normal region: a hole, a stain, a blur, a scratch or a
+patch of another texture each moves some statistic away from every normal neighbourhood.  The
+reconstruction's error cannot say that on a stochastic texture (grass, gravel): a small model
+reconstructs a smooth hole *better* than the normal texture around it.  Chosen by measurement:
+benchmarks/anomaly_maps.py compares it with the reconstruction map below, the plain smoothed error
+and 1 - SSIM; adding the reconstruction's error to the statistics did not help there.
 
-    map = smooth(squared error) / (smooth(texture energy) + floor)
+A bundle calibrated before the appearance model existed, or never, draws the **reconstruction
+map** (:func:`reconstruction_map`), a ratio of two local energies over a Gaussian of ``SIGMA``
+pixels: the smoothed squared error of the reconstruction over the lesser smoothed texture energy of
+picture and reconstruction (a busy normal region is held to its own standard, while a defect cannot
+excuse itself: a scratch adds detail to the picture, not to the reconstruction), plus the picture's
+own mean error as a floor.
 
-where the squared error is the reconstruction's, summed over the channels; the texture energy is
-the detail (the squared difference from itself blurred by ``DETAIL_SIGMA``) of the picture or of
-its reconstruction, whichever has less there, so a busy normal region is held to its own standard
-while a defect cannot excuse itself: a scratch adds detail to the picture but not to the
-reconstruction, a blur takes it from the picture; and ``floor`` is the picture's own mean smoothed
-error, so a flat region is not divided by almost nothing.  The map is a function of the picture and
-its reconstruction alone (no calibration enters it), so the command line, a script and the web page
-draw the same map.  Chosen by measurement: benchmarks/anomaly_maps.py compares it with the plain
-smoothed error and 1 - SSIM (a floor from the normal pictures' error instead of the picture's own
-did worse on the pixels there).  The picture's one score is the mean of the highest
-``TOP_SHARE`` of its map: a defect of a few hundred pixels moves it, where the whole picture's mean
-would dilute it away.
-
-The Gaussian is three passes of a box filter along each axis (running sums: the cost does not grow
-with sigma), mirrored at the edges, so a 12-megapixel picture's map costs a few passes over it.
+The picture's one score is the mean of the highest ``TOP_SHARE`` of its map: a defect of a few
+hundred pixels moves it, where the whole picture's mean would dilute it away.  Every Gaussian is
+three passes of a box filter along each axis (running sums: the cost does not grow with sigma),
+mirrored at the edges.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def reconstruction_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 STAT_SIGMAS = (2.0, 6.0)  # pixels: the two neighbourhoods local statistics are taken over
 BANDS = (1.0, 2.0, 4.0)  # pixels: a band's detail is what a picture keeps beyond a blur of this width
 LOG_FLOOR = 1e-5  # of a band's energy, before its logarithm: 8-bit rounding noise is about 1e-6
-BANK = 1024  # normal neighbourhoods an appearance model keeps
+BANK = 4096  # normal neighbourhoods an appearance model keeps
 POOL = 200_000  # neighbourhoods (at most) the model is chosen from, drawn evenly over the pictures
 STEP = 2  # the distance is measured every STEP pixels (the statistics are smooth), then spread back
 CHUNK = 4096  # places a distance is computed for at once: a (CHUNK, BANK) float32 block, 16 MB
@@ -198,7 +198,8 @@ class AppearanceModel:
         cov += np.eye(len(cov)) * (1e-6 * max(float(np.trace(cov)) / len(cov), 1e-12))  # a constant statistic
         self.whiten_ = np.linalg.cholesky(np.linalg.inv(cov))
         pick = rng.choice(len(f), min(self.size, len(f)), replace=False)
-        self.bank_ = ((f[pick] - self.mean_) @ self.whiten_).astype(np.float32)
+        # to 4 decimals (whitened statistics are of order 1): latent.json holds the bank the scores used
+        self.bank_ = np.round((f[pick] - self.mean_) @ self.whiten_, 4).astype(np.float32)
         self.owners_ = own[pick]
         return self
 

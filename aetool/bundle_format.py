@@ -503,7 +503,7 @@ class AppearanceParams:
         return cls(sigmas, bands, *arrays).check(where=where)
 
 
-SCORE_RULES = ("max", "sum")
+SCORE_RULES = ("max", "sum", "map")
 THRESHOLD_METHODS = ("conformal", "quantile")
 CONFIDENCE = 0.95  # of the held-out rate's interval
 
@@ -514,8 +514,10 @@ class AnomalyCalibration:
 
     Two standardised parts, a = (log SSE - log_sse_mean) / log_sse_std and b = (NLL - nll_mean) /
     nll_std, where SSE is the reconstruction's sum of squared errors and NLL the latent's negative
-    log-likelihood per dimension under the default density; ``rule`` "max" (score = max(a, b):
-    unusual in either way) or "sum" (a + b, the first calibrations').  A picture is flagged above
+    log-likelihood per dimension under the default density (for a map bundle, SSE is its anomaly
+    map's peak and NLL the mean over the map's positions); ``rule`` "max" (score = max(a, b):
+    unusual in either way), "sum" (a + b, the first calibrations') or "map" (a alone: a map bundle
+    calibrated with an appearance model, whose map sees a picture wrong everywhere too).  A picture is flagged above
     ``threshold``.  ``method`` "conformal": the threshold is the ``rank``-th smallest of ``images``
     calibration scores, rank = ceil((images + 1) (1 - fpr)), which keeps the rate at most ``fpr`` for
     new images exchangeable with them; where images + 1 < 1 / fpr no rank exists and ``threshold``

@@ -315,7 +315,7 @@ def test_anomaly_maps_show_where(calibrated_maps, tmp_path, no_torch):
 
     cal, _ = calibrated_maps
     meta = json.loads((cal / "latent.json").read_text())["anomaly"]
-    assert meta["pixel_threshold"] > 0 and meta["rule"] == "max"
+    assert meta["pixel_threshold"] > 0 and meta["rule"] == "map" and "appearance" in meta
     clean, scratched, mask = _with_scratch(tmp_path, 57, 83)
     proc = run_cli("score", str(clean), str(scratched), "--bundle", str(cal), "--maps", "m", "--csv", "s.csv",
                    "--json", cwd=tmp_path, env=no_torch)
@@ -412,7 +412,7 @@ def test_calibration_stores_the_appearance_model(calibrated_maps):
     dim = len(STAT_SIGMAS) * (3 + len(BANDS))
     assert app.sigmas == STAT_SIGMAS and app.bands == BANDS
     assert app.mean.shape == (dim,) and app.whiten.shape == (dim, dim) and app.bank.shape[1] == dim
-    assert 1 <= len(app.bank) <= 1024 and np.all(np.isfinite(app.bank))
+    assert 1 <= len(app.bank) <= 4096 and np.all(np.isfinite(app.bank))
 
 
 def _appearance(key: str, value):

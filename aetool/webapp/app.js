@@ -497,7 +497,7 @@
     verdict(sse, nll) {
       const cal = this.meta.anomaly;
       const parts = cal ? [(Math.log(sse + 1e-12) - cal.log_sse_mean) / cal.log_sse_std, (nll - cal.nll_mean) / cal.nll_std] : null;
-      const score = cal ? (cal.rule === "max" ? Math.max(parts[0], parts[1]) : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
+      const score = cal ? (cal.rule === "map" ? parts[0] : cal.rule === "max" ? Math.max(parts[0], parts[1]) : parts[0] + parts[1]) : null;  // aetool.anomaly.combine
       // aetool.anomaly.require_threshold: without a threshold (none set, or too few images for its rate) no verdict
       const threshold = cal && typeof cal.threshold === "number" ? cal.threshold : null;
       return { sse, nll, score, threshold, flagged: threshold === null ? null : !(score <= threshold) };

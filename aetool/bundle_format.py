@@ -490,7 +490,7 @@ class AppearanceParams:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sigmas": list(self.sigmas), "bands": list(self.bands), "mean": self.mean.tolist(),
-                "whiten": self.whiten.tolist(), "bank": np.asarray(self.bank, np.float32).tolist()}
+                "whiten": self.whiten.tolist(), "bank": np.round(np.asarray(self.bank, np.float64), 4).tolist()}
 
     @classmethod
     def from_dict(cls, obj: Any, where: str = "appearance") -> "AppearanceParams":

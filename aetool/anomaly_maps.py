@@ -126,12 +126,14 @@ LOG_FLOOR = 1e-5  # of a band's energy, before its logarithm: 8-bit rounding noi
 BANK = 4096  # normal neighbourhoods an appearance model keeps
 POOL = 200_000  # neighbourhoods (at most) the model is chosen from, drawn evenly over the pictures
 STEP = 2  # the distance is measured every STEP pixels (the statistics are smooth), then spread back
+LARGE, LARGE_STEP = 4_000_000, 4  # pixels: past this, every LARGE_STEP pixels (the search is most of the cost)
 CHUNK = 4096  # places a distance is computed for at once: a (CHUNK, BANK) float32 block, 16 MB
 
 
-def local_features(x: np.ndarray, sigmas: Sequence[float] = STAT_SIGMAS,
-                   bands: Sequence[float] = BANDS) -> np.ndarray:
-    """(H, W, D): what a (C, H, W) picture looks like around each pixel, at each neighbourhood of
+def local_features(x: np.ndarray, sigmas: Sequence[float] = STAT_SIGMAS, bands: Sequence[float] = BANDS,
+                   step: int = 1) -> np.ndarray:
+    """(H, W, D), or at every ``step``-th pixel of each axis (ceil(H / step), ceil(W / step), D): what
+    a (C, H, W) picture looks like around each pixel, at each neighbourhood of
     ``sigmas``: its mean level in each channel and the log energy of its detail in each band of
     ``bands`` (summed over the channels).  A hole, a stain, a blur, a scratch or a patch of another
     texture each moves some of these away from every normal neighbourhood, even where a model
@@ -144,10 +146,10 @@ def local_features(x: np.ndarray, sigmas: Sequence[float] = STAT_SIGMAS,
             d = c - gaussian_blur(c, s)
             e += d * d
         detail.append(e)
-    out = []
+    out = []  # each statistic kept at the grid alone as it is made: a 12-megapixel picture's D maps would be GBs
     for sigma in sigmas:
-        out += [gaussian_blur(c, sigma) for c in x]
-        out += [np.log(gaussian_blur(e, sigma) + np.float32(LOG_FLOOR)) for e in detail]
+        out += [gaussian_blur(c, sigma)[::step, ::step] for c in x]
+        out += [np.log(gaussian_blur(e, sigma)[::step, ::step] + np.float32(LOG_FLOOR)) for e in detail]
     return np.stack(out, -1)
 
 
@@ -172,7 +174,8 @@ class AppearanceModel:
         self.size, self.sigmas, self.bands, self.seed = size, tuple(sigmas), tuple(bands), seed
 
     def features(self, x: np.ndarray) -> np.ndarray:
-        return local_features(x, self.sigmas, self.bands)
+        """The statistics where the distance is measured (:func:`step`)."""
+        return local_features(x, self.sigmas, self.bands, step(*np.shape(x)[1:]))
 
     def fit(self, pictures: Iterable[np.ndarray], count: int | None = None) -> "AppearanceModel":
         """From normal (C, H, W) pictures of any sizes, read once (a stream of ``count`` of them is
@@ -217,13 +220,14 @@ class AppearanceModel:
         """(H, W): each pixel's whitened distance to the nearest normal neighbourhood kept; with
         ``exclude``, to the nearest not taken from fitted picture ``exclude``."""
         f = self.features(x)
-        h, w, dim = f.shape
+        h, w = np.shape(x)[1:]
+        dim = f.shape[-1]
         if dim != self.bank_.shape[1]:
             raise ValueError(f"appearance model of {self.bank_.shape[1]} statistics, picture gives {dim}")
         bank = self.bank_
         if exclude is not None and getattr(self, "owners_", None) is not None:
             bank = bank[self.owners_ != exclude]
-        grid = np.ascontiguousarray(f[::STEP, ::STEP]).reshape(-1, dim)
+        grid = f.reshape(-1, dim)
         q = (grid - self.mean_.astype(np.float32)) @ self.whiten_.astype(np.float32)
         bank_t = np.ascontiguousarray(bank.T)
         half = np.float32(0.5) * np.einsum("nd,nd->n", bank, bank)
@@ -232,10 +236,15 @@ class AppearanceModel:
             block = q[start : start + CHUNK] @ bank_t
             block -= half
             best[start : start + CHUNK] = block.max(1)
-        coarse = np.sqrt(np.maximum(np.einsum("nd,nd->n", q, q) - 2 * best, 0)).reshape(-(-h // STEP), -(-w // STEP))
-        if STEP == 1:
-            return coarse
-        return gaussian_blur(np.repeat(np.repeat(coarse, STEP, 0), STEP, 1)[:h, :w], STEP / 2)
+        coarse = np.sqrt(np.maximum(np.einsum("nd,nd->n", q, q) - 2 * best, 0)).reshape(f.shape[:2])
+        k = step(h, w)
+        return gaussian_blur(np.repeat(np.repeat(coarse, k, 0), k, 1)[:h, :w], k / 2)
+
+
+def step(h: int, w: int) -> int:
+    """Every how many pixels a picture of h x w has its distance measured: STEP, or LARGE_STEP for a
+    picture of more than LARGE pixels (a 12-megapixel photograph's defects are not 2 pixels wide)."""
+    return LARGE_STEP if h * w > LARGE else STEP
 
 
 def anomaly_map(x: np.ndarray, y: np.ndarray, appearance: AppearanceModel | None = None,

@@ -97,7 +97,7 @@
     for (let p = 0; p < H * W; p++) out[p] = error[p] / Math.fround(Math.min(ex[p], ey[p]) + floor);
     return out;
   }
-  const LOG_FLOOR = 1e-5, STEP = 2;
+  const LOG_FLOOR = 1e-5, STEP = 2, LARGE = 4000000, LARGE_STEP = 4;
   /** anomaly_maps.local_features: per neighbourhood of each sigma, every channel's mean level and each band's
    *  log detail energy; an array of D (H, W) maps. */
   function localFeatures(x, C, H, W, sigmas, bands) {
@@ -120,11 +120,12 @@
   /** anomaly_maps.AppearanceModel.distance: each pixel's whitened distance to the nearest normal neighbourhood
    *  of the calibration's bank, measured every STEP pixels, spread back and smoothed. */
   function appearanceMap(x, C, H, W, app) {
-    const f = localFeatures(x, C, H, W, app.sigmas, app.bands), D = f.length, gh = Math.ceil(H / STEP), gw = Math.ceil(W / STEP);
+    const step = H * W > LARGE ? LARGE_STEP : STEP;  // anomaly_maps.step
+    const f = localFeatures(x, C, H, W, app.sigmas, app.bands), D = f.length, gh = Math.ceil(H / step), gw = Math.ceil(W / step);
     const half = app.bank.map((b) => 0.5 * b.reduce((a, v) => a + v * v, 0)), v = new Float64Array(D), q = new Float64Array(D);
     const coarse = new Float32Array(gh * gw);
     for (let i = 0; i < gh; i++) for (let j = 0; j < gw; j++) {
-      const p = i * STEP * W + j * STEP;
+      const p = i * step * W + j * step;
       for (let k = 0; k < D; k++) v[k] = f[k][p] - app.mean[k];
       let qq = 0;
       for (let m = 0; m < D; m++) { let a = 0; for (let k = m; k < D; k++) a += v[k] * app.whiten[k][m]; q[m] = a; qq += a * a; }
@@ -138,8 +139,8 @@
       coarse[i * gw + j] = Math.sqrt(Math.max(qq - 2 * best, 0));
     }
     const spread = new Float32Array(H * W);
-    for (let y = 0; y < H; y++) for (let X = 0; X < W; X++) spread[y * W + X] = coarse[Math.floor(y / STEP) * gw + Math.floor(X / STEP)];
-    return gaussianBlur(spread, H, W, STEP / 2);
+    for (let y = 0; y < H; y++) for (let X = 0; X < W; X++) spread[y * W + X] = coarse[Math.floor(y / step) * gw + Math.floor(X / step)];
+    return gaussianBlur(spread, H, W, step / 2);
   }
   /** anomaly_maps.image_score: the mean of the map's highest share. */
   function imageScore(map, share = MAP_TOP_SHARE) {

@@ -292,8 +292,7 @@ def _calibrate_map(bundle: Bundle, n: int, read: "Callable[[Sequence[int]], Iter
     The score is the map's part alone (rule "map"): a picture wrong everywhere is far from normal
     appearance everywhere, and the latent NLL, which the reconstruction map needed for that, only
     added its noise to the verdicts on local defects (benchmarks/anomaly_maps.py)."""
-    first = split_parts(n, fpr)[0] if n >= MIN_IMAGES else np.arange(n)
-    fitted = sorted(int(i) for i in first)
+    fitted = sorted(int(i) for i in split_parts(n, fpr)[0])
     model = AppearanceModel().fit((x for batch in read(fitted) for x in batch), count=len(fitted))
     owner = {index: k for k, index in enumerate(fitted)}
     pixels, sse, nll, done = PixelStats(), [], [], 0

@@ -570,6 +570,16 @@ class AnomalyCalibration:
             out["heldout_interval"] = list(self.heldout_interval)
         return out
 
+    def brief(self) -> dict[str, Any]:
+        """to_dict for people and scripts (``info --json``, ``calibrate --json``): the appearance model
+        as its settings and sizes, not its thousands of numbers."""
+        out = self.to_dict()
+        if self.appearance is not None:
+            a = self.appearance
+            out["appearance"] = {"sigmas": list(a.sigmas), "bands": list(a.bands), "statistics": int(a.bank.shape[1]),
+                                 "neighbourhoods": int(a.bank.shape[0])}
+        return out
+
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> "AnomalyCalibration":
         r = _Reader(obj, where)

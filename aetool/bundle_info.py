@@ -42,7 +42,7 @@ def describe(path: str | Path, meta: BundleMeta | None = None) -> dict[str, Any]
             "graphs": {part: {"parameters": g.parameters, "macs_per_image": g.macs, "form": g.form}
                        for part, g in (("encoder", m.encoder), ("decoder", m.decoder))},
             "density_test_log_likelihood_per_dim": m.density_test_log_likelihood_per_dim,
-            "training": m.training, "variant": m.variant, "anomaly": None if m.anomaly is None else m.anomaly.to_dict(),
+            "training": m.training, "variant": m.variant, "anomaly": None if m.anomaly is None else m.anomaly.brief(),
             "no_threshold": None if m.anomaly is not None and m.anomaly.threshold is not None
             else no_threshold_reason(m.anomaly)}
 

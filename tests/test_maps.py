@@ -413,6 +413,9 @@ def test_calibration_stores_the_appearance_model(calibrated_maps):
     assert app.sigmas == STAT_SIGMAS and app.bands == BANDS
     assert app.mean.shape == (dim,) and app.whiten.shape == (dim, dim) and app.bank.shape[1] == dim
     assert 1 <= len(app.bank) <= 4096 and np.all(np.isfinite(app.bank))
+    # info --json gives the model's settings and sizes, not its numbers
+    shown = json.loads(run_cli("info", str(cal), "--json", cwd=cal.parent).stdout)["anomaly"]["appearance"]
+    assert shown == {"sigmas": list(STAT_SIGMAS), "bands": list(BANDS), "statistics": dim, "neighbourhoods": len(app.bank)}
 
 
 def _appearance(key: str, value):

@@ -42,12 +42,13 @@ def score(inputs, csv_path, figure_path, maps_dir, fail_on_anomaly, strict, inve
     encode writes them: UTF-8, with a backslash, control characters (a newline) and bytes
     that are not UTF-8 escaped (\\\\, \\n, \\xff), one line per image.
 
-    A map bundle scores each picture at its own size by its anomaly map: the squared error of its
-    reconstruction, smoothed over a few pixels, over the local texture energy (of the picture or its
-    reconstruction, whichever is less) plus the picture's mean error: about 1 where the error is what
-    the texture there leads one to expect. Its sse is the mean of the map's highest 1 %, its nll the
-    mean over the latent map's positions, so pictures of different sizes compare; --maps writes the
-    maps, --figure shows them over the flagged pictures.
+    A map bundle scores each picture at its own size by its anomaly map: how far each
+    neighbourhood's local statistics (mean level, detail in three bands) are from the nearest of
+    the normal neighbourhoods its calibration kept (aetool calibrate --data normal/ learns them
+    there: calibrate on pictures like those you score). Its sse is the mean of the map's highest
+    1 %, its nll the mean over the latent map's positions, so pictures of different sizes compare;
+    a bundle calibrated before appearance models has the reconstruction's error map instead.
+    --maps writes the maps, --figure shows them over the flagged pictures.
     """
     from ..progress import progress
     from ..scoring import score_pictures
@@ -106,6 +107,7 @@ def calibrate(data_dir, fpr, out, force, invert, bundle, echo, quiet):
     A fifth of the images standardises the score, the threshold is the rank ceil((n+1)(1-fpr)) of
     n more (at most fpr false positives for new images like them), and the rest measure the rate,
     shown with its 95 % interval. Too few images for the rate: an error, and nothing is written.
+    A map bundle's first fifth also fits the appearance model its anomaly maps measure against.
     """
     from ..anomaly import summary
     from ..progress import progress
@@ -114,4 +116,4 @@ def calibrate(data_dir, fpr, out, force, invert, bundle, echo, quiet):
     target, cal = calibrate_bundle(bundle, data_dir, fpr, out=out, force=force, invert=invert,
                                    progress=lambda it, **kw: progress(it, quiet=quiet, **kw))
     echo(f"calibrated {target}: {summary(cal)}")
-    return {"output": str(target), **cal.to_dict()}
+    return {"output": str(target), **cal.brief()}

@@ -100,15 +100,21 @@ def image_score(amap: np.ndarray, share: float = TOP_SHARE) -> float:
     return float(np.mean(np.partition(flat, flat.size - k)[flat.size - k:]))
 
 
-def texture_energy(x: np.ndarray) -> np.ndarray:
-    """(H, W): a (C, H, W) picture's detail beyond a blur of DETAIL_SIGMA, squared, summed over the
-    channels and smoothed like the error (the denominator's local energy)."""
+def detail_energy(x: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W): a (C, H, W) picture's detail beyond a blur of ``sigma``, squared and summed over the
+    channels, pixel by pixel (not yet smoothed)."""
     x = np.asarray(x, np.float32)
-    detail = np.zeros(x.shape[1:], np.float32)
+    e = np.zeros(x.shape[1:], np.float32)
     for c in x:
-        d = c - gaussian_blur(c, DETAIL_SIGMA)
-        detail += d * d
-    return gaussian_blur(detail)
+        d = c - gaussian_blur(c, sigma)
+        e += d * d
+    return e
+
+
+def texture_energy(x: np.ndarray) -> np.ndarray:
+    """(H, W): a (C, H, W) picture's detail beyond a blur of DETAIL_SIGMA, smoothed like the error
+    (the denominator's local energy)."""
+    return gaussian_blur(detail_energy(x, DETAIL_SIGMA))
 
 
 def reconstruction_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -139,13 +145,7 @@ def local_features(x: np.ndarray, sigmas: Sequence[float] = STAT_SIGMAS, bands: 
     texture each moves some of these away from every normal neighbourhood, even where a model
     reconstructs the defect as well as the texture around it."""
     x = np.asarray(x, np.float32)
-    detail = []
-    for s in bands:
-        e = np.zeros(x.shape[1:], np.float32)
-        for c in x:
-            d = c - gaussian_blur(c, s)
-            e += d * d
-        detail.append(e)
+    detail = [detail_energy(x, s) for s in bands]
     out = []  # each statistic kept at the grid alone as it is made: a 12-megapixel picture's D maps would be GBs
     for sigma in sigmas:
         out += [gaussian_blur(c, sigma)[::step, ::step] for c in x]
@@ -225,7 +225,7 @@ class AppearanceModel:
         if dim != self.bank_.shape[1]:
             raise ValueError(f"appearance model of {self.bank_.shape[1]} statistics, picture gives {dim}")
         bank = self.bank_
-        if exclude is not None and getattr(self, "owners_", None) is not None:
+        if exclude is not None and self.owners_ is not None:
             bank = bank[self.owners_ != exclude]
         grid = f.reshape(-1, dim)
         q = (grid - self.mean_.astype(np.float32)) @ self.whiten_.astype(np.float32)

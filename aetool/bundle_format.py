@@ -559,7 +559,7 @@ class AnomalyCalibration:
         return conformal_minimum(self.fpr)
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = dataclasses.asdict(dataclasses.replace(self, appearance=None))  # not a deep copy of the bank
         for key in ("histogram", "rank", "standardisation_images", "heldout_flagged", "heldout_interval",
                     "pixel_threshold", "appearance"):
             if out[key] is None:
@@ -573,7 +573,7 @@ class AnomalyCalibration:
     def brief(self) -> dict[str, Any]:
         """to_dict for people and scripts (``info --json``, ``calibrate --json``): the appearance model
         as its settings and sizes, not its thousands of numbers."""
-        out = self.to_dict()
+        out = dataclasses.replace(self, appearance=None).to_dict()
         if self.appearance is not None:
             a = self.appearance
             out["appearance"] = {"sigmas": list(a.sigmas), "bands": list(a.bands), "statistics": int(a.bank.shape[1]),

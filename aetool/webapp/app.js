@@ -78,14 +78,18 @@
     return gaussianBlur(se, H, W);
   }
   const DETAIL_SIGMA = 2;
-  /** anomaly_maps.texture_energy: a picture's detail beyond a blur of DETAIL_SIGMA, squared, summed, smoothed. */
-  function textureEnergy(x, C, H, W) {
+  /** anomaly_maps.detail_energy: a picture's detail beyond a blur of sigma, squared, summed over the channels. */
+  function detailEnergy(x, C, H, W, sigma) {
     const detail = new Float32Array(H * W);
     for (let c = 0; c < C; c++) {
-      const plane = x.slice(c * H * W, (c + 1) * H * W), blurred = gaussianBlur(plane, H, W, DETAIL_SIGMA);
+      const plane = x.slice(c * H * W, (c + 1) * H * W), blurred = gaussianBlur(plane, H, W, sigma);
       for (let p = 0; p < H * W; p++) { const d = Math.fround(plane[p] - blurred[p]); detail[p] += Math.fround(d * d); }
     }
-    return gaussianBlur(detail, H, W);
+    return detail;
+  }
+  /** anomaly_maps.texture_energy: the detail beyond a blur of DETAIL_SIGMA, smoothed. */
+  function textureEnergy(x, C, H, W) {
+    return gaussianBlur(detailEnergy(x, C, H, W, DETAIL_SIGMA), H, W);
   }
   /** anomaly_maps.reconstruction_map: the smoothed error over the lesser texture energy of picture and reconstruction
    *  plus the picture's own mean smoothed error. */
@@ -102,14 +106,7 @@
    *  log detail energy; an array of D (H, W) maps. */
   function localFeatures(x, C, H, W, sigmas, bands) {
     const planes = Array.from({ length: C }, (_, c) => x.slice(c * H * W, (c + 1) * H * W));
-    const detail = bands.map((s) => {
-      const e = new Float32Array(H * W);
-      for (const plane of planes) {
-        const b = gaussianBlur(plane, H, W, s);
-        for (let p = 0; p < H * W; p++) { const d = Math.fround(plane[p] - b[p]); e[p] += Math.fround(d * d); }
-      }
-      return e;
-    });
+    const detail = bands.map((s) => detailEnergy(x, C, H, W, s));
     const out = [];
     for (const sigma of sigmas) {
       for (const plane of planes) out.push(gaussianBlur(plane, H, W, sigma));
